@@ -1,0 +1,8 @@
+package main
+
+import "github.com/spf13/cobra"
+
+func newAppCmd() *cobra.Command {
+	c := &cobra.Command{Use: "app", Short: "Validate, render, sign, verify and address app manifests"}
+	return c
+}
