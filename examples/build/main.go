@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// git keeps no file modes: give the example key the 0600 that
+	// did.LoadKey insists on, so `archy app sign --key` works on the samples.
+	if err := os.Chmod(examples.KeyFile(), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("chmod the example key: %w", err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
