@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# .ci/podman-setup.sh: install, configure and start rootless Podman for
+# archy's tests on a fresh Debian 12 machine. Run as root; idempotent (a
+# second run changes nothing and reuses a service that already answers).
+#
+# It prints, on stdout and nothing else, the environment the tests need:
+#
+#     eval "$(bash .ci/podman-setup.sh)"
+#
+# exports ARCHY_PODMAN_SOCKET (unix:// URL of the rootless API socket) and
+# ARCHY_PODMAN_USER (the unprivileged user that owns it). Progress and
+# errors go to stderr.
+#
+# How `make test`, run by root, reaches the rootless socket (the choice):
+#
+#   Nodes run as an unprivileged user talking to that user's own Podman
+#   socket; root only installs packages. The tests do the same. A rootless
+#   container's root is the socket owner's UID on the host (other container
+#   UIDs map into the owner's subuid range), so a data folder that a test
+#   bind-mounts must be owned by that user (or by the mapped IDs Podman
+#   reports), not by root, and a root-owned 0700 t.TempDir() is not even
+#   reachable from the container. So the Go test process of every package
+#   that talks to Podman runs AS the archy user: such packages call
+#   internal/podmantest.Main from TestMain, which, when the process is root
+#   and ARCHY_PODMAN_USER is set, copies the test binary to a folder that
+#   user can read and re-executes it with that user's UID/GID, HOME and
+#   XDG_RUNTIME_DIR, forwarding signals and the exit code. `go test` still
+#   builds as root with root's caches; packages that do not talk to Podman
+#   are not affected. Run without ARCHY_PODMAN_USER (a developer already
+#   logged in as the socket's owner) nothing is re-executed.
+#
+#   Tests that need Podman skip with a message naming this script when
+#   ARCHY_PODMAN_SOCKET is unset, except when CI=true: then they fail.
+set -euo pipefail
+
+user=${ARCHY_PODMAN_USER:-archy}
+log() { printf 'podman-setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+	log "run me as root (I install packages and create the user $user)"
+	exit 1
+fi
+
+# 1. Packages. Debian 12 ships Podman 4.3.1.
+pkgs=(podman runc busybox-static uidmap slirp4netns)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
+	apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# 2. Engine settings these machines need: crun fails on the hybrid cgroup
+# layout (use runc), and Podman's default ulimits exceed the sandbox's hard
+# limit. The global file applies to rootless users too.
+conf=/etc/containers/containers.conf
+want='# written by archy .ci/podman-setup.sh
+[containers]
+default_ulimits = ["nofile=1024:1024","nproc=1024:1024"]
+
+[engine]
+runtime = "runc"
+'
+if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$(printf '%s' "$want")" ]; then
+	log "writing $conf"
+	mkdir -p /etc/containers
+	printf '%s' "$want" >"$conf"
+fi
+
+# 3. The unprivileged user with subordinate ID ranges.
+if ! id -u "$user" >/dev/null 2>&1; then
+	log "creating user $user"
+	useradd -m -s /bin/bash "$user"
+fi
+uid=$(id -u "$user")
+gid=$(id -g "$user")
+home=$(getent passwd "$user" | cut -d: -f6)
+if ! grep -q "^$user:" /etc/subuid; then
+	log "adding subuids for $user"
+	usermod --add-subuids 200000-265535 "$user"
+fi
+if ! grep -q "^$user:" /etc/subgid; then
+	log "adding subgids for $user"
+	usermod --add-subgids 200000-265535 "$user"
+fi
+
+# 4. slirp4netns publishes ports through /dev/net/tun, 0600 here.
+if [ ! -c /dev/net/tun ]; then
+	mkdir -p /dev/net
+	mknod /dev/net/tun c 10 200
+fi
+chmod 0666 /dev/net/tun
+
+# 5. The user's runtime folder (no systemd-logind here to make it).
+run_dir=/run/user/$uid
+install -d -m 0700 -o "$uid" -g "$gid" "$run_dir"
+install -d -m 0700 -o "$uid" -g "$gid" "$run_dir/podman"
+sock=$run_dir/podman/podman.sock
+url=unix://$sock
+
+as_user() {
+	runuser -u "$user" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$run_dir" "$@"
+}
+answers() { as_user timeout 10 podman --url "$url" version >/dev/null 2>&1; }
+
+# 6. The rootless API service, in the background, owned by nobody's session.
+if answers; then
+	log "service already answers on $url"
+else
+	if [ -f "$run_dir/podman/service.pid" ]; then
+		old=$(cat "$run_dir/podman/service.pid")
+		# A stale service that does not answer (stopped, hung): end that
+		# one process by its id, not by name.
+		if kill -0 "$old" 2>/dev/null; then
+			log "ending unresponsive service pid $old"
+			kill -CONT "$old" 2>/dev/null || true
+			kill "$old" 2>/dev/null || true
+		fi
+	fi
+	rm -f "$sock"
+	log "starting podman system service on $url"
+	as_user setsid podman system service --time=0 "$url" \
+		</dev/null >>"$run_dir/podman/service.log" 2>&1 &
+	echo $! >"$run_dir/podman/service.pid"
+	# Poll the socket: nothing signals readiness, so wait up to 60 s.
+	for _ in $(seq 1 120); do
+		if answers; then break; fi
+		sleep 0.5
+	done
+	if ! answers; then
+		log "service did not answer in 60 s; its log:"
+		tail -n 50 "$run_dir/podman/service.log" >&2 || true
+		exit 1
+	fi
+fi
+log "$(as_user podman --url "$url" version --format 'server {{.Server.Version}} API {{.Server.APIVersion}}, client {{.Client.Version}}')"
+
+printf 'export ARCHY_PODMAN_SOCKET=%s\n' "$url"
+printf 'export ARCHY_PODMAN_USER=%s\n' "$user"
