@@ -21,6 +21,7 @@ import (
 	"slices"
 
 	"github.com/archy-node/archy/examples"
+	"github.com/archy-node/archy/internal/ociimage"
 )
 
 func main() {
@@ -124,7 +125,12 @@ func Build(ctx context.Context, appsDir, busybox string, ids []string) ([]Built,
 				if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 					return nil, fmt.Errorf("build images: %w", err)
 				}
-				digest, err := buildImage(ctx, rootfs, out, c.Image.Ref)
+				digest, err := ociimage.Build(ctx, rootfs, out, c.Image.Ref, ociimage.WithConfig(ociimage.Config{
+					Cmd:        c.Command,
+					Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+					WorkingDir: "/",
+					Labels:     map[string]string{"org.opencontainers.image.title": m.Name, "org.opencontainers.image.version": m.Version},
+				}))
 				if err != nil {
 					return nil, fmt.Errorf("%s: container %s: %w", rel.Dir, c.Name, err)
 				}
