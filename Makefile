@@ -11,7 +11,7 @@ build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
 
 # Everything CI checks: lint, the whole test suite with -race, short fuzzing.
-test: build lint
+test: build lint images
 	$(GO) test $(GOTAGS) -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
@@ -34,3 +34,7 @@ run: build
 
 clean:
 	rm -rf bin
+
+# The sample apps' OCI archives, built offline and deterministically.
+images:
+	$(GO) run ./examples/build
