@@ -16,6 +16,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
+	mhcore "github.com/multiformats/go-multihash/core"
 	zeebo "github.com/zeebo/blake3"
 	"lukechampine.com/blake3"
 )
@@ -366,5 +367,56 @@ func TestSumReaderError(t *testing.T) {
 	c, n, err := SumReader(r)
 	if !errors.Is(err, boom) || c.Defined() || n != 10 {
 		t.Errorf("SumReader = %s, %d, %v; want undefined, 10, the read error", c, n, err)
+	}
+}
+
+// TestMultihashRegistry: BLAKE3 multihashes made through go-multihash's
+// registry (what go-cid and boxo use to check blocks) come from the same
+// implementation as Digest and match the vectors, at the default and at
+// other lengths.
+func TestMultihashRegistry(t *testing.T) {
+	v := loadBLAKE3Vectors(t)
+	for _, c := range v.Cases {
+		t.Run(fmt.Sprint(c.InputLen), func(t *testing.T) {
+			in := vectorInput(c.InputLen)
+			full := mustHex(t, c.Hash)
+			for _, size := range []int{-1, 20, 32, 64, 128} {
+				m, err := mh.Sum(in, mh.BLAKE3, size)
+				if err != nil {
+					t.Fatalf("mh.Sum(size %d): %v", size, err)
+				}
+				dec, err := mh.Decode(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := size
+				if size == -1 {
+					want = 32
+				}
+				if wantDigest := full[:min(want, len(full))]; want <= len(full) && !bytes.Equal(dec.Digest, wantDigest) {
+					t.Errorf("mh.Sum(size %d) = %x, want %x", size, dec.Digest, wantDigest)
+				}
+				if len(dec.Digest) != want {
+					t.Errorf("mh.Sum(size %d): %d-byte digest", size, len(dec.Digest))
+				}
+			}
+			// cid.Prefix.Sum is how boxo builds and checks block CIDs.
+			got, err := Sum(nil).Prefix().Sum(in)
+			if err != nil || !got.Equals(Sum(in)) {
+				t.Errorf("Prefix.Sum = %s, %v; want %s", got, err, Sum(in))
+			}
+		})
+	}
+	for _, size := range []int{0, -2, 129} {
+		if _, err := mh.Sum([]byte("x"), mh.BLAKE3, size); err == nil {
+			t.Errorf("mh.Sum accepted BLAKE3 size %d", size)
+		}
+	}
+	h, err := mhcore.GetHasher(mh.BLAKE3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.(*zeebo.Hasher); !ok {
+		t.Errorf("registered BLAKE3 hasher is %T, want the one behind Digest", h)
 	}
 }
