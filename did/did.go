@@ -29,8 +29,8 @@ const (
 const maxDIDLen = 128
 
 // Error is a DID resolution error; Code is the did:key method's error name
-// (invalidDid, invalidPublicKeyLength), so callers and JSON output can
-// report it verbatim.
+// (invalidDid, invalidPublicKeyLength, invalidPublicKey), so callers and
+// JSON output can report it verbatim.
 type Error struct {
 	Code   string
 	Reason string
@@ -49,6 +49,11 @@ var (
 	ErrInvalidDID = &Error{Code: "invalidDid"}
 	// ErrInvalidPublicKeyLength is returned when the key inside a did:key has the wrong length.
 	ErrInvalidPublicKeyLength = &Error{Code: "invalidPublicKeyLength"}
+	// ErrInvalidPublicKey is returned when the 32 bytes inside a did:key are
+	// not a usable Ed25519 public key: not a point on the curve, a
+	// non-canonical encoding of one, or a point of small order (which
+	// anyone can forge signatures for).
+	ErrInvalidPublicKey = &Error{Code: "invalidPublicKey"}
 )
 
 func invalid(format string, a ...any) error {
@@ -67,7 +72,8 @@ func multibaseKey(codec uint64, key []byte) string {
 
 // Parse returns the Ed25519 public key named by a did:key. A key-id form
 // with a fragment ("did:key:z…#z…") is accepted when the fragment names the
-// same key. Errors match ErrInvalidDID or ErrInvalidPublicKeyLength.
+// same key. Errors match ErrInvalidDID, ErrInvalidPublicKeyLength or
+// ErrInvalidPublicKey.
 func Parse(s string) (ed25519.PublicKey, error) {
 	if len(s) > maxDIDLen*2+1 {
 		return nil, invalid("too long (%d bytes)", len(s))
@@ -105,13 +111,32 @@ func parseMultibaseKey(mb string, wantCodec uint64, size int) ([]byte, error) {
 	if len(key) != size {
 		return nil, &Error{Code: "invalidPublicKeyLength", Reason: fmt.Sprintf("%d bytes, want %d", len(key), size)}
 	}
-	// Reject keys that are not points on the curve: they can never verify.
 	if codec == codecEd25519Pub {
-		if _, err := new(edwards25519.Point).SetBytes(key); err != nil {
-			return nil, invalid("public key is not a valid Ed25519 point")
+		if err := checkEd25519(key); err != nil {
+			return nil, err
 		}
 	}
 	return key, nil
+}
+
+// checkEd25519 refuses what the did:key method calls an invalidPublicKey.
+// Off-curve bytes can never verify. A non-canonical encoding (y >= p, or
+// x = 0 with the sign bit set) names the same point as its canonical
+// form, so one key holder could appear as two DIDs and count twice
+// towards a threshold. A small-order point (the identity among them) has
+// signatures anyone can forge.
+func checkEd25519(key []byte) error {
+	p, err := new(edwards25519.Point).SetBytes(key)
+	if err != nil {
+		return &Error{Code: "invalidPublicKey", Reason: "not a point on the Ed25519 curve"}
+	}
+	if string(p.Bytes()) != string(key) {
+		return &Error{Code: "invalidPublicKey", Reason: "not the canonical encoding of an Ed25519 point"}
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return &Error{Code: "invalidPublicKey", Reason: "an Ed25519 point of small order"}
+	}
+	return nil
 }
 
 // Valid reports whether s is a well-formed Ed25519 did:key.

@@ -2,10 +2,12 @@ package did
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/go-json-experiment/json"
 )
@@ -89,27 +91,82 @@ func (e *Envelope) Marshal() ([]byte, error) {
 	return json.Marshal(e, json.Deterministic(true))
 }
 
+// wireEnvelope is an Envelope as it arrives: base64 fields kept as text so
+// that ParseEnvelope can accept both alphabets DSSE allows.
+type wireEnvelope struct {
+	PayloadType string    `json:"payloadType"`
+	Payload     *string   `json:"payload"`
+	Signatures  []wireSig `json:"signatures"`
+}
+
+type wireSig struct {
+	KeyID string `json:"keyid"`
+	Sig   string `json:"sig"`
+}
+
 // ParseEnvelope parses envelope JSON strictly: size-capped, no unknown or
-// duplicate keys, exact key case, valid UTF-8, no trailing bytes. The
-// payload is not looked at.
+// duplicate keys, exact key case, valid UTF-8, no trailing bytes, a
+// payload present, one to MaxSignatures signatures. Payload and sig are
+// base64 in the standard or the URL-safe alphabet, padded or not, as DSSE
+// requires verifiers to accept; bits after the last full byte must be
+// zero, so each byte string has one spelling per alphabet. The payload is
+// not looked at.
 func ParseEnvelope(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte cap", ErrEnvelope, len(data), MaxEnvelopeSize)
 	}
-	var e Envelope
-	if err := json.Unmarshal(data, &e, json.RejectUnknownMembers(true)); err != nil {
+	var w wireEnvelope
+	if err := json.Unmarshal(data, &w, json.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
-	if e.PayloadType == "" {
+	if w.PayloadType == "" {
 		return nil, fmt.Errorf("%w: payloadType is empty", ErrEnvelope)
 	}
-	if len(e.Signatures) == 0 {
+	if w.Payload == nil {
+		return nil, fmt.Errorf("%w: payload is missing", ErrEnvelope)
+	}
+	if len(w.Signatures) == 0 {
 		return nil, fmt.Errorf("%w: no signatures", ErrEnvelope)
 	}
-	if len(e.Signatures) > MaxSignatures {
-		return nil, fmt.Errorf("%w: %d signatures exceeds the cap of %d", ErrEnvelope, len(e.Signatures), MaxSignatures)
+	if len(w.Signatures) > MaxSignatures {
+		return nil, fmt.Errorf("%w: %d signatures exceeds the cap of %d", ErrEnvelope, len(w.Signatures), MaxSignatures)
 	}
-	return &e, nil
+	payload, err := decodeBase64(*w.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrEnvelope, err)
+	}
+	e := &Envelope{PayloadType: w.PayloadType, Payload: payload, Signatures: make([]Signature, len(w.Signatures))}
+	for i, s := range w.Signatures {
+		sig, err := decodeBase64(s.Sig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: signatures[%d].sig: %v", ErrEnvelope, i, err)
+		}
+		e.Signatures[i] = Signature{KeyID: s.KeyID, Sig: sig}
+	}
+	return e, nil
+}
+
+// base64Encodings are the spellings DSSE verifiers must accept, strict
+// about trailing bits.
+var base64Encodings = [...]*base64.Encoding{
+	base64.StdEncoding.Strict(),
+	base64.URLEncoding.Strict(),
+	base64.RawStdEncoding.Strict(),
+	base64.RawURLEncoding.Strict(),
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	// encoding/base64 skips CR and LF even in strict mode; DSSE has no
+	// line breaks, so refuse them rather than accept a second spelling.
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("line break inside base64")
+	}
+	for _, enc := range base64Encodings {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not base64 (standard or URL-safe)")
 }
 
 // Verify checks the envelope's payload type first, then its signatures

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
-
-	"github.com/archy-node/archy/internal/atomicfile"
+	"path/filepath"
 )
 
 // Key is an Ed25519 signing key and the did:key it controls.
@@ -50,6 +51,11 @@ func (k *Key) Sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
 // String never prints the private key.
 func (k *Key) String() string { return "did.Key(" + k.did + ")" }
 
+// Format prints the DID only, whatever the verb (%v, %+v, %#v, %x, %d...),
+// so no format string or log handler can spill the private key. It has a
+// value receiver so that a dereferenced Key is covered too.
+func (k Key) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
 // keyFile is the on-disk form: versioned, the DID beside the seed so a
 // mismatched or edited file is caught on load.
 type keyFile struct {
@@ -63,8 +69,11 @@ const keyFileType = "archy.did-key/v1"
 // ErrKeyFileMode is returned when a key file can be read by others than its owner.
 var ErrKeyFileMode = errors.New("key file is readable by group or others")
 
-// Save writes k to path with mode 0600, atomically (temp file, fsync,
-// rename), and refuses to overwrite an existing file.
+// Save writes k to path with mode 0600 and refuses to overwrite an
+// existing file, atomically on both counts: the key is written to a temp
+// file in the same folder, synced, then hard-linked into place, which
+// fails if path exists (even if it appeared after the check), so a reader
+// never sees half a key and an existing key is never replaced.
 func (k *Key) Save(path string) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
@@ -73,15 +82,51 @@ func (k *Key) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("save key %s: %w", path, err)
 	}
-	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
+	data = append(data, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("save key %s: %w", path, err)
 	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := writeSync(tmp, data); err != nil {
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	if err := os.Link(name, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
+		}
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 	return nil
+}
+
+// writeSync makes f owner-only, writes data, syncs and closes it.
+func writeSync(f *os.File, data []byte) error {
+	err := f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // LoadKey reads a key file written by Save. It refuses a file that group or
 // others can read, saying so, because such a key may already be copied.
 func LoadKey(path string) (*Key, error) {
+	// Refuse a FIFO or device before opening it: opening a FIFO blocks.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("load key %s: not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("load key: %w", err)
