@@ -580,7 +580,7 @@ func engineSocketTarget(s string) bool {
 		return true
 	}
 	for _, sock := range engineSockets {
-		if strings.HasSuffix(sock, ".sock") && pathMatch(sock, p) {
+		if strings.HasSuffix(sock, ".sock") && pathMatch(p, sock) {
 			return true
 		}
 	}
