@@ -58,7 +58,7 @@ func Load(p string) (*Loaded, error) {
 	}
 	m, err := ParseManifest(data, formatOf(file))
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", file, err)
+		return nil, inFile(file, err)
 	}
 	dir, err := filepath.Abs(filepath.Dir(file))
 	if err != nil {
@@ -77,13 +77,23 @@ func Load(p string) (*Loaded, error) {
 		ps = append(ps, ve.Problems...)
 	}
 	if err := ps.err(); err != nil {
-		return nil, fmt.Errorf("load %s: %w", file, err)
+		return nil, inFile(file, err)
 	}
 	if l.Payload, err = Canonical(m); err != nil {
 		return nil, fmt.Errorf("load %s: %w", file, err)
 	}
 	l.CID = cas.Sum(l.Payload)
 	return l, nil
+}
+
+// inFile records the manifest file in a *ValidationError.
+func inFile(file string, err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		ve.File = file
+		return ve
+	}
+	return fmt.Errorf("load %s: %w", file, err)
 }
 
 // findManifest returns the manifest file p names, or the one in folder p.

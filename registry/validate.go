@@ -86,11 +86,16 @@ func (p Problem) String() string {
 
 // ValidationError lists every problem of a manifest at once.
 type ValidationError struct {
+	// File is the manifest file, when the manifest was loaded from one.
+	File     string
 	Problems []Problem
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
 	b.WriteString("invalid manifest: ")
 	for i, p := range e.Problems {
 		if i > 0 {
