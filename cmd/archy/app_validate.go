@@ -90,4 +90,3 @@ func checkApp(p string) appCheck {
 	r.OK, r.File, r.ID, r.Version, r.CID = true, l.File, l.Manifest.ID, l.Manifest.Version, l.CID.String()
 	return r
 }
-
