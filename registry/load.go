@@ -111,7 +111,10 @@ func findManifest(p string) (string, error) {
 	var found []string
 	for _, n := range ManifestFiles {
 		f := filepath.Join(p, n)
-		if _, err := os.Stat(f); err == nil {
+		if fi, err := os.Stat(f); err == nil {
+			if !fi.Mode().IsRegular() {
+				return "", fmt.Errorf("load manifest %s: not a regular file", f)
+			}
 			found = append(found, f)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("load manifest: %w", err)
@@ -169,6 +172,10 @@ func (l *Loaded) resolveArchive(ps *problems, p string, c *Container) {
 	}
 	if rel, err := filepath.Rel(realDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		ps.add(p+".archive", "%s resolves (through a symlink) outside the app folder", im.Archive)
+		return
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+		ps.add(p+".archive", "%s is not a regular file", im.Archive)
 		return
 	}
 	sum, err := ReadOCIArchive(real)
