@@ -433,7 +433,7 @@ func validateVolumes(ps *problems, p string, vols []Volume) {
 	for i, v := range vols {
 		vp := fmt.Sprintf("%s[%d]", p, i)
 		if engineSocket(v.Path) {
-			ps.add(vp+".path", "%q would expose a container engine socket (Docker/Podman): refused, apps never control the engine", clip(v.Path))
+			ps.add(vp+".path", "%q is, holds or lies in a container engine socket or state folder (Docker/Podman): refused, apps never reach the engine", clip(v.Path))
 		} else if msg := checkRelPath(v.Path); msg != "" {
 			ps.add(vp+".path", "%s", msg)
 		}

@@ -90,7 +90,7 @@ func TestAppValidate(t *testing.T) {
 	}
 	for _, want := range []string{
 		"containers[0].privileged: privileged containers are refused",
-		"containers[0].volumes[0].path: \"/var/run/docker.sock\" would expose a container engine socket",
+		"containers[0].volumes[0].path: \"/var/run/docker.sock\" is, holds or lies in a container engine socket",
 		"containers[0].volumes[0].mount: \"/var/run/docker.sock\" is a container engine socket path",
 		"1 of 2 manifest(s) failed validation",
 	} {
