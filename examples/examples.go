@@ -6,8 +6,6 @@
 package examples
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,8 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/archy-node/archy/registry"
 )
@@ -105,30 +101,21 @@ func Apps(dir string) ([]App, error) {
 	return apps, nil
 }
 
-// LoadManifest reads an authoring manifest (YAML or JSON) strictly: unknown
-// or duplicate keys are errors. It does not resolve image archives.
+// LoadManifest reads an authoring manifest (YAML or JSON) strictly with the
+// registry's parser, without resolving image archives (they may not be
+// built yet).
 func LoadManifest(path string) (*registry.Manifest, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	if len(data) > registry.MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s: %d bytes exceeds the %d-byte cap", path, len(data), registry.MaxManifestSize)
+	format := "yaml"
+	if strings.HasSuffix(path, ".json") {
+		format = "json"
 	}
-	raw := data
-	if !strings.HasSuffix(path, ".json") {
-		var doc any
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		if err := dec.Decode(&doc); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", path, err)
-		}
-		if raw, err = json.Marshal(doc); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", path, err)
-		}
-	}
-	var m registry.Manifest
-	if err := registry.StrictUnmarshal(raw, &m); err != nil {
+	m, err := registry.ParseManifest(data, format)
+	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
 	}
-	return &m, nil
+	return m, nil
 }

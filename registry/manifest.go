@@ -80,11 +80,12 @@ type EnvVar struct {
 	Secret string `json:"secret,omitempty"`
 }
 
-// Port publishes a container port on the host (127.0.0.1 unless the owner
-// says otherwise).
+// Port declares a container port and, when Host is set, publishes it on
+// the host (127.0.0.1 unless the owner says otherwise). Without Host the
+// port is reachable only by the app's other containers.
 type Port struct {
 	Container int    `json:"container"`
-	Host      int    `json:"host"`
+	Host      int    `json:"host,omitempty"`
 	Protocol  string `json:"protocol,omitempty"` // tcp (default) or udp
 }
 

@@ -5,6 +5,9 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -51,32 +54,68 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 
 // ParsePayload parses signed manifest bytes strictly: no unknown, duplicate
 // or case-variant keys, valid UTF-8, no BOM, no trailing bytes, integers
-// within ±2^53. Call it only after the signature over these bytes holds.
+// within ±2^53, and the bytes must be exactly the manifest's canonical
+// form (RFC 8785, no authoring-only fields, no explicit zero values), so
+// that whatever is accepted has one CID. Call it only after the signature
+// over these bytes holds.
 func ParsePayload(b []byte) (*Manifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte cap", ErrStrictParse, len(b), MaxManifestSize)
+	}
 	var m Manifest
 	if err := StrictUnmarshal(b, &m); err != nil {
 		return nil, err
 	}
+	canon, err := Canonical(&m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStrictParse, err)
+	}
+	if !bytes.Equal(canon, b) {
+		return nil, fmt.Errorf("%w: payload is not the canonical form of its manifest (at byte %d)", ErrStrictParse, firstDiff(canon, b))
+	}
 	return &m, nil
 }
 
-// StrictUnmarshal decodes signed JSON bytes into v with the rules of
-// ParsePayload; the catalog uses it too.
+func firstDiff(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// StrictUnmarshal decodes signed JSON bytes into v strictly: no BOM, valid
+// UTF-8, no unknown, duplicate or case-variant keys, no trailing bytes,
+// every number within ±2^53 exactly. The catalog uses it too.
 func StrictUnmarshal(b []byte, v any) error {
 	if len(b) >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
 		return fmt.Errorf("%w: byte order mark", ErrStrictParse)
 	}
+	if !utf8.Valid(b) {
+		return fmt.Errorf("%w: invalid UTF-8", ErrStrictParse)
+	}
 	if err := checkIntegers(b); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(b, v, json.RejectUnknownMembers(true)); err != nil {
+	// json v2 refuses duplicate names, invalid UTF-8 and trailing data by
+	// default and matches names case-sensitively, so "ID" is an unknown
+	// member, not an alias of "id".
+	if err := json.Unmarshal(b, v, json.RejectUnknownMembers(true), json.MatchCaseInsensitiveNames(false)); err != nil {
 		return fmt.Errorf("%w: %v", ErrStrictParse, err)
 	}
 	return nil
 }
 
-// checkIntegers refuses numbers that cannot round-trip through an IEEE
-// double (|n| > 2^53), so every verifier, in any language, reads the same value.
+// maxSafeInteger is 2^53, the largest magnitude every IEEE-double reader
+// holds exactly.
+const maxSafeInteger = "9007199254740992"
+
+// checkIntegers refuses numbers whose magnitude is beyond 2^53, so every
+// verifier, in any language, reads the same value. The comparison is done
+// on the decimal text, exactly: 9007199254740993 (which a float64 rounds
+// to 2^53) is refused.
 func checkIntegers(b []byte) error {
 	dec := jsontext.NewDecoder(bytes.NewReader(b))
 	for {
@@ -84,12 +123,56 @@ func checkIntegers(b []byte) error {
 		if err != nil {
 			return nil // syntax errors are reported by the decoder proper
 		}
-		if tok.Kind() == '0' {
-			if f, _ := tok.Float(); f > 1<<53 || f < -(1<<53) {
-				return fmt.Errorf("%w: number %s at %s is beyond ±2^53", ErrStrictParse, tok.String(), dec.StackPointer())
-			}
+		if tok.Kind() == '0' && beyondSafe(tok.String()) {
+			return fmt.Errorf("%w: number %.40s at %s is beyond ±2^53", ErrStrictParse, tok.String(), dec.StackPointer())
 		}
 	}
+}
+
+// beyondSafe reports whether the JSON number literal n has a magnitude
+// greater than 2^53, without floating-point rounding.
+func beyondSafe(n string) bool {
+	n = strings.TrimPrefix(n, "-")
+	mant, expStr, hasExp := strings.Cut(strings.ToLower(n), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return false // zero
+	}
+	// value = 0.digits × 10^pos, where pos counts the integer digits.
+	pos := int64(len(intPart)) - int64(len(intPart+frac)-len(digits))
+	if hasExp {
+		expStr = strings.TrimPrefix(expStr, "+")
+		neg := strings.HasPrefix(expStr, "-")
+		expStr = strings.TrimLeft(strings.TrimPrefix(expStr, "-"), "0")
+		if len(expStr) > 9 {
+			return !neg // astronomically large or small
+		}
+		var e int64
+		if expStr != "" {
+			e, _ = strconv.ParseInt(expStr, 10, 64) // at most 9 digits: cannot fail
+		}
+		if neg {
+			e = -e
+		}
+		pos += e
+	}
+	digits = strings.TrimRight(digits, "0")
+	switch {
+	case pos > int64(len(maxSafeInteger)):
+		return true
+	case pos < int64(len(maxSafeInteger)):
+		return false
+	}
+	head := digits
+	if len(head) > len(maxSafeInteger) {
+		head = head[:len(maxSafeInteger)]
+	}
+	head += strings.Repeat("0", len(maxSafeInteger)-len(head))
+	if head != maxSafeInteger {
+		return head > maxSafeInteger
+	}
+	return len(digits) > len(maxSafeInteger) // 2^53 plus a fraction
 }
 
 // Verified is a manifest whose envelope signature, publisher binding and
@@ -108,6 +191,9 @@ type Verified struct {
 func Sign(m *Manifest, key *did.Key) (*did.Envelope, cid.Cid, error) {
 	if m.Publisher != key.DID() {
 		return nil, cid.Undef, fmt.Errorf("sign manifest %s: key %s is not the publisher %s: %w", m.ID, key.DID(), m.Publisher, ErrPublisherMismatch)
+	}
+	if err := m.validate(true); err != nil {
+		return nil, cid.Undef, fmt.Errorf("sign manifest %s: %w", m.ID, err)
 	}
 	payload, err := Canonical(m)
 	if err != nil {
@@ -160,7 +246,7 @@ func VerifyParsed(env *did.Envelope) (*Verified, error) {
 	if signer == "" {
 		return nil, fmt.Errorf("verify manifest %s: %w (publisher %s)", m.ID, ErrPublisherMismatch, m.Publisher)
 	}
-	if err := m.Validate(); err != nil {
+	if err := m.validate(true); err != nil {
 		return nil, fmt.Errorf("verify manifest %s: %w", m.ID, err)
 	}
 	return &Verified{Manifest: m, Payload: env.Payload, CID: cas.Sum(env.Payload), Signer: signer, Envelope: env}, nil

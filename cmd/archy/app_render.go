@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/archy-node/archy/orchestrator/quadlet"
 	"github.com/archy-node/archy/registry"
@@ -32,10 +28,11 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 (no .network units, no Secret= or Health* keys).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := loadAppManifest(args[0])
+			l, err := registry.Load(args[0])
 			if err != nil {
 				return err
 			}
+			m := l.Manifest
 			dir := dataDir
 			if dir == "" {
 				if dir, err = defaultAppDataDir(m.ID); err != nil {
@@ -117,50 +114,4 @@ func defaultAppDataDir(id string) (string, error) {
 		base = filepath.Join(home, ".local", "share")
 	}
 	return filepath.Join(base, "archy", "apps", id, "data"), nil
-}
-
-// loadAppManifest reads the authoring manifest of an app folder or file,
-// strictly (unknown or duplicate keys are errors).
-//
-// TODO(lead): replace with the registry's app loader once it lands (it also
-// computes image CIDs and digests from image.archive); this one leaves them
-// as written.
-func loadAppManifest(path string) (*registry.Manifest, error) {
-	file := path
-	if st, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("read app: %w", err)
-	} else if st.IsDir() {
-		file = ""
-		for _, name := range []string{"manifest.yaml", "manifest.yml", "manifest.json"} {
-			if _, err := os.Stat(filepath.Join(path, name)); err == nil {
-				file = filepath.Join(path, name)
-				break
-			}
-		}
-		if file == "" {
-			return nil, fmt.Errorf("read app: %s holds no manifest.yaml or manifest.json", path)
-		}
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	if len(data) > registry.MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s: %d bytes exceeds the %d-byte cap", file, len(data), registry.MaxManifestSize)
-	}
-	raw := data
-	if !strings.HasSuffix(file, ".json") {
-		var doc any
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", file, err)
-		}
-		if raw, err = json.Marshal(doc); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", file, err)
-		}
-	}
-	var m registry.Manifest
-	if err := registry.StrictUnmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", file, err)
-	}
-	return &m, nil
 }

@@ -47,8 +47,8 @@ func TestAppRender(t *testing.T) {
 				t.Errorf("printed %q", out)
 			}
 		}},
-		{"missing app", []string{"app", "render", filepath.Join(t.TempDir(), "nope")}, "read app", nil},
-		{"folder without manifest", []string{"app", "render", t.TempDir()}, "no manifest.yaml", nil},
+		{"missing app", []string{"app", "render", filepath.Join(t.TempDir(), "nope")}, "no such file", nil},
+		{"folder without manifest", []string{"app", "render", t.TempDir()}, "holds none of", nil},
 		{"bad target", []string{"app", "render", hello, "--podman", "3.0"}, `podman target "3.0"`, nil},
 	}
 	for _, tt := range tests {

@@ -213,6 +213,9 @@ func (r *renderer) container(i int) (Unit, error) {
 
 	for j, p := range c.Ports {
 		pf := fmt.Sprintf("%s.ports[%d]", field, j)
+		if p.Host == 0 {
+			continue // internal: reachable on the app's network only
+		}
 		if p.Host < 1 || p.Host > 65535 || p.Container < 1 || p.Container > 65535 {
 			return Unit{}, fmt.Errorf("%w: %s: ports must be within 1-65535", ErrRender, pf)
 		}
