@@ -18,7 +18,12 @@ import (
 
 // The catalog of a curated registry: a versioned, expiring list of vetted
 // app manifests, signed in a DSSE envelope by a threshold of the registry's
-// root keys.
+// root keys. It is TUF's protections folded into one document: the catalog
+// carries its root (keys, threshold, root version), so one signed file is
+// root, timestamp and targets at once. A root rotation is a catalog whose
+// root version is the previous one plus one, signed by a threshold of both
+// roots; nodes that missed rotations walk them one version at a time
+// (TrustStore.Update with a Rotations source), like TUF's root chain.
 const (
 	// CatalogSchema is the only catalog schema this version reads and writes.
 	CatalogSchema = "archy.catalog/v1"

@@ -12,6 +12,21 @@ import (
 	"github.com/archy-node/archy/registry"
 )
 
+// TUF's attack classes (theupdateframework.io/docs/security, spec §1.5.2)
+// and the tests that cover them:
+//
+//	arbitrary software      TestNewCatalogUnsigned, TestConfiguredRootNotLearnt, TestThresholdCombos, TestMixAndMatch (byte flipped)
+//	rollback                TestNewCatalogVersionRollback, TestSameVersionOtherBytes, TestExpiredLocalCatalogVersionRollback, TestRootVersionRollback, TestLostCatalogKeepsFloor, TestCuratorWorkflow
+//	indefinite freeze       TestNewCatalogExpired, TestFreezeReportsStale, TestFinalRootExpired
+//	endless data            TestSizeCap (catalog and rotation), TestMaxRootRotations
+//	extraneous dependencies TestMixAndMatch (images), TestUntrustedSigner
+//	fast-forward            TestFastForwardRecovery
+//	mix-and-match           TestMixAndMatch
+//	malicious mirrors       TestMixAndMatch, TestUntrustedSigner, TestCrossTypeReplay
+//	wrong software          TestMixAndMatch, TestCrossTypeReplay
+//	key compromise          TestRootRotation, TestThresholdCountsDistinctKeys, TestFastForwardRecovery, TestCorruptStateFailsClosed
+//	slow retrieval          the transport's deadline (ctx); the store reads what it is handed
+//
 // The adversarial suite. Case names follow go-tuf's
 // updater_top_level_update_test.go, python-tuf's
 // test_updater_top_level_update.py / test_updater_key_rotations.py and

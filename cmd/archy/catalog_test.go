@@ -96,7 +96,7 @@ func copyFile(t *testing.T, from, to string) {
 func storeStatus(t *testing.T, store string) registry.Status {
 	t.Helper()
 	var st struct {
-		Status registry.Status   `json:"status"`
+		Status registry.Status    `json:"status"`
 		Apps   []registry.Listing `json:"apps"`
 	}
 	if err := json.Unmarshal([]byte(mustArchy(t, "catalog", "status", "--store", store, "--json")), &st); err != nil {
