@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -577,4 +578,32 @@ func TestFastForwardRecovery(t *testing.T) {
 	n.refuse(signCatalog(t, attack, 0), rot, registry.ErrThreshold)
 	n.refuse(signCatalog(t, newCatalog(t, 100000, t0.Add(week), rotated, twoApps...), 0), rot, registry.ErrThreshold)
 	n.wantVersion(6, 2)
+}
+
+// failingSource fails every fetch, as a dead or hung peer does once the
+// caller's deadline passes.
+type failingSource struct{ err error }
+
+func (f failingSource) Rotation(ctx context.Context, _ int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, f.err
+}
+
+func TestSlowRetrievalIsBounded(t *testing.T) {
+	// Slow retrieval is the transport's to bound: the rotation source gets
+	// the caller's context, and a fetch that fails or runs out of time
+	// fails the update without changing anything.
+	n := newNode(t, root123(t))
+	good := signCatalog(t, newCatalog(t, 1, t0.Add(week), root123(t), twoApps...), 0, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := n.snapshot()
+	if _, err := n.store.Update(ctx, bytes.NewReader(good), registry.RotationMap{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("update with a cancelled context: %v", err)
+	}
+	n.assertUnchanged(before)
+	n.refuse(good, failingSource{context.DeadlineExceeded}, context.DeadlineExceeded)
+	n.accept(good, registry.RotationMap{})
 }
