@@ -57,6 +57,7 @@ that nodes follow. The workflow:
   archy catalog add SIGNED-MANIFEST...                   vet developer manifests into the draft
   archy catalog sign --key KEYFILE                       co-sign; run once per key
   archy catalog rotate --add-key DID --remove-key DID    new root keys (signed by old and new)
+  archy catalog bump                                     next version, fresh expiry, same apps
   archy catalog verify catalog.json --store DIR          what a node does with it
   archy catalog show [FILE]                              print a catalog
 
@@ -67,6 +68,7 @@ that nodes follow. The workflow:
 		newCatalogAddCmd(),
 		newCatalogSignCmd(),
 		newCatalogRotateCmd(),
+		newCatalogBumpCmd(),
 		newCatalogVerifyCmd(),
 		newCatalogStatusCmd(),
 		newCatalogShowCmd(),

@@ -274,6 +274,16 @@ func TestCuratorWorkflow(t *testing.T) {
 		t.Fatalf("fresh node: %s", out)
 	}
 
+	// bump: v5 with the same apps and a fresh expiry.
+	if out = mustArchy(t, "catalog", "bump", "--dir", cur, "--expires", "48h"); !strings.Contains(out, "version 5") {
+		t.Fatalf("bump: %s", out)
+	}
+	mustArchy(t, "catalog", "sign", "--dir", cur, "--key", keyA)
+	mustArchy(t, "catalog", "sign", "--dir", cur, "--key", keyD)
+	if out = mustArchy(t, "catalog", "verify", published, "--store", node); !strings.Contains(out, "accepted catalog version 5") {
+		t.Fatalf("verify v5: %s", out)
+	}
+
 	// show and status report it.
 	var shown struct {
 		Version    int64    `json:"version"`
@@ -285,13 +295,13 @@ func TestCuratorWorkflow(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustArchy(t, "catalog", "show", "--dir", cur, "--json")), &shown); err != nil {
 		t.Fatal(err)
 	}
-	if shown.Version != 4 || len(shown.Signatures) != 2 || len(shown.Entries) != 3 {
+	if shown.Version != 5 || len(shown.Signatures) != 2 || len(shown.Entries) != 3 {
 		t.Fatalf("show: %+v", shown)
 	}
 	if out = mustArchy(t, "catalog", "show", filepath.Join(cur, "draft.json")); !strings.Contains(out, "draft (unsigned)") {
 		t.Fatalf("show draft: %s", out)
 	}
-	if st := storeStatus(t, node); st.Version != 4 || st.Root.Version != 2 || st.Stale {
+	if st := storeStatus(t, node); st.Version != 5 || st.Root.Version != 2 || st.Stale {
 		t.Fatalf("final status: %+v", st)
 	}
 }
@@ -306,7 +316,7 @@ func mustRead(t *testing.T, path string) []byte {
 }
 
 func TestCatalogHelp(t *testing.T) {
-	for _, sub := range []string{"init", "add", "sign", "verify", "show", "rotate", "status"} {
+	for _, sub := range []string{"init", "add", "sign", "verify", "show", "rotate", "status", "bump"} {
 		t.Run(sub, func(t *testing.T) {
 			out := mustArchy(t, "catalog", sub, "--help")
 			if !strings.Contains(out, "Usage:") {
