@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newDIDCmd(),
 		newAppCmd(),
+		newCatalogCmd(),
 	)
 	return root
 }
