@@ -72,7 +72,7 @@ var (
 	// another app, version, channel or image set than the entry says.
 	ErrMixAndMatch = errors.New("catalog entry does not match its manifest")
 	// ErrTooLarge is returned when a catalog exceeds MaxCatalogSize.
-	ErrTooLarge = errors.New("catalog too large")
+	ErrTooLarge = errors.New("over the size cap")
 	// ErrInvalidCatalog is returned when signed catalog bytes do not parse
 	// strictly or break a rule of the schema.
 	ErrInvalidCatalog = errors.New("invalid catalog")
@@ -418,7 +418,7 @@ func checkDID(s string) error {
 func ReadCatalog(r io.Reader) (raw []byte, env *did.Envelope, err error) {
 	raw, err = readCapped(r, MaxCatalogSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read catalog: %w", err)
 	}
 	env, err = did.ParseEnvelope(raw)
 	if err != nil {
@@ -428,15 +428,15 @@ func ReadCatalog(r io.Reader) (raw []byte, env *did.Envelope, err error) {
 }
 
 // readCapped reads all of r but never more than max+1 bytes: memory stays
-// bounded however much a peer sends.
+// bounded however much a peer or a file holds. Callers say what was read.
 func readCapped(r io.Reader, max int64) ([]byte, error) {
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
+		return nil, err
 	}
 	if n > max {
-		return nil, fmt.Errorf("read catalog: %w: more than %d bytes", ErrTooLarge, max)
+		return nil, fmt.Errorf("%w: more than %d bytes (the cap)", ErrTooLarge, max)
 	}
 	return buf.Bytes(), nil
 }

@@ -52,7 +52,7 @@ func Load(p string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := readCapped(file, MaxManifestSize)
+	data, err := readFileCapped(file, MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -136,19 +136,16 @@ func formatOf(file string) string {
 	return "yaml"
 }
 
-// readCapped reads a regular file of at most max bytes.
-func readCapped(file string, max int64) ([]byte, error) {
+// readFileCapped reads a file of at most max bytes.
+func readFileCapped(file string, max int64) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	data, err := readCapped(f, max)
 	if err != nil {
 		return nil, fmt.Errorf("load manifest %s: %w", file, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("load manifest %s: larger than the %d-byte cap", file, max)
 	}
 	return data, nil
 }
