@@ -86,7 +86,7 @@ type store struct {
 	byKind   map[int]list
 	byTag    map[tagKey]list
 
-	deletedIDs  map[string]struct{}         // id + pubkey that asked for its deletion
+	deletedIDs  map[string]struct{}        // id + pubkey that asked for its deletion
 	deletedAddr map[string]nostr.Timestamp // address -> deleted up to this created_at
 }
 
