@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -183,15 +184,28 @@ func Publish(ctx context.Context, relays []string, timeout time.Duration, events
 func publishOne(ctx context.Context, url string, timeout time.Duration, events []nostr.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	c, err := Dial(ctx, url, timeout)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
-	defer r.Close()
+	defer c.Close()
+	// Send every event before waiting, bounded, so a large batch costs
+	// one round trip per window rather than one per event.
+	const window = 64
+	sem := make(chan struct{}, window)
+	errs := make(chan error, len(events))
+	var wg sync.WaitGroup
 	for _, ev := range events {
-		if err := r.Publish(ctx, ev); err != nil {
-			return fmt.Errorf("publish event %s: %w", ev.ID, err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := c.Publish(ctx, ev); err != nil {
+				errs <- fmt.Errorf("publish event %s: %w", ev.ID, err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when every event was accepted
 }

@@ -165,16 +165,12 @@ func (d *Discoverer) follow(ctx context.Context, url string) {
 
 func (d *Discoverer) subscribeOnce(ctx context.Context, url string) error {
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
-	r := nostr.NewRelay(ctx, url)
-	// archy verifies every event itself, in its own order, and logs why
-	// it drops one; go-nostr would otherwise drop bad signatures silently.
-	r.AssumeValid = true
-	err := r.Connect(cctx)
+	c, err := Dial(cctx, url, d.cfg.ConnectTimeout)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", url, err)
+		return err
 	}
-	defer r.Close()
+	defer c.Close()
 	d.mu.Lock()
 	since := nostr.Timestamp(d.cursors[url])
 	d.mu.Unlock()
@@ -185,22 +181,20 @@ func (d *Discoverer) subscribeOnce(ctx context.Context, url string) error {
 		s := since - nostr.Timestamp(MaxFutureSkew/time.Second)
 		f.Since = &s
 	}
-	sub, err := r.Subscribe(ctx, nostr.Filters{f})
+	sub, err := c.Subscribe(ctx, nostr.Filters{f})
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", url, err)
+		return err
 	}
-	defer sub.Unsub()
+	defer sub.Unsub(context.WithoutCancel(ctx))
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-r.Context().Done():
-			return fmt.Errorf("relay %s: connection closed", url)
-		case reason := <-sub.ClosedReason:
+		case reason := <-sub.Closed:
 			return fmt.Errorf("relay %s closed the subscription: %.200q", url, reason)
 		case ev, ok := <-sub.Events:
 			if !ok {
-				return fmt.Errorf("relay %s: subscription ended", url)
+				return fmt.Errorf("relay %s: connection ended: %v", url, c.Err())
 			}
 			d.handle(url, ev)
 		}
