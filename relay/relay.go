@@ -1,0 +1,275 @@
+// Package relay owns archy's embedded Nostr relay: a NIP-01 relay (EVENT,
+// REQ, CLOSE; OK, EOSE, CLOSED, NOTICE) with replaceable and addressable
+// events, ephemeral events, NIP-09 deletions and a NIP-11 information
+// document, that verifies every event, keeps what it accepts in an
+// append-only log on disk, and bounds what each client may cost it
+// (message size, subscriptions, filters, limits, event and REQ rates, send
+// buffer). `archy relay run` serves one on its own; `archy node run`
+// embeds one so a single machine works without any outside relay.
+//
+// The relay is a library: New builds it from a Config, then Run or Serve
+// runs it until the context ends.
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip11"
+)
+
+// Version is the relay software version shown in NIP-11.
+var Version = "dev"
+
+// ErrServed is returned by Serve and Run when the relay has already been
+// served: a Relay runs once.
+var ErrServed = errors.New("relay has already been served")
+
+// Relay is an embedded Nostr relay. Build it with New, run it once with
+// Run or Serve.
+type Relay struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store
+	info  []byte // NIP-11 document
+
+	served atomic.Bool
+	addr   atomic.Pointer[net.Addr]
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	handler sync.WaitGroup // websocket handlers still running
+}
+
+// New validates cfg, opens the event log in cfg.DataDir (replaying it) and
+// returns a relay ready to Run or Serve. Close releases the log if the
+// relay is never served.
+func New(cfg Config, logger *slog.Logger) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := openStore(cfg.DataDir, cfg.MaxEvents, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open relay store: %w", err)
+	}
+	r := &Relay{
+		cfg:   cfg,
+		log:   logger,
+		store: st,
+		conns: make(map[*conn]struct{}),
+	}
+	r.info, err = json.Marshal(r.informationDocument())
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("encode relay information: %w", err)
+	}
+	logger.Info("relay store open", "events", st.len(), "data", cfg.DataDir)
+	return r, nil
+}
+
+// Run listens on cfg.Listen and serves until ctx ends.
+func (r *Relay) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", r.cfg.Listen)
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("relay listen on %s: %w", r.cfg.Listen, err)
+	}
+	return r.Serve(ctx, ln)
+}
+
+// Serve serves websocket clients and NIP-11 requests on ln until ctx ends,
+// then closes ln and every connection, waits for them (at most
+// ShutdownTimeout for the HTTP side), and closes the event log.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	if !r.served.CompareAndSwap(false, true) {
+		ln.Close()
+		return ErrServed
+	}
+	defer r.Close()
+	a := ln.Addr()
+	r.addr.Store(&a)
+	// Connections live in a context of their own, ended only after the
+	// listener is shut, so that no connection starts while others end.
+	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer endConns()
+	srv := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: r.cfg.WriteTimeout,
+		BaseContext:       func(net.Listener) context.Context { return connCtx },
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	r.log.Info("relay listening", "url", r.URL())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("relay serve: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	r.mu.Lock()
+	r.closing = true
+	for c := range r.conns {
+		c.kill()
+	}
+	r.mu.Unlock()
+	endConns()
+	if e := srv.Shutdown(shutCtx); e != nil && err == nil {
+		err = fmt.Errorf("relay shutdown: %w", e)
+	}
+	if err == nil {
+		<-served // http.ErrServerClosed
+	}
+	r.handler.Wait()
+	r.log.Info("relay stopped")
+	return err
+}
+
+// Close closes the event log. Serve calls it when it returns; call it only
+// for a relay that is never served. It is safe to call more than once.
+func (r *Relay) Close() error {
+	return r.store.close()
+}
+
+// Addr is the address the relay serves on, or nil before Serve starts.
+func (r *Relay) Addr() net.Addr {
+	if a := r.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
+// URL is the relay's websocket URL (ws://host:port), or "" before Serve
+// starts.
+func (r *Relay) URL() string {
+	a := r.Addr()
+	if a == nil {
+		return ""
+	}
+	return "ws://" + a.String()
+}
+
+// ServeHTTP upgrades websocket requests, answers NIP-11 requests and
+// tells anything else what this is.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	switch {
+	case strings.EqualFold(req.Header.Get("Upgrade"), "websocket"):
+		r.serveWebsocket(w, req)
+	case req.Method == http.MethodOptions:
+		setCORS(w)
+		w.WriteHeader(http.StatusNoContent)
+	case req.Method == http.MethodGet && strings.Contains(req.Header.Get("Accept"), "application/nostr+json"):
+		setCORS(w)
+		w.Header().Set("Content-Type", "application/nostr+json")
+		_, _ = w.Write(r.info)
+	case req.Method == http.MethodGet || req.Method == http.MethodHead:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprintln(w, "This is an archy Nostr relay. Connect to it with a Nostr client over a websocket.")
+	default:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func setCORS(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Headers", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+}
+
+func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	if r.closing || len(r.conns) >= r.cfg.MaxConnections {
+		r.mu.Unlock()
+		http.Error(w, "relay is full or shutting down; try again later", http.StatusServiceUnavailable)
+		return
+	}
+	c := newConn(r, req.RemoteAddr)
+	r.conns[c] = struct{}{}
+	r.handler.Add(1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.conns, c)
+		r.mu.Unlock()
+		r.handler.Done()
+	}()
+
+	ws, err := websocket.Accept(w, req, &websocket.AcceptOptions{
+		// Nostr clients run in browsers on any origin; the relay has no
+		// cookies or ambient authority for a foreign page to abuse.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		r.log.Debug("websocket upgrade failed", "remote", req.RemoteAddr, "err", err)
+		return
+	}
+	ws.SetReadLimit(r.cfg.MaxMessageSize)
+	c.serve(req.Context(), ws)
+}
+
+// broadcast hands ev to every live subscription that matches it.
+func (r *Relay) broadcast(ev *nostr.Event, raw []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.deliver(ev, raw)
+	}
+}
+
+// informationDocument is the NIP-11 document, with the limitation fields
+// go-nostr's type lacks.
+func (r *Relay) informationDocument() any {
+	type limitation struct {
+		nip11.RelayLimitationDocument
+		DefaultLimit        int   `json:"default_limit"`
+		CreatedAtUpperLimit int64 `json:"created_at_upper_limit"`
+	}
+	type document struct {
+		nip11.RelayInformationDocument
+		Limitation limitation `json:"limitation"`
+	}
+	return document{
+		RelayInformationDocument: nip11.RelayInformationDocument{
+			Name:          r.cfg.Name,
+			Description:   r.cfg.Description,
+			PubKey:        r.cfg.PubKey,
+			Contact:       r.cfg.Contact,
+			SupportedNIPs: []int{1, 9, 11},
+			Software:      "https://github.com/archy-node/archy",
+			Version:       Version,
+		},
+		Limitation: limitation{
+			RelayLimitationDocument: nip11.RelayLimitationDocument{
+				MaxMessageLength: int(r.cfg.MaxMessageSize),
+				MaxSubscriptions: r.cfg.MaxSubscriptions,
+				MaxFilters:       r.cfg.MaxFilters,
+				MaxLimit:         r.cfg.MaxLimit,
+				MaxSubidLength:   r.cfg.MaxSubIDLength,
+				MaxEventTags:     r.cfg.MaxEventTags,
+			},
+			DefaultLimit:        r.cfg.MaxLimit,
+			CreatedAtUpperLimit: int64(r.cfg.MaxFutureSkew.Seconds()),
+		},
+	}
+}

@@ -1,0 +1,503 @@
+package relay
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/mailru/easyjson"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// record is one stored event: the parsed event for matching, and its JSON
+// as sent to clients.
+type record struct {
+	ev  *nostr.Event
+	raw []byte
+	seq uint64 // order of acceptance, kept when the log is compacted
+}
+
+// cmpStored orders records the way lists keep them: the reverse of the
+// NIP-01 result order (newest created_at first, ties lowest id first), so
+// that new events are appended at the end and queries walk backwards.
+func cmpStored(a, b *record) int {
+	if c := cmp.Compare(a.ev.CreatedAt, b.ev.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(b.ev.ID, a.ev.ID)
+}
+
+// resultOrder is the NIP-01 order of query results.
+func resultOrder(a, b *record) int { return cmpStored(b, a) }
+
+// list is a slice of records sorted by cmpStored.
+type list []*record
+
+func (l list) insert(r *record) list {
+	i, _ := slices.BinarySearchFunc(l, r, cmpStored)
+	return slices.Insert(l, i, r)
+}
+
+func (l list) remove(r *record) list {
+	i, found := slices.BinarySearchFunc(l, r, cmpStored)
+	if !found || l[i] != r {
+		return l
+	}
+	return slices.Delete(l, i, i+1)
+}
+
+// tagKey is an indexed tag: a single-letter name and the tag's first value.
+type tagKey struct {
+	name  byte
+	value string
+}
+
+// putResult says what became of an event given to put.
+type putResult int
+
+const (
+	accepted   putResult = iota
+	duplicate            // an event with this id is stored
+	superseded           // a newer version of this replaceable event is stored
+	deleted              // its author deleted it (NIP-09)
+	full                 // the store holds MaxEvents events
+)
+
+// store holds the events in memory, indexed, and in the event log on disk.
+// All its state is guarded by mu; the indexes are rebuilt from the log on
+// open by accepting its events again in order.
+type store struct {
+	mu        sync.RWMutex
+	j         *journal // nil: memory only
+	unlock    func()   // releases the data folder lock
+	maxEvents int
+	seq       uint64
+	dead      int // records in the log that are no longer stored
+
+	byID     map[string]*record
+	byAddr   map[string]*record // replaceable and addressable: kind:pubkey:d
+	all      list
+	byAuthor map[string]list
+	byKind   map[int]list
+	byTag    map[tagKey]list
+
+	deletedIDs  map[string]struct{}        // id + pubkey that asked for its deletion
+	deletedAddr map[string]nostr.Timestamp // address -> deleted up to this created_at
+}
+
+func newStore(maxEvents int) *store {
+	return &store{
+		maxEvents:   maxEvents,
+		byID:        make(map[string]*record),
+		byAddr:      make(map[string]*record),
+		byAuthor:    make(map[string]list),
+		byKind:      make(map[int]list),
+		byTag:       make(map[tagKey]list),
+		deletedIDs:  make(map[string]struct{}),
+		deletedAddr: make(map[string]nostr.Timestamp),
+	}
+}
+
+// compactMin is the number of dead records below which the log is never
+// compacted.
+const compactMin = 1000
+
+// openStore opens the store in dir (created 0700 if missing), replaying its
+// event log; an empty dir gives a store in memory only. The log is
+// compacted on open when more of it is dead than alive.
+func openStore(dir string, maxEvents int, log *slog.Logger) (*store, error) {
+	s := newStore(maxEvents)
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create relay data folder: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	j, cut, err := openJournal(dir, func(payload []byte) error {
+		var ev nostr.Event
+		if err := easyjson.Unmarshal(payload, &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		if s.decide(&ev, false) != accepted {
+			s.dead++
+			return nil
+		}
+		s.apply(&record{ev: &ev, raw: slices.Clone(payload)})
+		return nil
+	})
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	s.j, s.unlock = j, unlock
+	if cut > 0 {
+		log.Warn("event log had a torn or corrupt end; cut it off and kept a copy beside it",
+			"bytes", cut, "copy", j.f.Name()+".torn")
+	}
+	if s.dead >= compactMin && s.dead > len(s.byID) {
+		if err := s.compact(); err != nil {
+			s.close()
+			return nil, err
+		}
+		log.Info("compacted event log", "events", len(s.byID))
+	}
+	return s, nil
+}
+
+// compact rewrites the log with the stored events only, in the order they
+// were accepted. Replaying it gives the same state.
+func (s *store) compact() error {
+	recs := slices.Clone(s.all)
+	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
+	err := s.j.rewrite(func(yield func([]byte) error) error {
+		for _, r := range recs {
+			if err := yield(r.raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.dead = 0
+	return nil
+}
+
+func (s *store) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.j != nil {
+		err = s.j.close()
+		s.j = nil
+	}
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
+	return err
+}
+
+// put stores ev if NIP-01 and NIP-09 let it in, and then calls notify with
+// the new record while still holding the lock, so that a subscription
+// registered under the read lock sees each event exactly once: in its
+// query or through notify. ev must be verified already.
+func (s *store) put(ev *nostr.Event, notify func(*record)) (putResult, error) {
+	raw, err := easyjson.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if res := s.decide(ev, true); res != accepted {
+		return res, nil
+	}
+	if s.j != nil {
+		if err := s.j.append(raw); err != nil {
+			return 0, err
+		}
+	}
+	r := &record{ev: ev, raw: raw}
+	s.apply(r)
+	notify(r)
+	return accepted, nil
+}
+
+// decide says whether ev may be stored now, without changing anything.
+func (s *store) decide(ev *nostr.Event, enforceMax bool) putResult {
+	if _, ok := s.byID[ev.ID]; ok {
+		return duplicate
+	}
+	if _, ok := s.deletedIDs[ev.ID+ev.PubKey]; ok {
+		return deleted
+	}
+	replaces := false
+	if addr, ok := address(ev); ok {
+		if t, ok := s.deletedAddr[addr]; ok && ev.CreatedAt <= t {
+			return deleted
+		}
+		if old := s.byAddr[addr]; old != nil {
+			if !newer(ev, old.ev) {
+				return superseded
+			}
+			replaces = true
+		}
+	}
+	if enforceMax && !replaces && len(s.byID) >= s.maxEvents {
+		return full
+	}
+	return accepted
+}
+
+// newer reports whether a replaces b under NIP-01: the newest created_at
+// wins, and on a tie the lowest id.
+func newer(a, b *nostr.Event) bool {
+	if a.CreatedAt != b.CreatedAt {
+		return a.CreatedAt > b.CreatedAt
+	}
+	return a.ID < b.ID
+}
+
+// address is the key of a replaceable (kind:pubkey:) or addressable
+// (kind:pubkey:d) event; ok is false for other kinds.
+func address(ev *nostr.Event) (string, bool) {
+	switch {
+	case ev.IsReplaceable():
+		return strconv.Itoa(ev.Kind) + ":" + ev.PubKey + ":", true
+	case ev.IsAddressable():
+		return strconv.Itoa(ev.Kind) + ":" + ev.PubKey + ":" + ev.Tags.GetD(), true
+	}
+	return "", false
+}
+
+// apply stores r, which decide accepted: it replaces an older version and
+// carries out a deletion request.
+func (s *store) apply(r *record) {
+	s.seq++
+	r.seq = s.seq
+	ev := r.ev
+	if addr, ok := address(ev); ok {
+		if old := s.byAddr[addr]; old != nil {
+			s.remove(old)
+		}
+		s.byAddr[addr] = r
+	}
+	if ev.Kind == nostr.KindDeletion {
+		s.applyDeletion(ev)
+	}
+	s.byID[ev.ID] = r
+	s.all = s.all.insert(r)
+	s.byAuthor[ev.PubKey] = s.byAuthor[ev.PubKey].insert(r)
+	s.byKind[ev.Kind] = s.byKind[ev.Kind].insert(r)
+	for _, k := range indexedTags(ev) {
+		s.byTag[k] = s.byTag[k].insert(r)
+	}
+}
+
+// applyDeletion carries out a NIP-09 deletion request: events named by e
+// tags, and versions of addresses named by a tags up to its created_at,
+// are removed if del's author wrote them, and will not be accepted again.
+// Deletion requests themselves cannot be deleted.
+func (s *store) applyDeletion(del *nostr.Event) {
+	for _, tag := range del.Tags {
+		if len(tag) < 2 {
+			continue
+		}
+		switch tag[0] {
+		case "e":
+			id := tag[1]
+			if !isHex64(id) {
+				continue
+			}
+			s.deletedIDs[id+del.PubKey] = struct{}{}
+			if t := s.byID[id]; t != nil && t.ev.PubKey == del.PubKey && t.ev.Kind != nostr.KindDeletion {
+				s.remove(t)
+			}
+		case "a":
+			kind, pubkey, _, ok := parseAddress(tag[1])
+			if !ok || pubkey != del.PubKey || kind == nostr.KindDeletion {
+				continue
+			}
+			addr := tag[1]
+			if t, ok := s.deletedAddr[addr]; !ok || del.CreatedAt > t {
+				s.deletedAddr[addr] = del.CreatedAt
+			}
+			if t := s.byAddr[addr]; t != nil && t.ev.CreatedAt <= del.CreatedAt {
+				s.remove(t)
+			}
+		}
+	}
+}
+
+// parseAddress splits kind:pubkey:d, where kind is replaceable or
+// addressable (d is empty for a replaceable kind).
+func parseAddress(a string) (kind int, pubkey, d string, ok bool) {
+	k, rest, ok1 := strings.Cut(a, ":")
+	pk, d, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || !isHex64(pk) {
+		return 0, "", "", false
+	}
+	kind, err := strconv.Atoi(k)
+	if err != nil || strconv.Itoa(kind) != k {
+		return 0, "", "", false
+	}
+	probe := nostr.Event{Kind: kind}
+	switch {
+	case probe.IsReplaceable():
+		return kind, pk, d, d == ""
+	case probe.IsAddressable():
+		return kind, pk, d, true
+	}
+	return 0, "", "", false
+}
+
+func (s *store) remove(r *record) {
+	ev := r.ev
+	delete(s.byID, ev.ID)
+	if addr, ok := address(ev); ok && s.byAddr[addr] == r {
+		delete(s.byAddr, addr)
+	}
+	s.all = s.all.remove(r)
+	removeFrom(s.byAuthor, ev.PubKey, r)
+	removeFrom(s.byKind, ev.Kind, r)
+	for _, k := range indexedTags(ev) {
+		removeFrom(s.byTag, k, r)
+	}
+	s.dead++
+}
+
+func removeFrom[K comparable](m map[K]list, k K, r *record) {
+	l := m[k].remove(r)
+	if len(l) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = l
+	}
+}
+
+// indexedTags lists the distinct single-letter tags of ev, the ones NIP-01
+// filters can ask for.
+func indexedTags(ev *nostr.Event) []tagKey {
+	var keys []tagKey
+	for _, tag := range ev.Tags {
+		if len(tag) < 2 || len(tag[0]) != 1 || !isASCIILetter(tag[0][0]) {
+			continue
+		}
+		k := tagKey{tag[0][0], tag[1]}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// len is the number of stored events.
+func (s *store) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byID)
+}
+
+// query runs filters, each with its own limit (from limitOf), and returns
+// the union in NIP-01 order. Under the same read lock it then calls then,
+// so that whatever then registers misses no event stored after the query.
+func (s *store) query(filters nostr.Filters, limitOf func(*nostr.Filter) int, then func()) []*record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*record
+	for i := range filters {
+		f := &filters[i]
+		out = append(out, s.queryOne(f, limitOf(f))...)
+	}
+	if len(filters) > 1 {
+		slices.SortFunc(out, resultOrder)
+		out = slices.Compact(out)
+	}
+	if then != nil {
+		then()
+	}
+	return out
+}
+
+func (s *store) queryOne(f *nostr.Filter, limit int) []*record {
+	if limit <= 0 {
+		return nil
+	}
+	if f.IDs != nil {
+		var out []*record
+		for _, id := range f.IDs {
+			if r := s.byID[id]; r != nil && f.Matches(r.ev) && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+		slices.SortFunc(out, resultOrder)
+		return out[:min(limit, len(out))]
+	}
+	lists := s.candidates(f)
+	var out []*record
+	for _, l := range lists {
+		out = append(out, scan(l, f, limit)...)
+	}
+	if len(lists) > 1 {
+		slices.SortFunc(out, resultOrder)
+		out = slices.Compact(out)
+	}
+	return out[:min(limit, len(out))]
+}
+
+// candidates picks the smallest set of index lists that holds every event
+// f can match.
+func (s *store) candidates(f *nostr.Filter) []list {
+	best := []list{s.all}
+	bestN := len(s.all)
+	consider := func(ls []list) {
+		n := 0
+		for _, l := range ls {
+			n += len(l)
+		}
+		if n < bestN {
+			best, bestN = ls, n
+		}
+	}
+	if f.Authors != nil {
+		ls := make([]list, 0, len(f.Authors))
+		for _, a := range f.Authors {
+			ls = append(ls, s.byAuthor[a])
+		}
+		consider(ls)
+	}
+	if f.Kinds != nil {
+		ls := make([]list, 0, len(f.Kinds))
+		for _, k := range f.Kinds {
+			ls = append(ls, s.byKind[k])
+		}
+		consider(ls)
+	}
+	for name, values := range f.Tags {
+		if len(name) != 1 {
+			continue
+		}
+		ls := make([]list, 0, len(values))
+		for _, v := range values {
+			ls = append(ls, s.byTag[tagKey{name[0], v}])
+		}
+		consider(ls)
+	}
+	return best
+}
+
+// scan walks l newest first within since..until and returns up to limit
+// records that match f.
+func scan(l list, f *nostr.Filter, limit int) []*record {
+	hi := len(l)
+	if f.Until != nil {
+		until := *f.Until
+		hi, _ = slices.BinarySearchFunc(l, until, func(r *record, t nostr.Timestamp) int {
+			if r.ev.CreatedAt > t {
+				return 1
+			}
+			return -1
+		})
+	}
+	var out []*record
+	for i := hi - 1; i >= 0 && len(out) < limit; i-- {
+		r := l[i]
+		if f.Since != nil && r.ev.CreatedAt < *f.Since {
+			break
+		}
+		if f.Matches(r.ev) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
