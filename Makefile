@@ -5,15 +5,24 @@ TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper con
 GOTAGS  := -tags "$(TAGS)"
 BIN     := bin/archy
 
-.PHONY: build test unit lint bench bench-go benchstat run fuzz fuzz-list images clean
+.PHONY: build test test-env unit lint bench bench-go benchstat run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
 
-# Everything CI checks: lint, the whole test suite with -race, short fuzzing.
-test: build lint images
-	$(GO) test $(GOTAGS) -race -count=1 -timeout 30m ./...
+# Everything CI checks: set-up (as root: rootless Podman, nostr-tools),
+# lint, the whole suite with -race, the heavy flood tests without it (the
+# race detector makes them take minutes), short fuzzing.
+test: build lint images test-env
+	. ./.cache/test.env && $(GO) test $(GOTAGS) -race -count=1 -timeout 40m ./...
+	. ./.cache/test.env && $(GO) test $(GOTAGS) -count=1 -run 'Flood' ./p2p/... ./relay/...
 	$(MAKE) fuzz
+
+# The environment the tests read, made by .ci/setup.sh (installs and starts
+# what is missing when run as root).
+test-env:
+	@mkdir -p .cache
+	bash .ci/setup.sh > .cache/test.env.tmp && mv .cache/test.env.tmp .cache/test.env
 
 unit:
 	$(GO) test $(GOTAGS) -count=1 ./...
