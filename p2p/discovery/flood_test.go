@@ -52,4 +52,3 @@ func TestJunkFloodDoesNotDelayValid(t *testing.T) {
 		t.Fatalf("store holds %d releases", len(n.store.List()))
 	}
 }
-
