@@ -40,6 +40,19 @@ type Config struct {
 	MinRate int64
 	// MaxPeerBytes caps the bytes one peer may send per request. Default 64 MiB.
 	MaxPeerBytes int64
+	// UploadRate caps the bytes per second the piece exchange sends, over
+	// all peers (a token bucket). Default: no cap.
+	UploadRate int64
+	// SuperSeed makes the node, for files it holds whole, send each piece
+	// once and then point askers at the peers it sent it to, unless they
+	// ask as a last resort: a publisher's uplink carries about one copy of a
+	// release however many nodes fetch it. Default off; publishers turn it on.
+	SuperSeed bool
+	// MaxStrikes is how many bad blocks a peer may send before it is
+	// disconnected and banned. Default 3.
+	MaxStrikes int
+	// BanTime is how long a banned peer is refused. Default 10m.
+	BanTime time.Duration
 	// Registerer receives the node's metrics. Default: none kept.
 	Registerer prometheus.Registerer
 }
@@ -51,6 +64,8 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultMinRate        = 64 << 10
 	DefaultMaxPeerBytes   = 64 << 20
+	DefaultMaxStrikes     = 3
+	DefaultBanTime        = 10 * time.Minute
 )
 
 // DefaultListenAddrs are used when Config.ListenAddrs is empty.
@@ -78,6 +93,12 @@ func (c *Config) setDefaults() {
 	if c.MinRate == 0 {
 		c.MinRate = DefaultMinRate
 	}
+	if c.MaxStrikes == 0 {
+		c.MaxStrikes = DefaultMaxStrikes
+	}
+	if c.BanTime == 0 {
+		c.BanTime = DefaultBanTime
+	}
 	if c.MaxPeerBytes == 0 {
 		c.MaxPeerBytes = DefaultMaxPeerBytes
 	}
@@ -99,8 +120,8 @@ func (c *Config) Validate() error {
 	if c.DialTimeout < 0 || c.RequestTimeout < 0 {
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
 	}
-	if c.MinRate < 0 || c.MaxPeerBytes < 0 {
-		return fmt.Errorf("%w: MinRate and MaxPeerBytes must be positive", ErrConfig)
+	if c.MinRate < 0 || c.MaxPeerBytes < 0 || c.UploadRate < 0 || c.MaxStrikes < 0 {
+		return fmt.Errorf("%w: MinRate, MaxPeerBytes, UploadRate and MaxStrikes must be positive", ErrConfig)
 	}
 	return nil
 }

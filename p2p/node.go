@@ -47,7 +47,11 @@ type Node struct {
 	ex    *blockExchange
 	met   *metrics
 
-	cancel context.CancelFunc // ends the node's own goroutines
+	// life is the node's lifetime, cancelled by Close: the base context of
+	// work the node does on its own (serving peers, background provides),
+	// as http.Server's BaseContext is.
+	life   context.Context
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	close  sync.Once
 }
@@ -92,7 +96,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	// The node's lifetime: values of ctx, but not its cancellation.
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n := &Node{cfg: cfg, log: logger, host: h, store: store, cancel: cancel}
+	n := &Node{cfg: cfg, log: logger, host: h, store: store, life: life, cancel: cancel}
 	n.met = newMetrics(cfg.Registerer)
 
 	fail := func(err error) (*Node, error) {
@@ -241,6 +245,17 @@ func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 		defer m.n.wg.Done()
 		if err := m.n.Connect(m.ctx, pi); err != nil {
 			m.n.log.Debug("mdns peer unreachable", "peer", pi.ID, "err", err)
+		}
+	}()
+}
+
+// provideAsync announces c in the background, on the node's lifetime.
+func (n *Node) provideAsync(c cid.Cid) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.Provide(n.life, c); err != nil {
+			n.log.Debug("provide failed", "cid", c, "err", err)
 		}
 	}()
 }

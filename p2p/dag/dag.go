@@ -22,6 +22,9 @@ import (
 // more levels. 2048 links keep a node near 100 KB.
 const MaxLinks = 2048
 
+// MaxNodeSize bounds any block this package reads from a peer.
+const MaxNodeSize = 2 << 20
+
 // ErrBadNode is returned when a DAG node is malformed or not a UnixFS file.
 var ErrBadNode = errors.New("malformed dag node")
 
