@@ -27,11 +27,16 @@ type blockExchange struct {
 	roots   map[cid.Cid]*rootState
 	rootsCh chan struct{} // closed and replaced when roots gains an entry
 	strikes map[peer.ID]int
-	banned  map[peer.ID]time.Time
+	banned  *banList
 
-	received atomic.Int64    // verified blocks stored from peers
-	sent     atomic.Int64    // block bytes sent
-	onBlock  func(got int64) // test hook, called after each stored block
+	received  atomic.Int64    // verified blocks stored from peers
+	sent      atomic.Int64    // block bytes sent
+	abandoned atomic.Int64    // peers given up on for slowness
+	onBlock   func(got int64) // test hook, called after each stored block
+
+	// Test hooks that make this node misbehave as a server.
+	corrupt bool          // flip a byte of every piece sent
+	trickle time.Duration // pause before every 16 KiB sent
 }
 
 func newExchange(n *Node) *blockExchange {
@@ -40,7 +45,7 @@ func newExchange(n *Node) *blockExchange {
 		roots:   map[cid.Cid]*rootState{},
 		rootsCh: make(chan struct{}),
 		strikes: map[peer.ID]int{},
-		banned:  map[peer.ID]time.Time{},
+		banned:  n.bans,
 	}
 	if n.cfg.UploadRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), 64<<10)
@@ -175,10 +180,12 @@ func (e *blockExchange) strike(p peer.ID) {
 	e.strikes[p]++
 	ban := e.strikes[p] >= e.n.cfg.MaxStrikes
 	if ban {
-		e.banned[p] = time.Now()
 		delete(e.strikes, p)
 	}
 	e.mu.Unlock()
+	if ban {
+		e.banned.add(p)
+	}
 	if ban {
 		e.n.met.peersBanned.Inc()
 		e.n.log.Warn("peer banned for sending bad blocks", "peer", p)
@@ -187,16 +194,7 @@ func (e *blockExchange) strike(p peer.ID) {
 }
 
 // isBanned reports whether p is banned now.
-func (e *blockExchange) isBanned(p peer.ID) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.banned[p]
-	if ok && time.Since(t) > e.n.cfg.BanTime {
-		delete(e.banned, p)
-		return false
-	}
-	return ok
-}
+func (e *blockExchange) isBanned(p peer.ID) bool { return e.banned.has(p) }
 
 // handle serves one request.
 func (e *blockExchange) handle(s network.Stream) {
@@ -243,16 +241,31 @@ func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid)
 	}
 	_ = w.WriteByte(statusOK)
 	writeUvarint(w, uint64(len(data)))
-	if err := e.upload(w, data); err != nil {
+	if err := e.upload(w, data, false); err != nil {
 		return err
 	}
 	return w.Flush()
 }
 
 // upload writes data through the upload cap.
-func (e *blockExchange) upload(w *bufio.Writer, data []byte) error {
+func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
+	if e.corrupt && piece {
+		data = append([]byte(nil), data...)
+		data[len(data)/2] ^= 0xff
+	}
 	for len(data) > 0 {
 		n := min(len(data), 64<<10)
+		if e.trickle > 0 && piece {
+			n = min(n, 16<<10)
+			select {
+			case <-time.After(e.trickle):
+			case <-e.n.life.Done():
+				return e.n.life.Err()
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
 		if e.limiter != nil {
 			if err := e.limiter.WaitN(e.n.life, n); err != nil {
 				return err
@@ -377,7 +390,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		}
 		_ = w.WriteByte(statusOK)
 		writeUvarint(w, uint64(len(data)))
-		if err := e.upload(w, data); err != nil {
+		if err := e.upload(w, data, true); err != nil {
 			return err
 		}
 		rs.mu.Lock()
@@ -394,7 +407,8 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 
 // getBlock fetches one block by CID from p, verified.
 func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.n.cfg.RequestTimeout)
+	limit := slowGrace + time.Duration(float64(dag.MaxNodeSize)/float64(e.n.cfg.MinRate)*float64(time.Second))
+	ctx, cancel := context.WithTimeout(ctx, min(limit, e.n.cfg.RequestTimeout))
 	defer cancel()
 	s, err := e.n.host.NewStream(ctx, p, PieceProtocol)
 	if err != nil {

@@ -600,6 +600,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 func (f *fetch) abandon(p peer.ID, ctx context.Context, err error) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && f.ctx.Err() == nil {
 		f.e.n.met.peersSlow.Inc()
+		f.e.abandoned.Add(1)
 		f.e.n.log.Info("abandoned a slow peer", "peer", p, "err", err)
 	}
 }

@@ -45,6 +45,7 @@ type Node struct {
 	store *blockstore.Store
 	mdns  mdns.Service
 	ex    *blockExchange
+	bans  *banList
 	met   *metrics
 
 	// life is the node's lifetime, cancelled by Close: the base context of
@@ -83,8 +84,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		boot = dht.GetDefaultBootstrapPeerAddrInfos()
 	}
 
+	bans := newBanList(cfg.BanTime)
 	h, err := libp2p.New(
 		libp2p.Identity(key),
+		libp2p.ConnectionGater(bans),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
@@ -96,7 +99,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	// The node's lifetime: values of ctx, but not its cancellation.
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n := &Node{cfg: cfg, log: logger, host: h, store: store, life: life, cancel: cancel}
+	n := &Node{cfg: cfg, log: logger, host: h, store: store, life: life, cancel: cancel, bans: bans}
 	n.met = newMetrics(cfg.Registerer)
 
 	fail := func(err error) (*Node, error) {

@@ -305,3 +305,7 @@ func TestResumeAfterCancel(t *testing.T) {
 	}
 	_ = cas.Check(root)
 }
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	return context.WithCancel(t.Context())
+}
