@@ -21,6 +21,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
@@ -46,6 +47,7 @@ type Node struct {
 	mdns  mdns.Service
 	ex    *blockExchange
 	bans  *banList
+	ps    *pubsub.PubSub
 	met   *metrics
 
 	// life is the node's lifetime, cancelled by Close: the base context of
@@ -121,6 +123,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
 	n.ex = newExchange(n)
+	n.ps, err = pubsub.NewGossipSub(life, h, pubsub.WithMaxMessageSize(MaxCatalogSize+4<<10))
+	if err != nil {
+		return fail(fmt.Errorf("start gossip: %w", err))
+	}
 
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(h, mdnsService, mdnsNotifee{n: n, ctx: life})
