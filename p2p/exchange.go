@@ -31,7 +31,10 @@ type blockExchange struct {
 
 	received  atomic.Int64    // verified blocks stored from peers
 	sent      atomic.Int64    // block bytes sent
+	recvBytes atomic.Int64    // verified block bytes stored from peers
 	abandoned atomic.Int64    // peers given up on for slowness
+	refusals  atomic.Int64    // pieces refused by super-seeding
+	resorts   atomic.Int64    // pieces served as a last resort
 	onBlock   func(got int64) // test hook, called after each stored block
 
 	// Test hooks that make this node misbehave as a server.
@@ -359,6 +362,8 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			_ = w.WriteByte(statusDontHave)
 			continue
 		}
+		// Decide and record in one step, so concurrent askers of the same
+		// piece are pointed at the first instead of all being served.
 		rs.mu.Lock()
 		held := rs.held[i]
 		var hints []peer.ID
@@ -369,6 +374,15 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 				}
 			}
 		}
+		if held && len(hints) == 0 {
+			if flags&flagLastResort != 0 {
+				e.resorts.Add(1)
+			}
+			rs.sent[i]++
+			if len(rs.sentTo[i]) < maxHints {
+				rs.sentTo[i] = append(rs.sentTo[i], p)
+			}
+		}
 		rs.mu.Unlock()
 		if !held {
 			_ = w.WriteByte(statusDontHave)
@@ -376,6 +390,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		}
 		if len(hints) > 0 {
 			// Super-seeding: this piece is already out there; ask them.
+			e.refusals.Add(1)
 			_ = w.WriteByte(statusRefused)
 			writeUvarint(w, uint64(len(hints)))
 			for _, q := range hints {
@@ -393,12 +408,6 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		if err := e.upload(w, data, true); err != nil {
 			return err
 		}
-		rs.mu.Lock()
-		rs.sent[i]++
-		if len(rs.sentTo[i]) < maxHints {
-			rs.sentTo[i] = append(rs.sentTo[i], p)
-		}
-		rs.mu.Unlock()
 		e.sent.Add(int64(len(data)))
 		e.n.met.bytesOut.Add(float64(len(data)))
 	}

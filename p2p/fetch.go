@@ -21,8 +21,9 @@ import (
 // Fetch tuning.
 const (
 	peerWindow      = 4 << 20 // bytes in flight to one peer
+	seedWindow      = 1 << 20 // to a complete peer, when others exist
 	batchBytes      = 1 << 20 // bytes asked in one GET
-	lastResortAfter = time.Second
+	lastResortAfter = 3 * time.Second
 	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
 )
 
@@ -139,6 +140,7 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 			if err := n.store.PutVerified(c, data); err != nil {
 				return nil, err
 			}
+			f.e.recvBytes.Add(int64(len(data)))
 			return data, nil
 		}
 		return nil, errors.Join(errs...)
@@ -425,7 +427,14 @@ func (f *fetch) schedule() {
 	})
 	now := time.Now()
 	for _, fp := range ps {
-		for fp.bytes < peerWindow {
+		// A seed (perhaps a publisher on a thin uplink, super-seeding) gets
+		// a short queue: what it promises to one peer arrives soon, so the
+		// peers it refused find the piece at that peer in time.
+		window := int64(peerWindow)
+		if fp.complete && len(ps) > 1 {
+			window = seedWindow
+		}
+		for fp.bytes < window {
 			var batch []int
 			var bytes int64
 			last := false
@@ -478,6 +487,9 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
 		}
 		if len(rest) > 0 {
+			if err != nil {
+				n.log.Debug("piece request failed", "peer", p, "pieces", len(rest), "err", err)
+			}
 			f.emit(fetchEvent{kind: evFailed, p: p, idxs: rest, status: status, hints: hints, err: err})
 		}
 	}
@@ -583,6 +595,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 		f.rs.markHeld(leaf.Cid)
 		n.met.blocksIn.Inc()
 		n.met.bytesIn.Add(float64(size))
+		f.e.recvBytes.Add(int64(size))
 		got := f.e.received.Add(1)
 		if h := f.e.onBlock; h != nil {
 			h(got)
