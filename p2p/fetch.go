@@ -43,10 +43,11 @@ type fetch struct {
 	// Owned by run.
 	rs       *rootState
 	peers    map[peer.ID]*fetchPeer
-	inflight []peer.ID // per piece: who is asked, "" if nobody
-	holders  []int     // per piece: peers that advertise it
-	partial  []int     // per piece: of those, peers that are not complete
-	order    []int     // random tie-break for rarest-first
+	inflight []peer.ID         // per piece: who is asked, "" if nobody
+	holders  []int             // per piece: peers that advertise it
+	partial  []int             // per piece: of those, peers that are not complete
+	order    []int             // random tie-break for rarest-first
+	hinted   map[int][]peer.ID // per refused piece: who the seed said has it
 	rng      *rand.Rand
 }
 
@@ -54,8 +55,10 @@ type fetchPeer struct {
 	id       peer.ID
 	has      []bool
 	complete bool
-	bytes    int64 // in flight
-	dead     bool  // abandoned for this fetch (bad, slow or gone)
+	bytes    int64     // in flight
+	dead     bool      // abandoned for this fetch (bad, slow or gone)
+	gone     bool      // its watch ended before it was complete
+	since    time.Time // when it went dead or gone
 	refused  map[int]time.Time
 }
 
@@ -84,6 +87,7 @@ func (e *blockExchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
 		e: e, root: root, ctx: ctx, cancel: cancel,
 		events: make(chan fetchEvent, 256),
 		peers:  map[peer.ID]*fetchPeer{},
+		hinted: map[int][]peer.ID{},
 		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
@@ -205,6 +209,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link) error {
 				stall.Reset(n.cfg.RequestTimeout)
 			}
 		case <-tick.C:
+			f.revive()
 		case <-stall.C:
 			return fmt.Errorf("fetch pieces: %w: nothing arrived for %s", ErrNoPeers, n.cfg.RequestTimeout)
 		case <-ctx.Done():
@@ -212,6 +217,23 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link) error {
 		}
 	}
 	return nil
+}
+
+// reviveAfter is how long a peer given up on (slow, stream error, watch
+// ended) is left alone before the fetch tries it again. Banned peers are
+// never retried.
+const reviveAfter = 5 * time.Second
+
+// revive gives peers given up on a new chance once they have been out for
+// reviveAfter and nothing of theirs is in flight.
+func (f *fetch) revive() {
+	now := time.Now()
+	for id, fp := range f.peers {
+		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.isBanned(id) {
+			delete(f.peers, id)
+			f.addPeer(id)
+		}
+	}
 }
 
 // discover adds DHT providers of the root as they are found.
@@ -333,6 +355,7 @@ func (f *fetch) apply(ev fetchEvent) {
 		// A complete peer's watch ends on purpose; others are gone.
 		if !fp.complete {
 			f.dropHas(fp)
+			fp.gone, fp.since = true, time.Now()
 		}
 	case evDone:
 		for _, i := range ev.idxs {
@@ -356,11 +379,14 @@ func (f *fetch) apply(ev fetchEvent) {
 					fp.refused[i] = now
 				}
 			}
+			for _, i := range ev.idxs {
+				f.hinted[i] = ev.hints
+			}
 			for _, h := range ev.hints {
 				f.addPeer(h)
 			}
 		default: // bad block, too slow, stream error: abandon the peer
-			fp.dead = true
+			fp.dead, fp.since = true, time.Now()
 			f.dropHas(fp)
 		}
 	}
@@ -447,7 +473,10 @@ func (f *fetch) schedule() {
 				}
 				lr := false
 				if t, ok := fp.refused[i]; ok {
-					if now.Sub(t) < lastResortAfter || f.holders[i] > 1 {
+					// Ask a refusing seed again, as a last resort, only
+					// once the peers it named are gone, or after long.
+					wait := now.Sub(t)
+					if f.holders[i] > 1 || wait < lastResortAfter || (wait < 5*lastResortAfter && f.hintsAlive(i)) {
 						continue
 					}
 					lr = true
@@ -474,6 +503,17 @@ func (f *fetch) schedule() {
 			f.goFn(func() { f.get(p, batch, lr) })
 		}
 	}
+}
+
+// hintsAlive reports whether a peer named in a refusal of piece i is
+// still live in this fetch.
+func (f *fetch) hintsAlive(i int) bool {
+	for _, h := range f.hinted[i] {
+		if hp := f.peers[h]; hp != nil && !hp.dead && !hp.gone {
+			return true
+		}
+	}
+	return false
 }
 
 // get asks p for pieces, verifies and stores each as it arrives, and
