@@ -1,0 +1,338 @@
+package p2p
+
+// Benchmarks behind `make bench`. Each prints `figure <name> <value>`, a
+// ratio against a baseline measured in the same run. Run with
+//
+//	go test -run '^$' -bench . -benchtime 1x ./p2p/
+//
+// They use real libp2p hosts on loopback and the on-disk block store.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/dag"
+	"lukechampine.com/blake3"
+)
+
+func figure(b *testing.B, name string, v float64) {
+	b.Helper()
+	fmt.Printf("figure %s %.3f\n", name, v)
+	b.ReportMetric(v, name)
+}
+
+func benchNode(b *testing.B, addrs []string, mod func(*Config)) *Node {
+	b.Helper()
+	cfg := Config{DataDir: b.TempDir(), ListenAddrs: addrs, RequestTimeout: 30 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(context.Background(), cfg, testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func writeRandom(b *testing.B, size int) (string, []byte) {
+	b.Helper()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	p := filepath.Join(b.TempDir(), "in.bin")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return p, data
+}
+
+// ingest-vs-limit: blob add throughput ÷ the slower of raw BLAKE3 hashing
+// and a plain sequential write (+fsync) of the same bytes on the same disk.
+func BenchmarkIngest(b *testing.B) {
+	const size = 256 << 20
+	in, data := writeRandom(b, size)
+	dir := b.TempDir()
+	var hashT, writeT, addT time.Duration
+	for range b.N {
+		t0 := time.Now()
+		h := blake3.New(32, nil)
+		for o := 0; o < size; o += 1 << 20 {
+			h.Write(data[o : o+1<<20])
+		}
+		_ = h.Sum(nil)
+		hashT += time.Since(t0)
+
+		t0 = time.Now()
+		f, _ := os.Create(filepath.Join(dir, "plain"))
+		for o := 0; o < size; o += 1 << 20 {
+			_, _ = f.Write(data[o : o+1<<20])
+		}
+		_ = f.Sync()
+		_ = f.Close()
+		writeT += time.Since(t0)
+		_ = os.Remove(filepath.Join(dir, "plain"))
+
+		n := benchNode(b, []string{"/ip4/127.0.0.1/tcp/0"}, nil)
+		t0 = time.Now()
+		if _, err := n.AddFile(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+		addT += time.Since(t0)
+	}
+	limit := max(hashT, writeT)
+	mbps := func(d time.Duration) float64 { return float64(size*b.N) / d.Seconds() / (1 << 20) }
+	b.Logf("hash %.0f MiB/s, write %.0f MiB/s, blob add %.0f MiB/s", mbps(hashT), mbps(writeT), mbps(addT))
+	figure(b, "ingest-vs-limit", limit.Seconds()/addT.Seconds())
+}
+
+// transfer-vs-http: a 100 MiB blob between two nodes on loopback (TCP, then
+// QUIC), written to a file, ÷ a net/http download of the same file written
+// and fsynced the same way.
+func BenchmarkTransfer(b *testing.B) {
+	const size = 100 << 20
+	in, data := writeRandom(b, size)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, in)
+	}))
+	defer srv.Close()
+	httpT := time.Duration(0)
+	for range b.N {
+		out := filepath.Join(b.TempDir(), "http.bin")
+		t0 := time.Now()
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, _ := os.Create(out)
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		_ = f.Sync()
+		_ = f.Close()
+		httpT += time.Since(t0)
+	}
+	for _, tr := range []struct{ name, addr string }{
+		{"transfer-vs-http", "/ip4/127.0.0.1/tcp/0"},
+		{"transfer-vs-http-quic", "/ip4/127.0.0.1/udp/0/quic-v1"},
+	} {
+		var p2pT time.Duration
+		for range b.N {
+			a := benchNode(b, []string{tr.addr}, nil)
+			c := benchNode(b, []string{tr.addr}, nil)
+			root, err := a.AddFile(context.Background(), in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Connect(context.Background(), a.AddrInfo()); err != nil {
+				b.Fatal(err)
+			}
+			out := filepath.Join(b.TempDir(), "p2p.bin")
+			t0 := time.Now()
+			if err := c.GetFile(context.Background(), root, out); err != nil {
+				b.Fatal(err)
+			}
+			p2pT += time.Since(t0)
+			got, _ := os.ReadFile(out)
+			if !bytes.Equal(got, data) {
+				b.Fatal("transfer corrupted the file")
+			}
+			_ = a.Close()
+			_ = c.Close()
+		}
+		b.Logf("%s: http %.0f MiB/s, archy %.0f MiB/s", tr.name,
+			float64(size*b.N)/httpT.Seconds()/(1<<20), float64(size*b.N)/p2pT.Seconds()/(1<<20))
+		figure(b, tr.name, httpT.Seconds()/p2pT.Seconds())
+	}
+	if os.Getenv("ARCHY_KUBO") == "" {
+		b.Log("ARCHY_KUBO not set: transfer-vs-kubo skipped")
+	}
+}
+
+// image builds a 4-layer image archive (layers of layer bytes each, with a
+// small header per layer) and returns it and its layers.
+func image(layers [][]byte) []byte {
+	var buf bytes.Buffer
+	for i, l := range layers {
+		fmt.Fprintf(&buf, "layer %d size %d\n", i, len(l))
+		buf.Write(l)
+	}
+	return buf.Bytes()
+}
+
+func randomLayers(n, size int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = make([]byte, size)
+		_, _ = rand.Read(out[i])
+	}
+	return out
+}
+
+// flash-origin-copies, flash-last-vs-baseline: 1 origin (upload capped at
+// 50 MiB/s, super-seeding) and 16 nodes fetch a 100 MiB, 4-layer image all
+// at once. Baseline: the origin serving 16 copies alone (16 × 2 s).
+func BenchmarkFlash(b *testing.B) {
+	const (
+		peers  = 16
+		rateBs = 50 << 20
+	)
+	layerSize := 25 << 20
+	if s := os.Getenv("ARCHY_FLASH_MIB"); s != "" {
+		var mib int
+		fmt.Sscan(s, &mib)
+		layerSize = mib << 20 / 4
+	}
+	img := image(randomLayers(4, layerSize))
+	size := len(img)
+	addr := []string{"/ip4/127.0.0.1/tcp/0"}
+	for range b.N {
+		origin := benchNode(b, addr, func(c *Config) { c.UploadRate = rateBs; c.SuperSeed = true })
+		root, err := origin.Add(context.Background(), bytes.NewReader(img))
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes := make([]*Node, peers)
+		boot := []string{origin.Addrs()[0].String()}
+		for i := range nodes {
+			nodes[i] = benchNode(b, addr, func(c *Config) { c.BootstrapPeers = boot })
+		}
+		// A full mesh, as the DHT and the provider records would give.
+		for i := range nodes {
+			for j := range i {
+				_ = nodes[i].Connect(context.Background(), nodes[j].AddrInfo())
+			}
+		}
+		start := time.Now()
+		errc := make(chan error, peers)
+		last := make(chan time.Duration, peers)
+		for _, n := range nodes {
+			go func() {
+				_, _, err := n.Fetch(context.Background(), root)
+				last <- time.Since(start)
+				errc <- err
+			}()
+		}
+		var lastT time.Duration
+		for range nodes {
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			lastT = max(lastT, <-last)
+		}
+		baseline := time.Duration(float64(peers*size) / rateBs * float64(time.Second))
+		b.Logf("size %d MiB, last node done after %s, origin sent %d MiB (%d refusals, %d last-resort pieces)",
+			size>>20, lastT, origin.ex.sent.Load()>>20, origin.ex.refusals.Load(), origin.ex.resorts.Load())
+		figure(b, "flash-origin-copies", float64(origin.ex.sent.Load())/float64(size))
+		figure(b, "flash-last-vs-baseline", lastT.Seconds()/baseline.Seconds())
+		for _, n := range nodes {
+			_ = n.Close()
+		}
+		_ = origin.Close()
+	}
+}
+
+// badpeer-slowdown: a fetch from 3 honest peers and 1 corrupting peer ÷ the
+// same fetch from the 3 honest peers alone.
+func BenchmarkBadPeer(b *testing.B) {
+	const size = 64 << 20
+	in, data := writeRandom(b, size)
+	addr := []string{"/ip4/127.0.0.1/tcp/0"}
+	run := func(withBad bool) time.Duration {
+		var seeds []*Node
+		for range 3 {
+			seeds = append(seeds, benchNode(b, addr, nil))
+		}
+		if withBad {
+			bad := benchNode(b, addr, nil)
+			bad.ex.corrupt = true
+			seeds = append(seeds, bad)
+		}
+		var root = cas.Sum(nil)
+		for _, s := range seeds {
+			r, err := s.AddFile(context.Background(), in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			root = r
+		}
+		f := benchNode(b, addr, nil)
+		for _, s := range seeds {
+			if err := f.Connect(context.Background(), s.AddrInfo()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		out := filepath.Join(b.TempDir(), "out.bin")
+		t0 := time.Now()
+		if err := f.GetFile(context.Background(), root, out); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		got, _ := os.ReadFile(out)
+		if !bytes.Equal(got, data) {
+			b.Fatal("corrupt file")
+		}
+		if withBad && f.ex.n.met != nil && !f.ex.isBanned(seeds[3].ID()) && f.ex.strikes[seeds[3].ID()] == 0 {
+			b.Fatal("the corrupting peer went undetected")
+		}
+		for _, s := range append(seeds, f) {
+			_ = s.Close()
+		}
+		return d
+	}
+	var honest, bad time.Duration
+	for range b.N {
+		honest += run(false)
+		bad += run(true)
+	}
+	b.Logf("honest %s, with a corrupting peer %s", honest/time.Duration(b.N), bad/time.Duration(b.N))
+	figure(b, "badpeer-slowdown", bad.Seconds()/honest.Seconds())
+}
+
+// update-fetch-ratio: a node holding v1 of a 4-layer image fetches v2, in
+// which one layer changed: bytes fetched ÷ bytes of the changed layer.
+func BenchmarkUpdate(b *testing.B) {
+	const layer = 16 << 20
+	addr := []string{"/ip4/127.0.0.1/tcp/0"}
+	for range b.N {
+		layers := randomLayers(4, layer)
+		v1 := image(layers)
+		layers[2] = randomLayers(1, layer)[0]
+		v2 := image(layers)
+		pub := benchNode(b, addr, nil)
+		r1, err := pub.Add(context.Background(), bytes.NewReader(v1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r2, err := pub.Add(context.Background(), bytes.NewReader(v2))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := benchNode(b, addr, nil)
+		if err := n.Connect(context.Background(), pub.AddrInfo()); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := n.Fetch(context.Background(), r1); err != nil {
+			b.Fatal(err)
+		}
+		before := n.ex.recvBytes.Load()
+		leaves, _, err := n.Fetch(context.Background(), r2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fetched := n.ex.recvBytes.Load() - before
+		b.Logf("v2: %d leaves, fetched %d bytes for a %d-byte layer change", len(leaves), fetched, layer)
+		figure(b, "update-fetch-ratio", float64(fetched)/float64(layer))
+		_ = dag.MaxLinks
+	}
+}

@@ -1,0 +1,143 @@
+package p2p
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Node. The zero value of every field but DataDir has a
+// documented default, filled in by New.
+type Config struct {
+	// DataDir holds the identity key and the block store. Required.
+	DataDir string
+	// ListenAddrs are multiaddrs to listen on. Default: TCP and QUIC on
+	// port 4001 of every interface.
+	ListenAddrs []string
+	// BootstrapPeers are multiaddrs with a /p2p/ part, dialled at start.
+	// With PublicDHT and no peers given, the IPFS bootstrap peers are used.
+	BootstrapPeers []string
+	// PublicDHT joins the public IPFS (Amino) DHT instead of archy's own.
+	PublicDHT bool
+	// DHTPrefix is the protocol prefix of archy's own DHT. Default "/archy".
+	DHTPrefix string
+	// DHTClientOnly runs the DHT in client mode (the node answers no
+	// queries). Default: server mode, so small home networks work.
+	DHTClientOnly bool
+	// MDNS finds peers on the local network.
+	MDNS bool
+	// DialTimeout bounds each connection attempt. Default 10s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds each request to a peer (one DHT query, one
+	// batch of blocks). Default 30s.
+	RequestTimeout time.Duration
+	// MinRate is the slowest a peer may send block bytes (bytes/second,
+	// averaged over a request) before it is abandoned. Default 64 KiB/s.
+	MinRate int64
+	// MaxPeerBytes caps the bytes one peer may send per request. Default 64 MiB.
+	MaxPeerBytes int64
+	// UploadRate caps the bytes per second the piece exchange sends, over
+	// all peers (a token bucket). Default: no cap.
+	UploadRate int64
+	// SuperSeed makes the node, for files it holds whole, send each piece
+	// once and then point askers at the peers it sent it to, unless they
+	// ask as a last resort: a publisher's uplink carries about one copy of a
+	// release however many nodes fetch it. Default off; publishers turn it on.
+	SuperSeed bool
+	// MaxStrikes is how many bad blocks a peer may send before it is
+	// disconnected and banned. Default 3.
+	MaxStrikes int
+	// BanTime is how long a banned peer is refused. Default 10m.
+	BanTime time.Duration
+	// Registerer receives the node's metrics. Default: none kept.
+	Registerer prometheus.Registerer
+}
+
+// Defaults.
+const (
+	DefaultDHTPrefix      = "/archy"
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultMinRate        = 64 << 10
+	DefaultMaxPeerBytes   = 64 << 20
+	DefaultMaxStrikes     = 3
+	DefaultBanTime        = 10 * time.Minute
+)
+
+// DefaultListenAddrs are used when Config.ListenAddrs is empty.
+var DefaultListenAddrs = []string{
+	"/ip4/0.0.0.0/tcp/4001",
+	"/ip4/0.0.0.0/udp/4001/quic-v1",
+}
+
+// ErrConfig is wrapped by every error Validate returns.
+var ErrConfig = errors.New("invalid p2p config")
+
+func (c *Config) setDefaults() {
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = DefaultListenAddrs
+	}
+	if c.DHTPrefix == "" {
+		c.DHTPrefix = DefaultDHTPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MinRate == 0 {
+		c.MinRate = DefaultMinRate
+	}
+	if c.MaxStrikes == 0 {
+		c.MaxStrikes = DefaultMaxStrikes
+	}
+	if c.BanTime == 0 {
+		c.BanTime = DefaultBanTime
+	}
+	if c.MaxPeerBytes == 0 {
+		c.MaxPeerBytes = DefaultMaxPeerBytes
+	}
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: DataDir is required", ErrConfig)
+	}
+	for _, a := range c.ListenAddrs {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("%w: ListenAddrs: %q: %v", ErrConfig, a, err)
+		}
+	}
+	if _, err := parsePeers(c.BootstrapPeers); err != nil {
+		return fmt.Errorf("%w: BootstrapPeers: %v", ErrConfig, err)
+	}
+	if c.DialTimeout < 0 || c.RequestTimeout < 0 {
+		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
+	}
+	if c.MinRate < 0 || c.MaxPeerBytes < 0 || c.UploadRate < 0 || c.MaxStrikes < 0 {
+		return fmt.Errorf("%w: MinRate, MaxPeerBytes, UploadRate and MaxStrikes must be positive", ErrConfig)
+	}
+	return nil
+}
+
+func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", a, err)
+		}
+		mas = append(mas, m)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, err
+	}
+	return infos, nil
+}

@@ -1,0 +1,277 @@
+// Package dag owns how archy turns a file into BLAKE3-addressed blocks and
+// back: content-defined chunks as raw leaves (bafkr4i…) under a UnixFS
+// DAG-PB file node (bafyb4i…), so any IPFS tool can read what archy stores.
+package dag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	cid "github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+)
+
+// MaxLinks is the most children an interior node has; larger files get
+// more levels. 2048 links keep a node near 100 KB.
+const MaxLinks = 2048
+
+// MaxNodeSize bounds any block this package reads from a peer.
+const MaxNodeSize = 2 << 20
+
+// ErrBadNode is returned when a DAG node is malformed or not a UnixFS file.
+var ErrBadNode = errors.New("malformed dag node")
+
+// PutFunc stores a block whose CID the builder has just computed.
+type PutFunc func(c cid.Cid, data []byte) error
+
+// Link is a child of a node: its CID and the file bytes below it.
+type Link struct {
+	Cid  cid.Cid
+	Size uint64
+}
+
+// Build chunks r, stores every leaf and interior node through put, and
+// returns the root CID and the file size. Hashing and storing run on
+// GOMAXPROCS workers while the chunker reads ahead.
+func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, error) {
+	type job struct {
+		seq  int
+		data []byte
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan job, workers*2)
+	pool := sync.Pool{New: func() any { return make([]byte, 0, MaxChunk) }}
+
+	var (
+		mu     sync.Mutex
+		leaves []Link
+		werr   error
+		wg     sync.WaitGroup
+	)
+	setErr := func(err error) {
+		mu.Lock()
+		if werr == nil {
+			werr = err
+		}
+		mu.Unlock()
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				c := cas.Sum(j.data)
+				if err := put(c, j.data); err != nil {
+					setErr(fmt.Errorf("store chunk %d: %w", j.seq, err))
+				}
+				mu.Lock()
+				leaves[j.seq] = Link{Cid: c, Size: uint64(len(j.data))}
+				mu.Unlock()
+				pool.Put(j.data[:0]) //nolint:staticcheck // slices are fine here
+			}
+		}()
+	}
+
+	ch := NewChunker(r)
+	var total uint64
+	var rerr error
+	for seq := 0; ; seq++ {
+		if err := ctx.Err(); err != nil {
+			rerr = err
+			break
+		}
+		mu.Lock()
+		failed := werr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		chunk, err := ch.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+		buf := append(pool.Get().([]byte)[:0], chunk...)
+		total += uint64(len(buf))
+		mu.Lock()
+		leaves = append(leaves, Link{})
+		mu.Unlock()
+		jobs <- job{seq: seq, data: buf}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := errors.Join(rerr, werr); err != nil {
+		return cid.Undef, 0, err
+	}
+	root, err := BuildTree(leaves, put)
+	if err != nil {
+		return cid.Undef, 0, err
+	}
+	return root, total, nil
+}
+
+// BuildTree stores interior nodes above leaves and returns the root. The
+// root is always a DAG-PB node, even for an empty or one-chunk file.
+func BuildTree(leaves []Link, put PutFunc) (cid.Cid, error) {
+	level := leaves
+	for {
+		var next []Link
+		for i := 0; i < len(level) || (i == 0 && len(level) == 0); i += MaxLinks {
+			kids := level[i:min(i+MaxLinks, len(level))]
+			c, size, data, err := EncodeNode(kids)
+			if err != nil {
+				return cid.Undef, err
+			}
+			if err := put(c, data); err != nil {
+				return cid.Undef, fmt.Errorf("store node: %w", err)
+			}
+			next = append(next, Link{Cid: c, Size: size})
+		}
+		if len(next) == 1 {
+			return next[0].Cid, nil
+		}
+		level = next
+	}
+}
+
+// EncodeNode encodes a UnixFS file node over kids and returns its CID, the
+// file bytes below it and its bytes.
+func EncodeNode(kids []Link) (cid.Cid, uint64, []byte, error) {
+	nd := new(merkledag.ProtoNode)
+	fsn := unixfs.NewFSNode(unixfs.TFile)
+	var size uint64
+	for _, k := range kids {
+		if err := nd.AddRawLink("", &ipld.Link{Cid: k.Cid, Size: k.Size}); err != nil {
+			return cid.Undef, 0, nil, fmt.Errorf("encode node: %w", err)
+		}
+		fsn.AddBlockSize(k.Size)
+		size += k.Size
+	}
+	data, err := fsn.GetBytes()
+	if err != nil {
+		return cid.Undef, 0, nil, fmt.Errorf("encode node: %w", err)
+	}
+	nd.SetData(data)
+	raw, err := nd.EncodeProtobuf(true)
+	if err != nil {
+		return cid.Undef, 0, nil, fmt.Errorf("encode node: %w", err)
+	}
+	return cas.SumCodec(cas.DagPB, raw), size, raw, nil
+}
+
+// Decode returns the children of a block: nil for a raw leaf, the links
+// with their file sizes for a UnixFS file node. It checks that every child
+// is an archy CID and that the sizes add up.
+func Decode(c cid.Cid, data []byte) ([]Link, error) {
+	switch c.Type() {
+	case cas.Raw:
+		return nil, nil
+	case cas.DagPB:
+	default:
+		return nil, fmt.Errorf("%w: codec %#x", ErrBadNode, c.Type())
+	}
+	nd, err := merkledag.DecodeProtobuf(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadNode, err)
+	}
+	fsn, err := unixfs.FSNodeFromBytes(nd.Data())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadNode, err)
+	}
+	if fsn.Type() != unixfs.TFile && fsn.Type() != unixfs.TRaw {
+		return nil, fmt.Errorf("%w: not a file", ErrBadNode)
+	}
+	if len(fsn.Data()) != 0 {
+		return nil, fmt.Errorf("%w: inline data not supported", ErrBadNode)
+	}
+	lks := nd.Links()
+	if len(lks) != fsn.NumChildren() || len(lks) > MaxLinks {
+		return nil, fmt.Errorf("%w: %d links, %d sizes", ErrBadNode, len(lks), fsn.NumChildren())
+	}
+	out := make([]Link, len(lks))
+	for i, l := range lks {
+		if err := cas.Check(l.Cid); err != nil {
+			return nil, fmt.Errorf("%w: child %d: %v", ErrBadNode, i, err)
+		}
+		if l.Cid.Type() == cas.Raw && fsn.BlockSize(i) > MaxChunk {
+			return nil, fmt.Errorf("%w: child %d too large", ErrBadNode, i)
+		}
+		out[i] = Link{Cid: l.Cid, Size: fsn.BlockSize(i)}
+	}
+	return out, nil
+}
+
+// Links is Decode without the sizes, for garbage collection.
+func Links(c cid.Cid, data []byte) ([]cid.Cid, error) {
+	lks, err := Decode(c, data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cid.Cid, len(lks))
+	for i, l := range lks {
+		out[i] = l.Cid
+	}
+	return out, nil
+}
+
+// GetFunc returns a block's verified bytes, fetching it if needed.
+type GetFunc func(ctx context.Context, c cid.Cid) ([]byte, error)
+
+// MaxDepth bounds how deep a DAG from a peer may go.
+const MaxDepth = 8
+
+// Leaves resolves root to its ordered leaves, fetching interior nodes
+// through get. A root that is itself a raw block is its own only leaf.
+func Leaves(ctx context.Context, root cid.Cid, get GetFunc) ([]Link, uint64, error) {
+	if err := cas.Check(root); err != nil {
+		return nil, 0, err
+	}
+	if root.Type() == cas.Raw {
+		data, err := get(ctx, root)
+		if err != nil {
+			return nil, 0, err
+		}
+		return []Link{{Cid: root, Size: uint64(len(data))}}, uint64(len(data)), nil
+	}
+	var out []Link
+	var total uint64
+	var walk func(c cid.Cid, depth int) error
+	walk = func(c cid.Cid, depth int) error {
+		if depth > MaxDepth {
+			return fmt.Errorf("%w: deeper than %d", ErrBadNode, MaxDepth)
+		}
+		data, err := get(ctx, c)
+		if err != nil {
+			return err
+		}
+		kids, err := Decode(c, data)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", c, err)
+		}
+		for _, k := range kids {
+			if k.Cid.Type() == cas.Raw {
+				out = append(out, k)
+				total += k.Size
+				continue
+			}
+			if err := walk(k.Cid, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(root, 0); err != nil {
+		return nil, 0, err
+	}
+	return out, total, nil
+}

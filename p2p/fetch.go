@@ -1,0 +1,666 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/dag"
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Fetch tuning.
+const (
+	peerWindow      = 4 << 20 // bytes in flight to one peer
+	seedWindow      = 1 << 20 // to a complete peer, when others exist
+	batchBytes      = 1 << 20 // bytes asked in one GET
+	lastResortAfter = 3 * time.Second
+	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
+)
+
+// ErrNoPeers is returned when no reachable peer holds what a fetch needs.
+var ErrNoPeers = errors.New("no peer holds the content")
+
+// fetch is one file being fetched. One goroutine (run) owns the state;
+// watches, requests and discovery run in goroutines that report events.
+type fetch struct {
+	e      *blockExchange
+	root   cid.Cid
+	ctx    context.Context // the fetch's lifetime, for its own goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	events chan fetchEvent
+
+	// Owned by run.
+	rs       *rootState
+	peers    map[peer.ID]*fetchPeer
+	inflight []peer.ID         // per piece: who is asked, "" if nobody
+	holders  []int             // per piece: peers that advertise it
+	partial  []int             // per piece: of those, peers that are not complete
+	order    []int             // random tie-break for rarest-first
+	hinted   map[int][]peer.ID // per refused piece: who the seed said has it
+	rng      *rand.Rand
+}
+
+type fetchPeer struct {
+	id       peer.ID
+	has      []bool
+	complete bool
+	bytes    int64     // in flight
+	dead     bool      // abandoned for this fetch (bad, slow or gone)
+	gone     bool      // its watch ended before it was complete
+	since    time.Time // when it went dead or gone
+	refused  map[int]time.Time
+}
+
+type fetchEvent struct {
+	kind   int
+	p      peer.ID
+	idxs   []int // have / done / failed pieces
+	hints  []peer.ID
+	status int
+	err    error
+}
+
+const (
+	evPeer     = iota // a peer to watch
+	evHave            // p holds idxs
+	evComplete        // p holds everything
+	evGone            // p's watch ended
+	evDone            // idxs stored
+	evFailed          // idxs not delivered by p (status says why)
+)
+
+// newFetch starts a fetch's lifetime; close ends it and waits.
+func (e *blockExchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
+	ctx, cancel := context.WithCancel(ctx)
+	return &fetch{
+		e: e, root: root, ctx: ctx, cancel: cancel,
+		events: make(chan fetchEvent, 256),
+		peers:  map[peer.ID]*fetchPeer{},
+		hinted: map[int][]peer.ID{},
+		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+}
+
+func (f *fetch) close() {
+	f.cancel()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-f.events:
+		case <-done:
+			if f.rs != nil {
+				f.e.release(f.rs)
+			}
+			return
+		}
+	}
+}
+
+func (f *fetch) emit(ev fetchEvent) {
+	select {
+	case f.events <- ev:
+	case <-f.ctx.Done():
+	}
+}
+
+func (f *fetch) goFn(fn func()) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		fn()
+	}()
+}
+
+// candidates are the peers to ask for DAG nodes: connected ones first,
+// then providers from the DHT.
+func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
+	n := f.e.n
+	if data, err := n.store.GetRaw(ctx, c); err == nil {
+		return data, nil
+	}
+	try := func(ps []peer.ID) ([]byte, error) {
+		var errs []error
+		for _, p := range ps {
+			if p == n.host.ID() || f.e.isBanned(p) {
+				continue
+			}
+			data, err := f.e.getBlock(ctx, p, c)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := n.store.PutVerified(c, data); err != nil {
+				return nil, err
+			}
+			f.e.recvBytes.Add(int64(len(data)))
+			return data, nil
+		}
+		return nil, errors.Join(errs...)
+	}
+	if data, err := try(n.host.Network().Peers()); err == nil && data != nil {
+		return data, nil
+	}
+	pis, err := n.FindProviders(ctx, c, 8)
+	if err != nil {
+		return nil, fmt.Errorf("fetch block %s: %w: %v", c, ErrNoPeers, err)
+	}
+	var ids []peer.ID
+	for _, pi := range pis {
+		if err := n.Connect(ctx, pi); err == nil {
+			ids = append(ids, pi.ID)
+		}
+	}
+	data, err := try(ids)
+	if err != nil || data == nil {
+		return nil, fmt.Errorf("fetch block %s: %w (%v)", c, ErrNoPeers, err)
+	}
+	return data, nil
+}
+
+// fetchLeaves makes every leaf held, asking peers over PieceProtocol.
+func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link) error {
+	n := f.e.n
+	rs := f.e.register(newRootState(f.root, leaves), true)
+	f.rs = rs
+	for _, l := range leaves {
+		if ok, _ := n.store.Has(ctx, l.Cid); ok {
+			rs.markHeld(l.Cid)
+		}
+	}
+	if rs.complete() {
+		return nil
+	}
+	// Tell the DHT we hold (part of) it, so others find us early.
+	n.provideAsync(f.root)
+
+	np := len(leaves)
+	f.inflight = make([]peer.ID, np)
+	f.holders = make([]int, np)
+	f.partial = make([]int, np)
+	f.order = f.rng.Perm(np)
+
+	for _, p := range n.host.Network().Peers() {
+		f.addPeer(p)
+	}
+	f.goFn(func() { f.discover() })
+
+	stall := time.NewTimer(n.cfg.RequestTimeout)
+	defer stall.Stop()
+	tick := time.NewTicker(lastResortAfter / 4)
+	defer tick.Stop()
+	for !rs.complete() {
+		f.schedule()
+		select {
+		case ev := <-f.events:
+			f.apply(ev)
+			if ev.kind == evDone {
+				stall.Reset(n.cfg.RequestTimeout)
+			}
+		case <-tick.C:
+			f.revive()
+		case <-stall.C:
+			return fmt.Errorf("fetch pieces: %w: nothing arrived for %s", ErrNoPeers, n.cfg.RequestTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("fetch pieces: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// reviveAfter is how long a peer given up on (slow, stream error, watch
+// ended) is left alone before the fetch tries it again. Banned peers are
+// never retried.
+const reviveAfter = 5 * time.Second
+
+// revive gives peers given up on a new chance once they have been out for
+// reviveAfter and nothing of theirs is in flight.
+func (f *fetch) revive() {
+	now := time.Now()
+	for id, fp := range f.peers {
+		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.isBanned(id) {
+			delete(f.peers, id)
+			f.addPeer(id)
+		}
+	}
+}
+
+// discover adds DHT providers of the root as they are found.
+func (f *fetch) discover() {
+	n := f.e.n
+	ctx, cancel := context.WithTimeout(f.ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	for pi := range n.dht.FindProvidersAsync(ctx, f.root, 0) {
+		if pi.ID == n.host.ID() {
+			continue
+		}
+		if n.host.Network().Connectedness(pi.ID) != network.Connected {
+			if err := n.Connect(ctx, pi); err != nil {
+				continue
+			}
+		}
+		f.emit(fetchEvent{kind: evPeer, p: pi.ID})
+	}
+}
+
+func (f *fetch) addPeer(p peer.ID) {
+	if p == f.e.n.host.ID() || f.e.isBanned(p) {
+		return
+	}
+	if _, ok := f.peers[p]; ok {
+		return
+	}
+	fp := &fetchPeer{id: p, has: make([]bool, len(f.rs.leaves)), refused: map[int]time.Time{}}
+	f.peers[p] = fp
+	f.goFn(func() { f.watch(p) })
+}
+
+// watch follows which pieces p holds until the fetch ends.
+func (f *fetch) watch(p peer.ID) {
+	n := f.e.n
+	ctx, cancel := context.WithTimeout(f.ctx, n.cfg.DialTimeout)
+	s, err := n.host.NewStream(ctx, p, PieceProtocol)
+	cancel()
+	if err != nil {
+		f.emit(fetchEvent{kind: evGone, p: p, err: err})
+		return
+	}
+	stop := context.AfterFunc(f.ctx, func() { _ = s.Reset() })
+	defer stop()
+	defer s.Close()
+	w := bufio.NewWriter(s)
+	_ = w.WriteByte(opWatch)
+	writeBytes(w, f.root.Bytes())
+	if err := w.Flush(); err != nil {
+		f.emit(fetchEvent{kind: evGone, p: p, err: err})
+		return
+	}
+	r := bufio.NewReader(s)
+	np := uint64(len(f.rs.leaves))
+	for {
+		kind, err := r.ReadByte()
+		if err != nil {
+			f.emit(fetchEvent{kind: evGone, p: p, err: err})
+			return
+		}
+		switch kind {
+		case frameHave:
+			cnt, err := readUvarint(r, np)
+			if err != nil {
+				f.emit(fetchEvent{kind: evGone, p: p, err: err})
+				return
+			}
+			idxs := make([]int, 0, cnt)
+			for range cnt {
+				i, err := readUvarint(r, np-1)
+				if err != nil {
+					f.emit(fetchEvent{kind: evGone, p: p, err: err})
+					return
+				}
+				idxs = append(idxs, int(i))
+			}
+			f.emit(fetchEvent{kind: evHave, p: p, idxs: idxs})
+		case frameComplete:
+			f.emit(fetchEvent{kind: evComplete, p: p})
+			return
+		default: // frameNotHeld or garbage
+			f.emit(fetchEvent{kind: evGone, p: p})
+			return
+		}
+	}
+}
+
+// apply folds an event into the fetch state.
+func (f *fetch) apply(ev fetchEvent) {
+	if ev.kind == evPeer {
+		f.addPeer(ev.p)
+		return
+	}
+	fp := f.peers[ev.p]
+	if fp == nil {
+		return
+	}
+	switch ev.kind {
+	case evHave:
+		for _, i := range ev.idxs {
+			if !fp.has[i] {
+				fp.has[i] = true
+				f.holders[i]++
+				if !fp.complete {
+					f.partial[i]++
+				}
+			}
+		}
+	case evComplete:
+		if !fp.complete {
+			fp.complete = true
+			for i, h := range fp.has {
+				if h {
+					f.partial[i]--
+				}
+			}
+		}
+	case evGone:
+		// A complete peer's watch ends on purpose; others are gone.
+		if !fp.complete {
+			f.dropHas(fp)
+			fp.gone, fp.since = true, time.Now()
+		}
+	case evDone:
+		for _, i := range ev.idxs {
+			f.inflight[i] = ""
+		}
+		fp.bytes -= f.size(ev.idxs)
+	case evFailed:
+		for _, i := range ev.idxs {
+			f.inflight[i] = ""
+		}
+		fp.bytes -= f.size(ev.idxs)
+		switch ev.status {
+		case statusDontHave:
+			for _, i := range ev.idxs {
+				f.unhave(fp, i)
+			}
+		case statusRefused:
+			now := time.Now()
+			for _, i := range ev.idxs {
+				if _, ok := fp.refused[i]; !ok {
+					fp.refused[i] = now
+				}
+			}
+			for _, i := range ev.idxs {
+				f.hinted[i] = ev.hints
+			}
+			for _, h := range ev.hints {
+				f.addPeer(h)
+			}
+		default: // bad block, too slow, stream error: abandon the peer
+			fp.dead, fp.since = true, time.Now()
+			f.dropHas(fp)
+		}
+	}
+}
+
+func (f *fetch) unhave(fp *fetchPeer, i int) {
+	if fp.has[i] {
+		fp.has[i] = false
+		f.holders[i]--
+		if !fp.complete {
+			f.partial[i]--
+		}
+	}
+}
+
+func (f *fetch) dropHas(fp *fetchPeer) {
+	for i := range fp.has {
+		f.unhave(fp, i)
+	}
+}
+
+func (f *fetch) size(idxs []int) int64 {
+	var s int64
+	for _, i := range idxs {
+		s += int64(f.rs.leaves[i].Size)
+	}
+	return s
+}
+
+// schedule asks peers with room in their window for pieces, rarest first.
+// A complete peer (a seed, perhaps the publisher) is asked only for pieces
+// that no partial peer advertises, so peers feed each other first.
+func (f *fetch) schedule() {
+	rs := f.rs
+	rs.mu.Lock()
+	held := slices.Clone(rs.held)
+	rs.mu.Unlock()
+	var want []int
+	for _, i := range f.order {
+		if !held[i] && f.inflight[i] == "" && f.holders[i] > 0 {
+			want = append(want, i)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	slices.SortStableFunc(want, func(a, b int) int { return f.holders[a] - f.holders[b] })
+	ps := make([]*fetchPeer, 0, len(f.peers))
+	for _, fp := range f.peers {
+		if !fp.dead {
+			ps = append(ps, fp)
+		}
+	}
+	f.rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+	// Partial peers first, so they take pieces before seeds are asked.
+	slices.SortStableFunc(ps, func(a, b *fetchPeer) int {
+		switch {
+		case a.complete == b.complete:
+			return 0
+		case a.complete:
+			return 1
+		}
+		return -1
+	})
+	now := time.Now()
+	for _, fp := range ps {
+		// A seed (perhaps a publisher on a thin uplink, super-seeding) gets
+		// a short queue: what it promises to one peer arrives soon, so the
+		// peers it refused find the piece at that peer in time.
+		window := int64(peerWindow)
+		if fp.complete && len(ps) > 1 {
+			window = seedWindow
+		}
+		for fp.bytes < window {
+			var batch []int
+			var bytes int64
+			last := false
+			for _, i := range want {
+				if f.inflight[i] != "" || !fp.has[i] {
+					continue
+				}
+				if fp.complete && f.partial[i] > 0 {
+					continue
+				}
+				lr := false
+				if t, ok := fp.refused[i]; ok {
+					// Ask a refusing seed again, as a last resort, only
+					// once the peers it named are gone, or after long.
+					wait := now.Sub(t)
+					if f.holders[i] > 1 || wait < lastResortAfter || (wait < 5*lastResortAfter && f.hintsAlive(i)) {
+						continue
+					}
+					lr = true
+				}
+				if len(batch) > 0 && lr != last {
+					continue
+				}
+				last = lr
+				batch = append(batch, i)
+				bytes += int64(f.rs.leaves[i].Size)
+				if bytes >= batchBytes || len(batch) == maxGetPieces {
+					break
+				}
+			}
+			if len(batch) == 0 {
+				break
+			}
+			for _, i := range batch {
+				f.inflight[i] = fp.id
+				delete(fp.refused, i)
+			}
+			fp.bytes += bytes
+			p, lr := fp.id, last
+			f.goFn(func() { f.get(p, batch, lr) })
+		}
+	}
+}
+
+// hintsAlive reports whether a peer named in a refusal of piece i is
+// still live in this fetch.
+func (f *fetch) hintsAlive(i int) bool {
+	for _, h := range f.hinted[i] {
+		if hp := f.peers[h]; hp != nil && !hp.dead && !hp.gone {
+			return true
+		}
+	}
+	return false
+}
+
+// get asks p for pieces, verifies and stores each as it arrives, and
+// reports. A bad block ends the request at once (and strikes p); so does
+// a peer slower than MinRate or over its byte cap.
+func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
+	n := f.e.n
+	done := []int{}
+	fail := func(rest []int, status int, hints []peer.ID, err error) {
+		if len(done) > 0 {
+			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
+		}
+		if len(rest) > 0 {
+			if err != nil {
+				n.log.Debug("piece request failed", "peer", p, "pieces", len(rest), "err", err)
+			}
+			f.emit(fetchEvent{kind: evFailed, p: p, idxs: rest, status: status, hints: hints, err: err})
+		}
+	}
+	var want int64
+	for _, i := range idxs {
+		want += int64(f.rs.leaves[i].Size)
+	}
+	limit := time.Duration(float64(want)/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
+	ctx, cancel := context.WithTimeout(f.ctx, min(limit, n.cfg.RequestTimeout))
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, PieceProtocol)
+	if err != nil {
+		fail(idxs, -1, nil, err)
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	defer s.Close()
+	w := bufio.NewWriter(s)
+	_ = w.WriteByte(opGet)
+	writeBytes(w, f.root.Bytes())
+	var flags byte
+	if lastResort {
+		flags |= flagLastResort
+	}
+	_ = w.WriteByte(flags)
+	writeUvarint(w, uint64(len(idxs)))
+	for _, i := range idxs {
+		writeUvarint(w, uint64(i))
+	}
+	if err := w.Flush(); err != nil {
+		fail(idxs, -1, nil, err)
+		return
+	}
+	_ = s.CloseWrite()
+	r := bufio.NewReaderSize(s, 64<<10)
+	var total int64
+	var buf []byte
+	for k, i := range idxs {
+		leaf := f.rs.leaves[i]
+		st, err := r.ReadByte()
+		if err != nil {
+			f.abandon(p, ctx, err)
+			fail(idxs[k:], -1, nil, err)
+			return
+		}
+		switch st {
+		case statusOK:
+		case statusRefused:
+			cnt, err := readUvarint(r, maxHints)
+			var hints []peer.ID
+			for j := uint64(0); err == nil && j < cnt; j++ {
+				var h peer.ID
+				if h, err = readPeerID(r); err == nil {
+					hints = append(hints, h)
+				}
+			}
+			if err != nil {
+				fail(idxs[k:], -1, nil, err)
+				return
+			}
+			fail([]int{i}, statusRefused, hints, nil)
+			continue
+		case statusDontHave:
+			fail([]int{i}, statusDontHave, nil, nil)
+			continue
+		default:
+			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", errProtocol, st))
+			return
+		}
+		size, err := readUvarint(r, dag.MaxNodeSize)
+		if err == nil && size != leaf.Size {
+			err = fmt.Errorf("%w: piece %d is %d bytes, dag says %d", errProtocol, i, size, leaf.Size)
+		}
+		if total += int64(size); err == nil && total > n.cfg.MaxPeerBytes {
+			err = fmt.Errorf("%w: over the byte cap", errProtocol)
+		}
+		if err != nil {
+			f.e.strike(p)
+			fail(idxs[k:], -1, nil, err)
+			return
+		}
+		if cap(buf) < int(size) {
+			buf = make([]byte, size)
+		}
+		data := buf[:size]
+		if _, err := io.ReadFull(r, data); err != nil {
+			f.abandon(p, ctx, err)
+			fail(idxs[k:], -1, nil, err)
+			return
+		}
+		if cas.Digest(data) != digest(leaf.Cid) {
+			n.met.badBlocks.Inc()
+			n.log.Warn("dropped a block that does not match its cid", "peer", p, "cid", leaf.Cid)
+			f.e.strike(p)
+			fail(idxs[k:], -1, nil, cas.ErrMismatch)
+			return
+		}
+		if err := n.store.PutVerified(leaf.Cid, data); err != nil {
+			fail(idxs[k:], -1, nil, err)
+			return
+		}
+		f.rs.markHeld(leaf.Cid)
+		n.met.blocksIn.Inc()
+		n.met.bytesIn.Add(float64(size))
+		f.e.recvBytes.Add(int64(size))
+		got := f.e.received.Add(1)
+		if h := f.e.onBlock; h != nil {
+			h(got)
+		}
+		done = append(done, i)
+		if len(done) >= 4 { // report progress so the window refills early
+			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
+			done = []int{}
+		}
+	}
+	fail(nil, 0, nil, nil)
+}
+
+// abandon counts a peer given up on for slowness.
+func (f *fetch) abandon(p peer.ID, ctx context.Context, err error) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && f.ctx.Err() == nil {
+		f.e.n.met.peersSlow.Inc()
+		f.e.abandoned.Add(1)
+		f.e.n.log.Info("abandoned a slow peer", "peer", p, "err", err)
+	}
+}
+
+func digest(c cid.Cid) [cas.DigestSize]byte {
+	var d [cas.DigestSize]byte
+	h := c.Hash()
+	copy(d[:], h[len(h)-cas.DigestSize:])
+	return d
+}

@@ -1,0 +1,311 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/dag"
+	cid "github.com/ipfs/go-cid"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Package-level workers started by libp2p and go-log at init time.
+		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
+		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/host/resource-manager.(*resourceManager).background"),
+	)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("P2P_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+var localAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+
+// newNode starts a node on loopback with a fresh data folder.
+func newNode(t testing.TB, mod func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{DataDir: t.TempDir(), ListenAddrs: localAddrs, RequestTimeout: 10 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(t.Context(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("new node: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return n
+}
+
+func connect(t testing.TB, a, b *Node) {
+	t.Helper()
+	if err := a.Connect(t.Context(), b.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomFile(t testing.TB, size int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	p := filepath.Join(t.TempDir(), "in.bin")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+func checkFile(t testing.TB, p string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes, want %d identical bytes", p, len(got), len(want))
+	}
+	ents, _ := os.ReadDir(filepath.Dir(p))
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".part") {
+			t.Fatalf("temp file left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestIdentityPersists(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, ListenAddrs: localAddrs}
+	a, err := New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := a.ID()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, err := New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.ID() != id {
+		t.Fatalf("peer id changed across restarts: %s then %s", id, b.ID())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no data dir", Config{}, "DataDir"},
+		{"bad listen", Config{DataDir: "x", ListenAddrs: []string{"tcp/1"}}, "ListenAddrs"},
+		{"bad peer", Config{DataDir: "x", BootstrapPeers: []string{"/ip4/1.2.3.4/tcp/1"}}, "BootstrapPeers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBlobRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 1000, 3<<20 + 17} {
+		t.Run(strings.ReplaceAll(time.Duration(size).String(), "ns", "B"), func(t *testing.T) {
+			a, b := newNode(t, nil), newNode(t, nil)
+			in, data := randomFile(t, size)
+			root, err := a.AddFile(t.Context(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(root.String(), "bafyb4i") {
+				t.Fatalf("root %s is not a BLAKE3 DAG-PB CID", root)
+			}
+			connect(t, b, a)
+			out := filepath.Join(t.TempDir(), "out.bin")
+			if err := b.GetFile(t.Context(), root, out); err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, out, data)
+		})
+	}
+}
+
+func TestGetRejectsNonBLAKE3(t *testing.T) {
+	a := newNode(t, nil)
+	c, _ := cid.Decode("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy") // sha2-256
+	if err := a.GetFile(t.Context(), c, filepath.Join(t.TempDir(), "x")); err == nil {
+		t.Fatal("fetched a sha2-256 CID")
+	}
+}
+
+func TestDHTProvideFind(t *testing.T) {
+	const N = 8
+	nodes := make([]*Node, N)
+	nodes[0] = newNode(t, nil)
+	boot := []string{nodes[0].Addrs()[0].String()}
+	for i := 1; i < N; i++ {
+		nodes[i] = newNode(t, func(c *Config) { c.BootstrapPeers = boot })
+	}
+	// Let every routing table learn more than the bootstrap node.
+	for _, n := range nodes {
+		if err := n.dht.Bootstrap(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, dst := nodes[3], nodes[N-1]
+	in, data := randomFile(t, 1<<20)
+	root, err := src.AddFile(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Provide(t.Context(), root); err != nil {
+		t.Fatal(err)
+	}
+	pis, err := dst.FindProviders(t.Context(), root, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pis) != 1 || pis[0].ID != src.ID() {
+		t.Fatalf("providers %v, want %s", pis, src.ID())
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := dst.GetFile(t.Context(), root, out); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+func TestGCKeepsPinned(t *testing.T) {
+	a := newNode(t, nil)
+	ctx := t.Context()
+	inKeep, dataKeep := randomFile(t, 2<<20)
+	inDrop, _ := randomFile(t, 2<<20)
+	keep, err := a.AddFile(ctx, inKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop, err := a.AddFile(ctx, inDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Pin(ctx, keep); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed == 0 {
+		t.Fatalf("gc removed nothing: %+v", res)
+	}
+	if ok, _ := a.store.Has(ctx, drop); ok {
+		t.Fatal("unpinned root survived gc")
+	}
+	leaves, _, err := dag.Leaves(ctx, keep, a.store.GetRaw)
+	if err != nil {
+		t.Fatalf("pinned dag damaged by gc: %v", err)
+	}
+	for _, l := range leaves {
+		if ok, _ := a.store.Has(ctx, l.Cid); !ok {
+			t.Fatalf("pinned leaf %s removed", l.Cid)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := a.GetFile(ctx, keep, out); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, dataKeep)
+	// Unpinned, it goes too.
+	if err := a.Unpin(ctx, keep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := a.store.Has(ctx, keep); ok {
+		t.Fatal("unpinned root survived gc")
+	}
+}
+
+func TestResumeAfterCancel(t *testing.T) {
+	a, b := newNode(t, nil), newNode(t, nil)
+	in, data := randomFile(t, 8<<20)
+	root, err := a.AddFile(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves, _, err := dag.Leaves(t.Context(), root, a.store.GetRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, b, a)
+
+	// First attempt: cancelled once a third of the leaves arrived.
+	ctx, cancel := context.WithCancel(t.Context())
+	stopAt := int64(len(leaves) / 3)
+	b.ex.onBlock = func(got int64) {
+		if got == stopAt {
+			cancel()
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := b.GetFile(ctx, root, out); err == nil {
+		t.Fatal("cancelled fetch succeeded")
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a cancelled fetch left a visible file")
+	}
+	held := 0
+	for _, l := range leaves {
+		if ok, _ := b.store.Has(t.Context(), l.Cid); ok {
+			held++
+		}
+	}
+	if held < int(stopAt)-1 || held == len(leaves) { // -1: the root block counts too
+		t.Fatalf("after cancel %d of %d leaves held, want at least %d and not all", held, len(leaves), stopAt)
+	}
+	before := b.ex.received.Load()
+	b.ex.onBlock = nil
+	if err := b.GetFile(t.Context(), root, out); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	// The second fetch asked only for what was missing (+1: the root).
+	if again := b.ex.received.Load() - before; again > int64(len(leaves)-held) {
+		t.Fatalf("resume fetched %d blocks, only %d were missing", again, len(leaves)-held)
+	}
+	_ = cas.Check(root)
+}
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	return context.WithCancel(t.Context())
+}
