@@ -104,8 +104,8 @@ func newStore(maxEvents int) *store {
 }
 
 // compactMin is the number of dead records below which the log is never
-// compacted.
-const compactMin = 1000
+// compacted. (A variable so tests can lower it.)
+var compactMin = 1000
 
 // openStore opens the store in dir (created 0700 if missing), replaying its
 // event log; an empty dir gives a store in memory only. The log is
