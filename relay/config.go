@@ -175,7 +175,7 @@ func (c Config) Validate() error {
 		{"MaxFutureSkew", c.MaxFutureSkew < 0, "must not be negative"},
 		{"WriteTimeout", c.WriteTimeout < 0, "must not be negative"},
 		{"PingInterval", c.PingInterval < 0, "must not be negative"},
-		{"SendBuffer", c.SendBuffer < 0 || (c.SendBuffer > 0 && int64(c.SendBuffer) < 2*c.withDefaults().MaxMessageSize), "must hold at least two messages of MaxMessageSize"},
+		{"SendBuffer", c.SendBuffer < 0 || (c.SendBuffer > 0 && int64(c.SendBuffer) < 2*c.withDefaults().MaxMessageSize), "must hold at least two messages of the largest size allowed"},
 		{"ShutdownTimeout", c.ShutdownTimeout < 0, "must not be negative"},
 	}
 	for _, ch := range checks {
