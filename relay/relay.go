@@ -168,6 +168,20 @@ func (r *Relay) URL() string {
 	return "ws://" + a.String()
 }
 
+// Stats is a snapshot of a relay's load.
+type Stats struct {
+	Connections int // websocket clients connected
+	Events      int // events stored
+}
+
+// Stats returns the relay's current load.
+func (r *Relay) Stats() Stats {
+	r.mu.Lock()
+	n := len(r.conns)
+	r.mu.Unlock()
+	return Stats{Connections: n, Events: r.store.len()}
+}
+
 // ServeHTTP upgrades websocket requests, answers NIP-11 requests and
 // tells anything else what this is.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
