@@ -18,6 +18,7 @@ const (
 	DefaultMaxEventTags     = 2000      // tags in one event
 	DefaultMaxConnections   = 256       // websocket connections at once
 	DefaultMaxEvents        = 1_000_000 // events stored at once
+	DefaultMaxStoredBytes   = 512 << 20 // bytes of event JSON stored at once
 	DefaultEventRate        = 10.0      // EVENTs per second per connection
 	DefaultEventBurst       = 50
 	DefaultReqRate          = 20.0 // REQs per second per connection
@@ -25,7 +26,7 @@ const (
 	DefaultMaxFutureSkew    = 15 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultPingInterval     = 30 * time.Second
-	DefaultSendBuffer       = 4 << 20 // bytes queued for one connection
+	DefaultSendBuffer       = 1 << 20 // bytes queued for one connection
 	DefaultShutdownTimeout  = 5 * time.Second
 )
 
@@ -64,8 +65,10 @@ type Config struct {
 	MaxEventTags int
 	// MaxConnections bounds the websocket connections open at once.
 	MaxConnections int
-	// MaxEvents bounds the events stored; past it new events are refused.
-	MaxEvents int
+	// MaxEvents and MaxStoredBytes bound the events stored (all of them
+	// are held in memory, indexed); past either, new events are refused.
+	MaxEvents      int
+	MaxStoredBytes int
 
 	// EventRate and EventBurst are the token bucket for EVENT messages of
 	// one connection: EventRate tokens per second, at most EventBurst.
@@ -84,7 +87,8 @@ type Config struct {
 	// does not answer within WriteTimeout is disconnected.
 	PingInterval time.Duration
 	// SendBuffer bounds the bytes waiting to be sent to one client. A
-	// client that lets live events pile up past it is disconnected.
+	// client that lets live events pile up past it is disconnected. A
+	// connection costs at most about 2*SendBuffer + MaxMessageSize.
 	SendBuffer int
 	// ShutdownTimeout bounds how long Serve waits for connections to end.
 	ShutdownTimeout time.Duration
@@ -111,6 +115,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxEventTags, DefaultMaxEventTags)
 	setDefault(&c.MaxConnections, DefaultMaxConnections)
 	setDefault(&c.MaxEvents, DefaultMaxEvents)
+	setDefault(&c.MaxStoredBytes, DefaultMaxStoredBytes)
 	setDefault(&c.EventRate, DefaultEventRate)
 	setDefault(&c.EventBurst, DefaultEventBurst)
 	setDefault(&c.ReqRate, DefaultReqRate)
@@ -168,6 +173,7 @@ func (c Config) Validate() error {
 		{"MaxEventTags", c.MaxEventTags < 0, "must not be negative"},
 		{"MaxConnections", c.MaxConnections < 0, "must not be negative"},
 		{"MaxEvents", c.MaxEvents < 0, "must not be negative"},
+		{"MaxStoredBytes", c.MaxStoredBytes < 0, "must not be negative"},
 		{"EventRate", c.EventRate < 0, "must not be negative"},
 		{"EventBurst", c.EventBurst < 0, "must not be negative"},
 		{"ReqRate", c.ReqRate < 0, "must not be negative"},

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/mailru/easyjson"
 	"github.com/nbd-wtf/go-nostr"
 	"golang.org/x/time/rate"
 )
@@ -191,7 +190,7 @@ func (c *conn) handleEvent(ctx context.Context, ev *nostr.Event) error {
 		return c.send(ctx, okMessage(ev.ID, false, reason))
 	}
 	if ev.IsEphemeral() {
-		raw, err := easyjson.Marshal(ev)
+		raw, err := encodeEvent(ev)
 		if err != nil {
 			return c.send(ctx, okMessage(ev.ID, false, "error: could not encode event"))
 		}
@@ -244,6 +243,13 @@ func (c *conn) handleReq(ctx context.Context, m reqMessage) error {
 	}
 	if len(m.filters) > cfg.MaxFilters {
 		return c.send(ctx, closedMessage(m.subID, fmt.Sprintf("invalid: too many filters, at most %d", cfg.MaxFilters)))
+	}
+	c.mu.Lock()
+	_, replacing := c.subs[m.subID]
+	tooMany := !replacing && len(c.subs) >= cfg.MaxSubscriptions
+	c.mu.Unlock()
+	if tooMany {
+		return c.send(ctx, closedMessage(m.subID, fmt.Sprintf("blocked: too many open subscriptions, at most %d", cfg.MaxSubscriptions)))
 	}
 	quoted, _ := json.Marshal(m.subID)
 	sub := &subscription{id: m.subID, quoted: quoted, filters: m.filters}

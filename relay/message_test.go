@@ -134,7 +134,7 @@ func FuzzParseClientMessage(f *testing.F) {
 				}
 				_ = f.Matches(&nostr.Event{})
 			}
-			s := newStore(10)
+			s := newStore(10, DefaultMaxStoredBytes)
 			s.query(m.filters, func(f *nostr.Filter) int { return f.Limit }, nil)
 		case closeMessage:
 		default:

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nbd-wtf/go-nostr"
@@ -63,7 +64,7 @@ func New(cfg Config, logger *slog.Logger) (*Relay, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(cfg.DataDir, cfg.MaxEvents, logger)
+	st, err := openStore(cfg.DataDir, cfg.MaxEvents, cfg.MaxStoredBytes, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open relay store: %w", err)
 	}
@@ -111,6 +112,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: r.cfg.WriteTimeout,
+		IdleTimeout:       time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return connCtx },
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 
 func openTestStore(t *testing.T, dir string) *store {
 	t.Helper()
-	s, err := openStore(dir, DefaultMaxEvents, testLogger(t))
+	s, err := openStore(dir, DefaultMaxEvents, DefaultMaxStoredBytes, testLogger(t))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -105,7 +106,7 @@ func TestJournalHeader(t *testing.T) {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openStore(dir, 10, testLogger(t)); err == nil {
+		if _, err := openStore(dir, 10, DefaultMaxStoredBytes, testLogger(t)); err == nil {
 			t.Fatalf("opened a log starting %q", content)
 		}
 		if got, _ := os.ReadFile(path); string(got) != content {
@@ -117,7 +118,7 @@ func TestJournalHeader(t *testing.T) {
 func TestStoreLock(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	if _, err := openStore(dir, 10, testLogger(t)); !errors.Is(err, ErrDataDirInUse) {
+	if _, err := openStore(dir, 10, DefaultMaxStoredBytes, testLogger(t)); !errors.Is(err, ErrDataDirInUse) {
 		t.Fatalf("second open: %v, want ErrDataDirInUse", err)
 	}
 	s.close()
@@ -174,7 +175,7 @@ func TestReplayEqualsLive(t *testing.T) {
 }
 
 func TestStoreFull(t *testing.T) {
-	s := newStore(2)
+	s := newStore(2, DefaultMaxStoredBytes)
 	k := newKey(t)
 	base := time.Now().Unix()
 	put(t, s, k.sign(t, 1, base, nil, "a"), k.sign(t, 0, base, nil, "p1"))
@@ -182,8 +183,61 @@ func TestStoreFull(t *testing.T) {
 	if res, _ := s.put(&ev, func(*record) {}); res != full {
 		t.Fatalf("third event: %v, want full", res)
 	}
-	// Replacing an event does not need room.
+	// Replacing an event does not need another slot.
 	put(t, s, k.sign(t, 0, base+1, nil, "p2"))
+
+	// The byte cap counts the JSON stored, and frees what is replaced.
+	s = newStore(100, 2500)
+	big := func(kind int, at int64) nostr.Event { return k.sign(t, kind, at, nil, strings.Repeat("x", 700)) }
+	put(t, s, big(1, base), big(0, base))
+	ev = big(1, base+1)
+	if res, _ := s.put(&ev, func(*record) {}); res != full {
+		t.Fatalf("event over the byte cap: %v, want full", res)
+	}
+	put(t, s, big(0, base+1))
+}
+
+func TestJournalFailureStopsAppends(t *testing.T) {
+	dir := t.TempDir()
+	k := newKey(t)
+	base := time.Now().Unix()
+	a, b, c := k.sign(t, 1, base, nil, "a"), k.sign(t, 1, base+1, nil, "b"), k.sign(t, 1, base+2, nil, "c")
+	s := openTestStore(t, dir)
+	put(t, s, a)
+	s.j.f.Close() // the next write fails
+	if _, err := s.put(&b, func(*record) {}); err == nil {
+		t.Fatal("append to a closed file succeeded")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.j.f = f
+	if _, err := s.put(&c, func(*record) {}); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("append after a failure: %v, want refused until restart", err)
+	}
+	s.close()
+	s = openTestStore(t, dir)
+	defer s.close()
+	if got := storedIDs(s); len(got) != 1 || got[0] != a.ID {
+		t.Fatalf("after reopen: %v, want only the event before the failure", got)
+	}
+	put(t, s, b)
+}
+
+func TestEncodeEventKeepsText(t *testing.T) {
+	ev := newKey(t).sign(t, 1, 1700000000, nostr.Tags{{"t", "<&>"}}, "a <b> & c")
+	raw, err := encodeEvent(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte(`"a <b> & c"`)) || !bytes.Contains(raw, []byte(`["t","<&>"]`)) {
+		t.Fatalf("encoded %s", raw)
+	}
+	var back nostr.Event
+	if err := back.UnmarshalJSON(raw); err != nil || back.Content != ev.Content || !back.CheckID() {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
 }
 
 func equal(a, b []string) bool {
@@ -200,7 +254,7 @@ func equal(a, b []string) bool {
 
 func mustJSON(t *testing.T, ev nostr.Event) []byte {
 	t.Helper()
-	b, err := ev.MarshalJSON()
+	b, err := encodeEvent(&ev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,7 @@ It prints its websocket URL on stdout once it listens.`,
 	f.IntVar(&cfg.MaxEventTags, "max-event-tags", cfg.MaxEventTags, "tags per event")
 	f.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "websocket connections at once")
 	f.IntVar(&cfg.MaxEvents, "max-events", cfg.MaxEvents, "events stored; past it new events are refused")
+	f.IntVar(&cfg.MaxStoredBytes, "max-stored-bytes", cfg.MaxStoredBytes, "bytes of events stored (all held in memory); past it new events are refused")
 	f.Float64Var(&cfg.EventRate, "event-rate", cfg.EventRate, "EVENTs per second per connection (token bucket rate)")
 	f.IntVar(&cfg.EventBurst, "event-burst", cfg.EventBurst, "EVENTs a connection may send at once (token bucket size)")
 	f.Float64Var(&cfg.ReqRate, "req-rate", cfg.ReqRate, "REQs per second per connection (token bucket rate)")
@@ -79,7 +80,7 @@ var relayFlags = map[string]string{
 	"Listen": "listen", "DataDir": "data", "Name": "name", "Description": "description",
 	"PubKey": "pubkey", "Contact": "contact", "MaxMessageSize": "max-message-size",
 	"MaxSubscriptions": "max-subscriptions", "MaxFilters": "max-filters", "MaxLimit": "max-limit",
-	"MaxEventTags": "max-event-tags", "MaxConnections": "max-connections", "MaxEvents": "max-events",
+	"MaxEventTags": "max-event-tags", "MaxConnections": "max-connections", "MaxEvents": "max-events", "MaxStoredBytes": "max-stored-bytes",
 	"EventRate": "event-rate", "EventBurst": "event-burst", "ReqRate": "req-rate", "ReqBurst": "req-burst",
 	"SendBuffer": "send-buffer", "WriteTimeout": "write-timeout",
 }
