@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the fields of Config. A zero field in a Config given to New
@@ -95,6 +97,9 @@ type Config struct {
 
 	// Now is the relay's clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if set, is where the relay registers its Prometheus
+	// metrics (archy_relay_*).
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns a Config with every field at its default and no

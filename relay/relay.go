@@ -39,10 +39,11 @@ var ErrServed = errors.New("relay has already been served")
 // Relay is an embedded Nostr relay. Build it with New, run it once with
 // Run or Serve.
 type Relay struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store
-	info  []byte // NIP-11 document
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	metrics *metrics
+	info    []byte // NIP-11 document
 
 	served atomic.Bool
 	addr   atomic.Pointer[net.Addr]
@@ -68,11 +69,17 @@ func New(cfg Config, logger *slog.Logger) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open relay store: %w", err)
 	}
+	m, err := newMetrics(cfg.Metrics, st)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
 	r := &Relay{
-		cfg:   cfg,
-		log:   logger,
-		store: st,
-		conns: make(map[*conn]struct{}),
+		cfg:     cfg,
+		log:     logger,
+		store:   st,
+		metrics: m,
+		conns:   make(map[*conn]struct{}),
 	}
 	r.info, err = json.Marshal(r.informationDocument())
 	if err != nil {
@@ -223,10 +230,12 @@ func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
 	r.conns[c] = struct{}{}
 	r.handler.Add(1)
 	r.mu.Unlock()
+	r.metrics.connections.Inc()
 	defer func() {
 		r.mu.Lock()
 		delete(r.conns, c)
 		r.mu.Unlock()
+		r.metrics.connections.Dec()
 		r.handler.Done()
 	}()
 
