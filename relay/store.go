@@ -74,6 +74,7 @@ const (
 // open by accepting its events again in order.
 type store struct {
 	mu        sync.RWMutex
+	log       *slog.Logger
 	j         *journal // nil: memory only
 	unlock    func()   // releases the data folder lock
 	maxEvents int
@@ -116,6 +117,7 @@ var compactMin = 1000
 // compacted on open when more of it is dead than alive.
 func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, error) {
 	s := newStore(maxEvents, maxBytes)
+	s.log = log
 	if dir == "" {
 		return s, nil
 	}
@@ -147,7 +149,7 @@ func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, e
 		log.Warn("event log had a torn or corrupt end; cut it off and kept a copy beside it",
 			"bytes", cut, "copy", j.f.Name()+".torn")
 	}
-	if s.dead >= compactMin && s.dead > len(s.byID) {
+	if s.shouldCompact() {
 		if err := s.compact(); err != nil {
 			s.close()
 			return nil, err
@@ -155,6 +157,13 @@ func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, e
 		log.Info("compacted event log", "events", len(s.byID))
 	}
 	return s, nil
+}
+
+// shouldCompact reports whether more of the log is dead than alive (and
+// enough of it to bother). Compacting then costs at most the live bytes,
+// once per doubling of the dead ones: amortised, a constant per event.
+func (s *store) shouldCompact() bool {
+	return s.j != nil && s.dead >= compactMin && s.dead > len(s.byID)
 }
 
 // compact rewrites the log with the stored events only, in the order they
@@ -214,6 +223,14 @@ func (s *store) put(ev *nostr.Event, notify func(*record)) (putResult, error) {
 	r := &record{ev: ev, raw: raw}
 	s.apply(r)
 	notify(r)
+	if s.shouldCompact() {
+		// The event is safe in the old log already; a failed rewrite
+		// leaves that log in place.
+		if err := s.compact(); err != nil {
+			s.log.Warn("could not compact the event log; will try again", "err", err)
+			s.dead = 0 // retry only after as many more dead records
+		}
+	}
 	return accepted, nil
 }
 

@@ -126,10 +126,11 @@ func TestStoreLock(t *testing.T) {
 }
 
 // TestReplayEqualsLive checks that a store rebuilt from its log, and from
-// the compacted log, answers like the store that wrote it.
+// the compacted log, answers like the store that wrote it; and that the
+// log is compacted on open and while running.
 func TestReplayEqualsLive(t *testing.T) {
 	defer func(n int) { compactMin = n }(compactMin)
-	compactMin = 100
+	compactMin = 1 << 30 // none while the dead-heavy log is written
 	dir := t.TempDir()
 	k := newKey(t)
 	base := time.Now().Unix() - 10000
@@ -137,7 +138,7 @@ func TestReplayEqualsLive(t *testing.T) {
 	var gone []nostr.Event
 	// Many versions of a few replaceable and addressable events, and
 	// deleted notes: most of the log is dead.
-	for i := range compactMin + 200 {
+	for i := range 300 {
 		put(t, s, k.sign(t, 0, base+int64(i), nil, fmt.Sprint("profile ", i)))
 		put(t, s, k.sign(t, 30078, base+int64(i), nostr.Tags{{"d", fmt.Sprint("app", i%3)}}, fmt.Sprint(i)))
 		if i%50 == 0 {
@@ -154,12 +155,13 @@ func TestReplayEqualsLive(t *testing.T) {
 	size := s.j.size
 	s.close()
 
+	compactMin = 100
 	s = openTestStore(t, dir)
 	if got := storedIDs(s); !equal(got, want) {
 		t.Fatalf("replayed store differs:\n got %v\nwant %v", got, want)
 	}
 	if s.j.size >= size/4 {
-		t.Fatalf("log not compacted: %d bytes, was %d", s.j.size, size)
+		t.Fatalf("log not compacted on open: %d bytes, was %d", s.j.size, size)
 	}
 	for _, ev := range gone {
 		if res, _ := s.put(&ev, func(*record) {}); res != deleted {
@@ -171,6 +173,14 @@ func TestReplayEqualsLive(t *testing.T) {
 	defer s.close()
 	if got := storedIDs(s); !equal(got, want) {
 		t.Fatalf("store from the compacted log differs:\n got %v\nwant %v", got, want)
+	}
+
+	// While running, the log is compacted as dead records pile up.
+	for i := range 3 * compactMin {
+		put(t, s, k.sign(t, 0, base+1000+int64(i), nil, fmt.Sprint("profile ", i)))
+	}
+	if s.dead > compactMin+len(s.byID) {
+		t.Fatalf("%d dead records in the log: not compacted while running", s.dead)
 	}
 }
 
