@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the fields of Config. A zero field in a Config given to New
@@ -18,6 +20,7 @@ const (
 	DefaultMaxEventTags     = 2000      // tags in one event
 	DefaultMaxConnections   = 256       // websocket connections at once
 	DefaultMaxEvents        = 1_000_000 // events stored at once
+	DefaultMaxStoredBytes   = 512 << 20 // bytes of event JSON stored at once
 	DefaultEventRate        = 10.0      // EVENTs per second per connection
 	DefaultEventBurst       = 50
 	DefaultReqRate          = 20.0 // REQs per second per connection
@@ -25,7 +28,7 @@ const (
 	DefaultMaxFutureSkew    = 15 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultPingInterval     = 30 * time.Second
-	DefaultSendBuffer       = 4 << 20 // bytes queued for one connection
+	DefaultSendBuffer       = 1 << 20 // bytes queued for one connection
 	DefaultShutdownTimeout  = 5 * time.Second
 )
 
@@ -64,8 +67,10 @@ type Config struct {
 	MaxEventTags int
 	// MaxConnections bounds the websocket connections open at once.
 	MaxConnections int
-	// MaxEvents bounds the events stored; past it new events are refused.
-	MaxEvents int
+	// MaxEvents and MaxStoredBytes bound the events stored (all of them
+	// are held in memory, indexed); past either, new events are refused.
+	MaxEvents      int
+	MaxStoredBytes int
 
 	// EventRate and EventBurst are the token bucket for EVENT messages of
 	// one connection: EventRate tokens per second, at most EventBurst.
@@ -84,13 +89,17 @@ type Config struct {
 	// does not answer within WriteTimeout is disconnected.
 	PingInterval time.Duration
 	// SendBuffer bounds the bytes waiting to be sent to one client. A
-	// client that lets live events pile up past it is disconnected.
+	// client that lets live events pile up past it is disconnected. A
+	// connection costs at most about 2*SendBuffer + MaxMessageSize.
 	SendBuffer int
 	// ShutdownTimeout bounds how long Serve waits for connections to end.
 	ShutdownTimeout time.Duration
 
 	// Now is the relay's clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if set, is where the relay registers its Prometheus
+	// metrics (archy_relay_*).
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns a Config with every field at its default and no
@@ -111,6 +120,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxEventTags, DefaultMaxEventTags)
 	setDefault(&c.MaxConnections, DefaultMaxConnections)
 	setDefault(&c.MaxEvents, DefaultMaxEvents)
+	setDefault(&c.MaxStoredBytes, DefaultMaxStoredBytes)
 	setDefault(&c.EventRate, DefaultEventRate)
 	setDefault(&c.EventBurst, DefaultEventBurst)
 	setDefault(&c.ReqRate, DefaultReqRate)
@@ -168,6 +178,7 @@ func (c Config) Validate() error {
 		{"MaxEventTags", c.MaxEventTags < 0, "must not be negative"},
 		{"MaxConnections", c.MaxConnections < 0, "must not be negative"},
 		{"MaxEvents", c.MaxEvents < 0, "must not be negative"},
+		{"MaxStoredBytes", c.MaxStoredBytes < 0, "must not be negative"},
 		{"EventRate", c.EventRate < 0, "must not be negative"},
 		{"EventBurst", c.EventBurst < 0, "must not be negative"},
 		{"ReqRate", c.ReqRate < 0, "must not be negative"},
@@ -175,7 +186,7 @@ func (c Config) Validate() error {
 		{"MaxFutureSkew", c.MaxFutureSkew < 0, "must not be negative"},
 		{"WriteTimeout", c.WriteTimeout < 0, "must not be negative"},
 		{"PingInterval", c.PingInterval < 0, "must not be negative"},
-		{"SendBuffer", c.SendBuffer < 0 || (c.SendBuffer > 0 && int64(c.SendBuffer) < 2*c.withDefaults().MaxMessageSize), "must hold at least two messages of MaxMessageSize"},
+		{"SendBuffer", c.SendBuffer < 0 || (c.SendBuffer > 0 && int64(c.SendBuffer) < 2*c.withDefaults().MaxMessageSize), "must hold at least two messages of the largest size allowed"},
 		{"ShutdownTimeout", c.ShutdownTimeout < 0, "must not be negative"},
 	}
 	for _, ch := range checks {

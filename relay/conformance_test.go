@@ -306,6 +306,10 @@ func testDeletionByAddress(t *testing.T, connect connectFunc) {
 	v3 := alice.sign(t, 30078, base+16, d, "v3")
 	mustPublish(t, rl, v3)
 	sameIDs(t, query(t, rl, nostr.Filter{Kinds: []int{30078}}), v3)
+
+	// A request older than the stored version leaves it alone.
+	mustPublish(t, rl, alice.sign(t, 5, base+12, nostr.Tags{{"a", addr}}, "late"))
+	sameIDs(t, query(t, rl, nostr.Filter{Kinds: []int{30078}}), v3)
 }
 
 func TestEphemeral(t *testing.T) { forEachClient(t, testEphemeral) }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/mailru/easyjson"
 	"github.com/nbd-wtf/go-nostr"
 	"golang.org/x/time/rate"
 )
@@ -185,37 +184,44 @@ func (c *conn) handleEvent(ctx context.Context, ev *nostr.Event) error {
 	cfg := &c.r.cfg
 	now := cfg.Now()
 	if !c.events.AllowN(now, 1) {
+		c.r.metrics.events.WithLabelValues(resultRateLimited).Inc()
 		return c.send(ctx, okMessage(ev.ID, false, fmt.Sprintf("rate-limited: slow down, at most %g events a second", cfg.EventRate)))
 	}
 	if reason := c.r.check(ev, now); reason != "" {
+		c.r.metrics.events.WithLabelValues(resultInvalid).Inc()
 		return c.send(ctx, okMessage(ev.ID, false, reason))
 	}
 	if ev.IsEphemeral() {
-		raw, err := easyjson.Marshal(ev)
+		raw, err := encodeEvent(ev)
 		if err != nil {
+			c.r.metrics.events.WithLabelValues(resultError).Inc()
 			return c.send(ctx, okMessage(ev.ID, false, "error: could not encode event"))
 		}
 		c.r.broadcast(ev, raw)
+		c.r.metrics.events.WithLabelValues(resultEphemeral).Inc()
 		return c.send(ctx, okMessage(ev.ID, true, ""))
 	}
 	res, err := c.r.store.put(ev, func(rec *record) { c.r.broadcast(rec.ev, rec.raw) })
 	if err != nil {
 		c.r.log.Error("could not store event", "err", err)
+		c.r.metrics.events.WithLabelValues(resultError).Inc()
 		return c.send(ctx, okMessage(ev.ID, false, "error: could not store the event; try again later"))
 	}
-	var reason string
+	var result, reason string
 	switch res {
 	case accepted:
+		c.r.metrics.events.WithLabelValues(resultAccepted).Inc()
 		return c.send(ctx, okMessage(ev.ID, true, ""))
 	case duplicate:
-		reason = "duplicate: already have this event"
+		result, reason = resultDuplicate, "duplicate: already have this event"
 	case superseded:
-		reason = "duplicate: already have a newer version of this replaceable event"
+		result, reason = resultSuperseded, "duplicate: already have a newer version of this replaceable event"
 	case deleted:
-		reason = "blocked: this event was deleted by its author"
+		result, reason = resultDeleted, "blocked: this event was deleted by its author"
 	case full:
-		reason = "error: relay storage is full"
+		result, reason = resultFull, "error: relay storage is full"
 	}
+	c.r.metrics.events.WithLabelValues(result).Inc()
 	return c.send(ctx, okMessage(ev.ID, false, reason))
 }
 
@@ -244,6 +250,13 @@ func (c *conn) handleReq(ctx context.Context, m reqMessage) error {
 	}
 	if len(m.filters) > cfg.MaxFilters {
 		return c.send(ctx, closedMessage(m.subID, fmt.Sprintf("invalid: too many filters, at most %d", cfg.MaxFilters)))
+	}
+	c.mu.Lock()
+	_, replacing := c.subs[m.subID]
+	tooMany := !replacing && len(c.subs) >= cfg.MaxSubscriptions
+	c.mu.Unlock()
+	if tooMany {
+		return c.send(ctx, closedMessage(m.subID, fmt.Sprintf("blocked: too many open subscriptions, at most %d", cfg.MaxSubscriptions)))
 	}
 	quoted, _ := json.Marshal(m.subID)
 	sub := &subscription{id: m.subID, quoted: quoted, filters: m.filters}
@@ -291,6 +304,7 @@ func (c *conn) handleReq(ctx context.Context, m reqMessage) error {
 	sub.pending, sub.pendingBytes, sub.live = nil, 0, true
 	sub.mu.Unlock()
 	if !ok {
+		c.r.metrics.dropped.Inc()
 		c.kill()
 		return errSlowClient
 	}
@@ -325,6 +339,7 @@ func (c *conn) deliver(ev *nostr.Event, raw []byte) {
 		sub.mu.Unlock()
 		if !ok {
 			c.r.log.Debug("client does not read fast enough; disconnecting", "remote", c.remote)
+			c.r.metrics.dropped.Inc()
 			c.dead = true
 			c.out.close()
 			if c.cancel != nil {

@@ -37,6 +37,12 @@ type served struct {
 // or the end of the test.
 func start(t testing.TB, cfg Config) *served {
 	t.Helper()
+	return startOn(t, cfg, nil)
+}
+
+// startOn is start with the listener wrapped by wrap, if given.
+func startOn(t testing.TB, cfg Config, wrap func(net.Listener) net.Listener) *served {
+	t.Helper()
 	r, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -45,6 +51,9 @@ func start(t testing.TB, cfg Config) *served {
 	if err != nil {
 		r.Close()
 		t.Fatalf("listen: %v", err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

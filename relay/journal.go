@@ -36,9 +36,10 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // journal is the open event log.
 type journal struct {
-	dir  string
-	f    *os.File
-	size int64 // bytes of valid log: the offset of the next append
+	dir    string
+	f      *os.File
+	size   int64 // bytes of valid log: the offset of the next append
+	broken error // set by a failed append: no append is safe after it
 }
 
 // openJournal opens (creating if needed) the log in dir and calls replay
@@ -161,19 +162,27 @@ func (j *journal) cutTail(off int64) error {
 }
 
 // append writes one record and syncs it to disk. On failure the log is cut
-// back to where it was, so a failed append leaves no partial record.
+// back to where it was, so a failed append leaves no partial record; and
+// since a failed write or fsync leaves the file's state unknown, every
+// later append fails too, until the relay is restarted and the log is
+// read (and any torn end cut) again.
 func (j *journal) append(payload []byte) error {
+	if j.broken != nil {
+		return fmt.Errorf("event log unusable since an earlier failure (restart the relay): %w", j.broken)
+	}
 	buf := make([]byte, recordHeader+len(payload))
 	binary.LittleEndian.PutUint32(buf[0:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(buf[4:8], crc32.Checksum(payload, crcTable))
 	copy(buf[recordHeader:], payload)
 	if _, err := j.f.Write(buf); err != nil {
 		j.rollback()
-		return fmt.Errorf("append to event log: %w", err)
+		j.broken = fmt.Errorf("append to event log: %w", err)
+		return j.broken
 	}
 	if err := j.f.Sync(); err != nil {
 		j.rollback()
-		return fmt.Errorf("sync event log: %w", err)
+		j.broken = fmt.Errorf("sync event log: %w", err)
+		return j.broken
 	}
 	j.size += int64(len(buf))
 	return nil

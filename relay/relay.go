@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nbd-wtf/go-nostr"
@@ -38,10 +39,11 @@ var ErrServed = errors.New("relay has already been served")
 // Relay is an embedded Nostr relay. Build it with New, run it once with
 // Run or Serve.
 type Relay struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store
-	info  []byte // NIP-11 document
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	metrics *metrics
+	info    []byte // NIP-11 document
 
 	served atomic.Bool
 	addr   atomic.Pointer[net.Addr]
@@ -63,15 +65,21 @@ func New(cfg Config, logger *slog.Logger) (*Relay, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(cfg.DataDir, cfg.MaxEvents, logger)
+	st, err := openStore(cfg.DataDir, cfg.MaxEvents, cfg.MaxStoredBytes, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open relay store: %w", err)
 	}
+	m, err := newMetrics(cfg.Metrics, st)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
 	r := &Relay{
-		cfg:   cfg,
-		log:   logger,
-		store: st,
-		conns: make(map[*conn]struct{}),
+		cfg:     cfg,
+		log:     logger,
+		store:   st,
+		metrics: m,
+		conns:   make(map[*conn]struct{}),
 	}
 	r.info, err = json.Marshal(r.informationDocument())
 	if err != nil {
@@ -111,6 +119,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: r.cfg.WriteTimeout,
+		IdleTimeout:       time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return connCtx },
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}
@@ -168,6 +177,20 @@ func (r *Relay) URL() string {
 	return "ws://" + a.String()
 }
 
+// Stats is a snapshot of a relay's load.
+type Stats struct {
+	Connections int // websocket clients connected
+	Events      int // events stored
+}
+
+// Stats returns the relay's current load.
+func (r *Relay) Stats() Stats {
+	r.mu.Lock()
+	n := len(r.conns)
+	r.mu.Unlock()
+	return Stats{Connections: n, Events: r.store.len()}
+}
+
 // ServeHTTP upgrades websocket requests, answers NIP-11 requests and
 // tells anything else what this is.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -207,10 +230,12 @@ func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
 	r.conns[c] = struct{}{}
 	r.handler.Add(1)
 	r.mu.Unlock()
+	r.metrics.connections.Inc()
 	defer func() {
 		r.mu.Lock()
 		delete(r.conns, c)
 		r.mu.Unlock()
+		r.metrics.connections.Dec()
 		r.handler.Done()
 	}()
 

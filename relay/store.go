@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/mailru/easyjson"
+	"github.com/mailru/easyjson/jwriter"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -73,9 +74,12 @@ const (
 // open by accepting its events again in order.
 type store struct {
 	mu        sync.RWMutex
+	log       *slog.Logger
 	j         *journal // nil: memory only
 	unlock    func()   // releases the data folder lock
 	maxEvents int
+	maxBytes  int
+	bytes     int // JSON bytes of the stored events
 	seq       uint64
 	dead      int // records in the log that are no longer stored
 
@@ -90,9 +94,10 @@ type store struct {
 	deletedAddr map[string]nostr.Timestamp // address -> deleted up to this created_at
 }
 
-func newStore(maxEvents int) *store {
+func newStore(maxEvents, maxBytes int) *store {
 	return &store{
 		maxEvents:   maxEvents,
+		maxBytes:    maxBytes,
 		byID:        make(map[string]*record),
 		byAddr:      make(map[string]*record),
 		byAuthor:    make(map[string]list),
@@ -104,14 +109,15 @@ func newStore(maxEvents int) *store {
 }
 
 // compactMin is the number of dead records below which the log is never
-// compacted.
-const compactMin = 1000
+// compacted. (A variable so tests can lower it.)
+var compactMin = 1000
 
 // openStore opens the store in dir (created 0700 if missing), replaying its
 // event log; an empty dir gives a store in memory only. The log is
 // compacted on open when more of it is dead than alive.
-func openStore(dir string, maxEvents int, log *slog.Logger) (*store, error) {
-	s := newStore(maxEvents)
+func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, error) {
+	s := newStore(maxEvents, maxBytes)
+	s.log = log
 	if dir == "" {
 		return s, nil
 	}
@@ -127,7 +133,7 @@ func openStore(dir string, maxEvents int, log *slog.Logger) (*store, error) {
 		if err := easyjson.Unmarshal(payload, &ev); err != nil {
 			return fmt.Errorf("decode event: %w", err)
 		}
-		if s.decide(&ev, false) != accepted {
+		if s.decide(&ev, 0, false) != accepted {
 			s.dead++
 			return nil
 		}
@@ -143,7 +149,7 @@ func openStore(dir string, maxEvents int, log *slog.Logger) (*store, error) {
 		log.Warn("event log had a torn or corrupt end; cut it off and kept a copy beside it",
 			"bytes", cut, "copy", j.f.Name()+".torn")
 	}
-	if s.dead >= compactMin && s.dead > len(s.byID) {
+	if s.shouldCompact() {
 		if err := s.compact(); err != nil {
 			s.close()
 			return nil, err
@@ -151,6 +157,13 @@ func openStore(dir string, maxEvents int, log *slog.Logger) (*store, error) {
 		log.Info("compacted event log", "events", len(s.byID))
 	}
 	return s, nil
+}
+
+// shouldCompact reports whether more of the log is dead than alive (and
+// enough of it to bother). Compacting then costs at most the live bytes,
+// once per doubling of the dead ones: amortised, a constant per event.
+func (s *store) shouldCompact() bool {
+	return s.j != nil && s.dead >= compactMin && s.dead > len(s.byID)
 }
 
 // compact rewrites the log with the stored events only, in the order they
@@ -193,13 +206,13 @@ func (s *store) close() error {
 // registered under the read lock sees each event exactly once: in its
 // query or through notify. ev must be verified already.
 func (s *store) put(ev *nostr.Event, notify func(*record)) (putResult, error) {
-	raw, err := easyjson.Marshal(ev)
+	raw, err := encodeEvent(ev)
 	if err != nil {
-		return 0, fmt.Errorf("encode event: %w", err)
+		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if res := s.decide(ev, true); res != accepted {
+	if res := s.decide(ev, len(raw), true); res != accepted {
 		return res, nil
 	}
 	if s.j != nil {
@@ -210,18 +223,39 @@ func (s *store) put(ev *nostr.Event, notify func(*record)) (putResult, error) {
 	r := &record{ev: ev, raw: raw}
 	s.apply(r)
 	notify(r)
+	if s.shouldCompact() {
+		// The event is safe in the old log already; a failed rewrite
+		// leaves that log in place.
+		if err := s.compact(); err != nil {
+			s.log.Warn("could not compact the event log; will try again", "err", err)
+			s.dead = 0 // retry only after as many more dead records
+		}
+	}
 	return accepted, nil
 }
 
-// decide says whether ev may be stored now, without changing anything.
-func (s *store) decide(ev *nostr.Event, enforceMax bool) putResult {
+// encodeEvent is the JSON the relay stores and sends for ev: go-nostr's
+// encoding, without escaping <, > and & (which would only make it longer).
+func encodeEvent(ev *nostr.Event) ([]byte, error) {
+	w := jwriter.Writer{NoEscapeHTML: true}
+	ev.MarshalEasyJSON(&w)
+	raw, err := w.BuildBytes()
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	return raw, nil
+}
+
+// decide says whether ev, size bytes of JSON, may be stored now, without
+// changing anything. enforceMax applies the store's caps (not on replay).
+func (s *store) decide(ev *nostr.Event, size int, enforceMax bool) putResult {
 	if _, ok := s.byID[ev.ID]; ok {
 		return duplicate
 	}
 	if _, ok := s.deletedIDs[ev.ID+ev.PubKey]; ok {
 		return deleted
 	}
-	replaces := false
+	replaces, freed := false, 0
 	if addr, ok := address(ev); ok {
 		if t, ok := s.deletedAddr[addr]; ok && ev.CreatedAt <= t {
 			return deleted
@@ -230,10 +264,10 @@ func (s *store) decide(ev *nostr.Event, enforceMax bool) putResult {
 			if !newer(ev, old.ev) {
 				return superseded
 			}
-			replaces = true
+			replaces, freed = true, len(old.raw)
 		}
 	}
-	if enforceMax && !replaces && len(s.byID) >= s.maxEvents {
+	if enforceMax && ((!replaces && len(s.byID) >= s.maxEvents) || s.bytes-freed+size > s.maxBytes) {
 		return full
 	}
 	return accepted
@@ -276,6 +310,7 @@ func (s *store) apply(r *record) {
 		s.applyDeletion(ev)
 	}
 	s.byID[ev.ID] = r
+	s.bytes += len(r.raw)
 	s.all = s.all.insert(r)
 	s.byAuthor[ev.PubKey] = s.byAuthor[ev.PubKey].insert(r)
 	s.byKind[ev.Kind] = s.byKind[ev.Kind].insert(r)
@@ -344,6 +379,7 @@ func parseAddress(a string) (kind int, pubkey, d string, ok bool) {
 func (s *store) remove(r *record) {
 	ev := r.ev
 	delete(s.byID, ev.ID)
+	s.bytes -= len(r.raw)
 	if addr, ok := address(ev); ok && s.byAddr[addr] == r {
 		delete(s.byAddr, addr)
 	}
