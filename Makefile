@@ -55,16 +55,24 @@ fuzz-list:
 # `figure <name> <value>` lines measured in one run (add yours to the list).
 #   ./cas/internal/blake3bench: BLAKE3 (lukechampine, zeebo, cas.Digest)
 #     against memcpy on 64 MiB, in GiB/s.
+# BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
+# whose `figure` lines are printed (the rest of their output only when they
+# fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench
-BENCH_PKGS    ?= ./cas
+BENCH_FIGURE_TESTS ?= ./p2p
+BENCH_PKGS    ?= ./cas ./p2p/dag ./p2p/blockstore
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
 BENCHSTAT     ?= $(GO) run golang.org/x/perf/cmd/benchstat@latest
 
 bench:
 	@for p in $(BENCH_FIGURES); do $(GO) run $(GOTAGS) $$p || exit 1; done
+	@for p in $(BENCH_FIGURE_TESTS); do \
+		out=$$($(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m $$p 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | grep '^figure ' || { echo "$$out"; echo "$$p printed no figures"; exit 1; }; \
+	done
 
 bench-go:
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS)

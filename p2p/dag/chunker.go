@@ -66,16 +66,27 @@ func cut(data []byte) int {
 
 // Chunker splits a stream into content-defined chunks.
 type Chunker struct {
-	r   io.Reader
-	buf []byte
-	beg int
-	end int
-	eof bool
+	r    io.Reader
+	buf  []byte
+	beg  int
+	end  int
+	eof  bool
+	pos  uint64   // stream offset of buf[beg]
+	cuts []uint64 // offsets ahead where a chunk must end, ascending
 }
 
 // NewChunker returns a chunker over r.
 func NewChunker(r io.Reader) *Chunker {
 	return &Chunker{r: r, buf: make([]byte, 4*MaxChunk)}
+}
+
+// NewChunkerCuts returns a chunker over r that also ends a chunk at each
+// of cuts (stream offsets, ascending; see TarCuts). Between two cuts the
+// chunks are content-defined as usual, starting afresh at each cut.
+func NewChunkerCuts(r io.Reader, cuts []uint64) *Chunker {
+	c := NewChunker(r)
+	c.cuts = cuts
+	return c
 }
 
 // Next returns the next chunk, valid until the following call, or io.EOF.
@@ -97,8 +108,16 @@ func (c *Chunker) Next() ([]byte, error) {
 	if c.beg == c.end {
 		return nil, io.EOF
 	}
-	n := cut(c.buf[c.beg:c.end])
+	for len(c.cuts) > 0 && c.cuts[0] <= c.pos {
+		c.cuts = c.cuts[1:]
+	}
+	avail := c.end - c.beg
+	if len(c.cuts) > 0 && c.cuts[0]-c.pos < uint64(avail) {
+		avail = int(c.cuts[0] - c.pos)
+	}
+	n := cut(c.buf[c.beg : c.beg+avail])
 	out := c.buf[c.beg : c.beg+n]
 	c.beg += n
+	c.pos += uint64(n)
 	return out, nil
 }

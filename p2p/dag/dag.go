@@ -39,8 +39,17 @@ type Link struct {
 
 // Build chunks r, stores every leaf and interior node through put, and
 // returns the root CID and the file size. Hashing and storing run on
-// GOMAXPROCS workers while the chunker reads ahead.
+// GOMAXPROCS workers while the chunker reads ahead. When r can seek (a
+// file) and holds a tar archive (an OCI image), chunks end at the edges of
+// its large members (see TarCuts).
 func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, error) {
+	var cuts []uint64
+	if rs, ok := r.(io.ReadSeeker); ok {
+		var err error
+		if cuts, err = TarCuts(rs); err != nil {
+			return cid.Undef, 0, err
+		}
+	}
 	type job struct {
 		seq  int
 		data []byte
@@ -79,7 +88,7 @@ func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, erro
 		}()
 	}
 
-	ch := NewChunker(r)
+	ch := NewChunkerCuts(r, cuts)
 	var total uint64
 	var rerr error
 	for seq := 0; ; seq++ {
