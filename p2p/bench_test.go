@@ -22,7 +22,6 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
-	"lukechampine.com/blake3"
 )
 
 func figure(b *testing.B, name string, v float64) {
@@ -57,29 +56,36 @@ func writeRandom(b *testing.B, size int) (string, []byte) {
 }
 
 // ingest-vs-limit: blob add throughput ÷ the slower of raw BLAKE3 hashing
-// and a plain sequential write (+fsync) of the same bytes on the same disk.
+// (cas.Digest, one core, the whole buffer in one call) and a plain
+// sequential write (+fsync) of the same bytes on the same disk. The machine
+// is shared, so each of the three runs three times, interleaved, and each
+// counts its best run.
 func BenchmarkIngest(b *testing.B) {
 	const size = 256 << 20
 	in, data := writeRandom(b, size)
 	dir := b.TempDir()
-	var hashT, writeT, addT time.Duration
-	for range b.N {
-		t0 := time.Now()
-		h := blake3.New(32, nil)
-		for o := 0; o < size; o += 1 << 20 {
-			h.Write(data[o : o+1<<20])
+	best := func(cur *time.Duration, d time.Duration) {
+		if *cur == 0 || d < *cur {
+			*cur = d
 		}
-		_ = h.Sum(nil)
-		hashT += time.Since(t0)
+	}
+	var hashT, writeT, addT time.Duration
+	for range 3 * b.N {
+		t0 := time.Now()
+		_ = cas.Digest(data)
+		best(&hashT, time.Since(t0))
 
 		t0 = time.Now()
-		f, _ := os.Create(filepath.Join(dir, "plain"))
+		f, err := os.Create(filepath.Join(dir, "plain"))
+		if err != nil {
+			b.Fatal(err)
+		}
 		for o := 0; o < size; o += 1 << 20 {
 			_, _ = f.Write(data[o : o+1<<20])
 		}
 		_ = f.Sync()
 		_ = f.Close()
-		writeT += time.Since(t0)
+		best(&writeT, time.Since(t0))
 		_ = os.Remove(filepath.Join(dir, "plain"))
 
 		n := benchNode(b, []string{"/ip4/127.0.0.1/tcp/0"}, nil)
@@ -87,11 +93,12 @@ func BenchmarkIngest(b *testing.B) {
 		if _, err := n.AddFile(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
-		addT += time.Since(t0)
+		best(&addT, time.Since(t0))
+		_ = n.Close()
 	}
 	limit := max(hashT, writeT)
-	mbps := func(d time.Duration) float64 { return float64(size*b.N) / d.Seconds() / (1 << 20) }
-	b.Logf("hash %.0f MiB/s, write %.0f MiB/s, blob add %.0f MiB/s", mbps(hashT), mbps(writeT), mbps(addT))
+	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / (1 << 20) }
+	b.Logf("best of 3: hash %.0f MiB/s, write %.0f MiB/s, blob add %.0f MiB/s", mbps(hashT), mbps(writeT), mbps(addT))
 	figure(b, "ingest-vs-limit", limit.Seconds()/addT.Seconds())
 }
 

@@ -237,7 +237,7 @@ func (e *blockExchange) handle(s network.Stream) {
 
 func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid) error {
 	_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
-	data, err := e.n.store.GetRaw(e.n.life, c)
+	data, err := e.n.store.GetToSend(e.n.life, c)
 	if err != nil {
 		_ = w.WriteByte(statusDontHave)
 		return w.Flush()
@@ -398,7 +398,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 			continue
 		}
-		data, err := e.n.store.GetRaw(e.n.life, rs.leaves[i].Cid)
+		data, err := e.n.store.GetToSend(e.n.life, rs.leaves[i].Cid)
 		if err != nil {
 			_ = w.WriteByte(statusDontHave)
 			continue

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -42,6 +43,8 @@ type fetch struct {
 
 	// Owned by run.
 	rs       *rootState
+	pack     *blockstore.PackWriter // where pieces go
+	offs     []int64                // per piece: its offset in the file
 	peers    map[peer.ID]*fetchPeer
 	inflight []peer.ID         // per piece: who is asked, "" if nobody
 	holders  []int             // per piece: peers that advertise it
@@ -170,10 +173,17 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 }
 
 // fetchLeaves makes every leaf held, asking peers over PieceProtocol.
-func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link) error {
+func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blockstore.PackWriter) error {
 	n := f.e.n
 	rs := f.e.register(newRootState(f.root, leaves), true)
 	f.rs = rs
+	f.pack = pack
+	f.offs = make([]int64, len(leaves))
+	var off int64
+	for i, l := range leaves {
+		f.offs[i] = off
+		off += int64(l.Size)
+	}
 	for _, l := range leaves {
 		if ok, _ := n.store.Has(ctx, l.Cid); ok {
 			rs.markHeld(l.Cid)
@@ -628,7 +638,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 			fail(idxs[k:], -1, nil, cas.ErrMismatch)
 			return
 		}
-		if err := n.store.PutVerified(leaf.Cid, data); err != nil {
+		if err := f.pack.Put(leaf.Cid, f.offs[i], data); err != nil {
 			fail(idxs[k:], -1, nil, err)
 			return
 		}

@@ -2,13 +2,16 @@ package p2p
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
 	cid "github.com/ipfs/go-cid"
 )
@@ -25,37 +28,78 @@ func (n *Node) AddFile(ctx context.Context, path string) (cid.Cid, error) {
 	return n.Add(ctx, f)
 }
 
-// Add imports a stream like AddFile.
+// Add imports a stream like AddFile. The file's blocks go into one pack,
+// written once and synced once; blocks the store already holds are not
+// written again.
 func (n *Node) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 	end := n.store.Session()
 	defer end()
-	root, size, err := dag.Build(ctx, r, n.store.PutVerified)
+	w, err := n.store.NewPack()
 	if err != nil {
 		return cid.Undef, fmt.Errorf("add file: %w", err)
 	}
-	if err := n.store.Sync(); err != nil {
+	root, size, err := dag.BuildTo(ctx, r, importSink{s: n.store, w: w})
+	if err == nil {
+		err = w.SetRoot(root, int64(size))
+	}
+	if err != nil {
+		w.Discard()
 		return cid.Undef, fmt.Errorf("add file: %w", err)
 	}
-	n.log.Debug("file added", "cid", root, "bytes", size)
+	built := time.Now()
+	if err := w.Close(); err != nil {
+		return cid.Undef, fmt.Errorf("add file: %w", err)
+	}
+	n.log.Debug("file added", "cid", root, "bytes", size, "sync", time.Since(built))
 	return root, nil
 }
 
+// importSink writes an import's blocks into its pack.
+type importSink struct {
+	s *blockstore.Store
+	w *blockstore.PackWriter
+}
+
+func (k importSink) PutLeaf(c cid.Cid, off uint64, data []byte) error {
+	if ok, _ := k.s.Has(context.Background(), c); ok {
+		return nil
+	}
+	return k.w.Put(c, int64(off), data)
+}
+
+func (k importSink) PutNode(c cid.Cid, data []byte) error { return k.w.Put(c, -1, data) }
+
 // GetFile fetches the file root from peers (or the local store), verifies
-// every block against its CID, and writes it to outPath through a temp file,
-// fsync and rename: outPath never holds a partial file. Blocks already held
-// are not fetched again, so a cancelled fetch resumes where it stopped; the
-// blocks stay in the store (unpinned) and are served to other peers.
+// every block against its CID, and writes it to outPath through a temp
+// file, fsync and rename: outPath never holds a partial file. Blocks
+// already held are not fetched again, so a cancelled fetch resumes where
+// it stopped; the blocks stay in the store (unpinned) and are served to
+// other peers.
+//
+// Each piece is written once, at its offset, into the pack of root in the
+// block store, and outPath becomes a hard link to that pack when both are
+// on one file system (a copy otherwise): the file's bytes are written to
+// disk once. The store re-verifies what it reads, so editing outPath in
+// place never makes the node serve bad bytes: the blocks edited are
+// dropped and fetched again when needed.
 func (n *Node) GetFile(ctx context.Context, root cid.Cid, outPath string) error {
 	if err := cas.Check(root); err != nil {
 		return fmt.Errorf("get %s: %w", root, err)
 	}
 	release := n.store.Hold(root)
 	defer release()
-	leaves, _, err := n.Fetch(ctx, root)
+	w, leaves, err := n.fetch(ctx, root)
 	if err != nil {
 		return err
 	}
-	if err := n.writeFile(ctx, leaves, outPath); err != nil {
+	defer w.Close()
+	if err := n.fill(ctx, w, leaves); err != nil {
+		return fmt.Errorf("get %s: %w", root, err)
+	}
+	if err := w.Sync(); err != nil {
+		return fmt.Errorf("get %s: %w", root, err)
+	}
+	if err := linkOut(w, outPath); err != nil {
 		return fmt.Errorf("get %s: %w", root, err)
 	}
 	return nil
@@ -66,55 +110,80 @@ func (n *Node) GetFile(ctx context.Context, root cid.Cid, outPath string) error 
 func (n *Node) Fetch(ctx context.Context, root cid.Cid) ([]dag.Link, uint64, error) {
 	release := n.store.Hold(root)
 	defer release()
-	f := n.ex.newFetch(ctx, root)
-	defer f.close()
-	leaves, size, err := dag.Leaves(ctx, root, f.getNode)
+	w, leaves, err := n.fetch(ctx, root)
 	if err != nil {
-		return nil, 0, fmt.Errorf("get %s: resolve dag: %w", root, err)
+		return nil, 0, err
 	}
-	if err := f.fetchLeaves(ctx, leaves); err != nil {
+	var size uint64
+	for _, l := range leaves {
+		size += l.Size
+	}
+	if err := w.Close(); err != nil {
 		return nil, 0, fmt.Errorf("get %s: %w", root, err)
 	}
 	return leaves, size, nil
 }
 
-// writeFile assembles leaves (verified again as they are read) into
-// outPath atomically.
-func (n *Node) writeFile(ctx context.Context, leaves []dag.Link, outPath string) error {
-	dir := filepath.Dir(outPath)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(outPath)+".part-*")
+// fetch resolves root's DAG and fetches its missing leaves into root's
+// pack; the caller closes the pack writer.
+func (n *Node) fetch(ctx context.Context, root cid.Cid) (*blockstore.PackWriter, []dag.Link, error) {
+	f := n.ex.newFetch(ctx, root)
+	defer f.close()
+	leaves, size, err := dag.Leaves(ctx, root, f.getNode)
 	if err != nil {
-		return fmt.Errorf("write file: %w", err)
+		return nil, nil, fmt.Errorf("get %s: resolve dag: %w", root, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
+	w, err := n.store.PackFor(root, int64(size))
+	if err != nil {
+		return nil, nil, fmt.Errorf("get %s: %w", root, err)
+	}
+	if err := f.fetchLeaves(ctx, leaves, w); err != nil {
+		_ = w.Close()
+		return nil, nil, fmt.Errorf("get %s: %w", root, err)
+	}
+	return w, leaves, nil
+}
+
+// fill copies into the pack, at their offsets, the leaves it lacks (held
+// elsewhere in the store, or repeated in the file), so the pack is the
+// whole file.
+func (n *Node) fill(ctx context.Context, w *blockstore.PackWriter, leaves []dag.Link) error {
+	var off int64
 	for _, l := range leaves {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, err := n.store.GetRaw(ctx, l.Cid)
-		if err != nil {
-			return fmt.Errorf("read block %s: %w", l.Cid, err)
+		if !w.Holds(l.Cid, off) {
+			data, err := n.store.GetRaw(ctx, l.Cid)
+			if err != nil {
+				return fmt.Errorf("read block %s: %w", l.Cid, err)
+			}
+			if uint64(len(data)) != l.Size {
+				return fmt.Errorf("block %s: %w: size %d, dag says %d", l.Cid, dag.ErrBadNode, len(data), l.Size)
+			}
+			if err := w.Put(l.Cid, off, data); err != nil {
+				return err
+			}
 		}
-		if uint64(len(data)) != l.Size {
-			return fmt.Errorf("block %s: %w: size %d, dag says %d", l.Cid, dag.ErrBadNode, len(data), l.Size)
-		}
-		if _, err := tmp.Write(data); err != nil {
-			return fmt.Errorf("write file: %w", err)
-		}
+		off += int64(l.Size)
 	}
-	if err := errors.Join(tmp.Chmod(0o644), tmp.Sync(), tmp.Close()); err != nil {
+	return nil
+}
+
+// linkOut gives the finished pack the name outPath atomically (a temp
+// name in outPath's folder, then rename, then the folder synced).
+func linkOut(w *blockstore.PackWriter, outPath string) error {
+	dir := filepath.Dir(outPath)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(outPath)+".part-"+hex.EncodeToString(b[:]))
+	if err := w.LinkFile(tmp, 0o644); err != nil {
 		return fmt.Errorf("write file: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), outPath); err != nil {
+	if err := os.Rename(tmp, outPath); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("write file: %w", err)
 	}
-	ok = true
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("write file: %w", err)
 	}

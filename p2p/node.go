@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		libp2p.Transport(quic.NewTransport),
 	)
 	if err != nil {
+		_ = store.Close()
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	// The node's lifetime: values of ctx, but not its cancellation.
@@ -165,6 +166,7 @@ func (n *Node) Close() error {
 		}
 		errs = append(errs, n.host.Close())
 		n.wg.Wait()
+		errs = append(errs, n.store.Close())
 	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close p2p node: %w", err)

@@ -207,6 +207,39 @@ func (s *Store) GC(ctx context.Context, links LinkFunc) (GCResult, error) {
 		res.Removed++
 		res.Freed += fi.Size()
 	}
+	// Packs go whole, when none of their blocks is needed.
+	s.pmu.RLock()
+	packs := make([]*pack, 0, len(s.packs))
+	for _, p := range s.packs {
+		packs = append(packs, p)
+	}
+	s.pmu.RUnlock()
+	for _, p := range packs {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("gc sweep: %w", err)
+		}
+		s.mu.Lock()
+		cutoff, inSession := s.oldestSession()
+		s.pmu.RLock()
+		live := p.writers > 0 || (inSession && !p.created.Before(cutoff))
+		for _, d := range p.blocks {
+			if live {
+				break
+			}
+			_, kept := keep[d]
+			_, isFresh := s.fresh[d]
+			live = kept || isFresh
+		}
+		s.pmu.RUnlock()
+		s.mu.Unlock()
+		if live {
+			res.Kept += len(p.blocks)
+			continue
+		}
+		freed, n := s.deletePack(p)
+		res.Removed += n
+		res.Freed += freed
+	}
 	return res, nil
 }
 

@@ -1,6 +1,7 @@
-// Package blockstore owns archy's on-disk block store: one file per block,
-// named by the block's BLAKE3 digest, holding only blocks whose bytes hash to
-// a 32-byte BLAKE3 CIDv1. It also keeps the pin set and garbage-collects
+// Package blockstore owns archy's on-disk block store: the blocks of files
+// in packs (one file each, laid out as the file: see PackWriter), other
+// blocks in a file each named by the block's BLAKE3 digest; it holds only
+// blocks whose bytes hash to a 32-byte BLAKE3 CIDv1. It also keeps the pin set and garbage-collects
 // unpinned blocks without blocking reads. It implements boxo's
 // blockstore.Blockstore so bitswap can serve from it.
 package blockstore
@@ -39,11 +40,13 @@ var ErrNotFound = ipld.ErrNotFound{}
 
 // Store is a persistent block store under one directory.
 //
-// Layout: DIR/blocks/XX/<64 hex digest> (XX: the digest's first byte),
-// DIR/pins/<cid>, DIR/tmp/ for writes in progress. Writes go to tmp and are
-// renamed into place, so a block file is either absent or complete.
+// Layout: DIR/packs/ (see PackWriter), DIR/blocks/XX/<64 hex digest> (XX:
+// the digest's first byte), DIR/pins/<cid>, DIR/tmp/ for writes in
+// progress. Block files are written to tmp and renamed into place, so a
+// block file is either absent or complete.
 type Store struct {
 	dir string
+	packIndex
 
 	// VerifyOnRead makes Get re-hash each block it reads from disk (default
 	// true): a block damaged on disk is deleted and reported as missing.
@@ -62,7 +65,7 @@ var _ bstore.Blockstore = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string) (*Store, error) {
-	for _, d := range []string{"blocks", "pins", "tmp"} {
+	for _, d := range []string{"blocks", "packs", "pins", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("open block store: %w", err)
 		}
@@ -73,7 +76,25 @@ func Open(dir string) (*Store, error) {
 			_ = os.Remove(filepath.Join(dir, "tmp", e.Name()))
 		}
 	}
-	return &Store{dir: dir, verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}}, nil
+	s := &Store{dir: dir, verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}}
+	if err := s.loadPacks(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the store's open packs.
+func (s *Store) Close() error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	var errs []error
+	for _, p := range s.packs {
+		errs = append(errs, p.f.Close())
+	}
+	s.packs = map[string]*pack{}
+	s.index = map[[cas.DigestSize]byte][]loc{}
+	s.byRoot = map[cid.Cid]*pack{}
+	return errors.Join(errs...)
 }
 
 // SetVerifyOnRead turns re-hashing on read on or off.
@@ -106,6 +127,9 @@ func (s *Store) Has(_ context.Context, c cid.Cid) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
+	if len(s.lookup(d)) > 0 {
+		return true, nil
+	}
 	_, err = os.Stat(s.path(d))
 	if err == nil {
 		return true, nil
@@ -127,9 +151,23 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 
 // GetRaw returns a block's bytes, verified like Get.
 func (s *Store) GetRaw(_ context.Context, c cid.Cid) ([]byte, error) {
+	return s.get(c, s.verifyOnRead)
+}
+
+// GetToSend returns a block's bytes for a peer without re-hashing them:
+// the peer verifies every block it receives anyway, so hashing here would
+// only spend the sender's CPU on every upload.
+func (s *Store) GetToSend(_ context.Context, c cid.Cid) ([]byte, error) {
+	return s.get(c, false)
+}
+
+func (s *Store) get(c cid.Cid, verify bool) ([]byte, error) {
 	d, err := digestOf(c)
 	if err != nil {
 		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	if data, ok := s.readPacked(d, verify); ok {
+		return data, nil
 	}
 	p := s.path(d)
 	data, err := os.ReadFile(p)
@@ -139,7 +177,7 @@ func (s *Store) GetRaw(_ context.Context, c cid.Cid) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read block %s: %w", c, err)
 	}
-	if s.verifyOnRead && cas.Digest(data) != d {
+	if verify && cas.Digest(data) != d {
 		_ = os.Remove(p)
 		return nil, ipld.ErrNotFound{Cid: c}
 	}
@@ -151,6 +189,9 @@ func (s *Store) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	d, err := digestOf(c)
 	if err != nil {
 		return -1, ipld.ErrNotFound{Cid: c}
+	}
+	if ls := s.lookup(d); len(ls) > 0 {
+		return int(ls[0].size), nil
 	}
 	fi, err := os.Stat(s.path(d))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -201,6 +242,9 @@ func (s *Store) write(d [cas.DigestSize]byte, data []byte) error {
 		s.fresh[d] = struct{}{}
 	}
 	s.mu.Unlock()
+	if len(s.lookup(d)) > 0 {
+		return nil
+	}
 	p := s.path(d)
 	if _, err := os.Stat(p); err == nil {
 		// Already held: refresh its time so a collection that started
@@ -249,10 +293,14 @@ func (s *Store) Sync() error {
 }
 
 // DeleteBlock removes a block; removing a missing block is not an error.
+// A block in a pack is forgotten (its bytes go when the pack does).
 func (s *Store) DeleteBlock(_ context.Context, c cid.Cid) error {
 	d, err := digestOf(c)
 	if err != nil {
 		return nil
+	}
+	for _, l := range s.lookup(d) {
+		s.dropLoc(d, l)
 	}
 	if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete block %s: %w", c, err)
@@ -266,6 +314,19 @@ func (s *Store) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	ch := make(chan cid.Cid, 64)
 	go func() {
 		defer close(ch)
+		s.pmu.RLock()
+		packed := make([][cas.DigestSize]byte, 0, len(s.index))
+		for d := range s.index {
+			packed = append(packed, d)
+		}
+		s.pmu.RUnlock()
+		for _, d := range packed {
+			select {
+			case ch <- cas.FromDigest(cas.Raw, d):
+			case <-ctx.Done():
+				return
+			}
+		}
 		_ = s.walkDigests(func(d [cas.DigestSize]byte) error {
 			select {
 			case ch <- cas.FromDigest(cas.Raw, d):

@@ -43,6 +43,24 @@ type Link struct {
 // file) and holds a tar archive (an OCI image), chunks end at the edges of
 // its large members (see TarCuts).
 func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, error) {
+	return BuildTo(ctx, r, funcSink(put))
+}
+
+// Sink receives the blocks Build makes.
+type Sink interface {
+	// PutLeaf stores a raw leaf that starts at offset off of the file.
+	PutLeaf(c cid.Cid, off uint64, data []byte) error
+	// PutNode stores an interior node.
+	PutNode(c cid.Cid, data []byte) error
+}
+
+type funcSink PutFunc
+
+func (f funcSink) PutLeaf(c cid.Cid, _ uint64, data []byte) error { return f(c, data) }
+func (f funcSink) PutNode(c cid.Cid, data []byte) error           { return f(c, data) }
+
+// BuildTo is Build storing into a Sink, which learns each leaf's offset.
+func BuildTo(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
 	var cuts []uint64
 	if rs, ok := r.(io.ReadSeeker); ok {
 		var err error
@@ -51,12 +69,13 @@ func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, erro
 		}
 	}
 	type job struct {
-		seq  int
-		data []byte
+		seq   int
+		off   uint64
+		chunk Chunk
 	}
-	workers := runtime.GOMAXPROCS(0)
+	// The chunker is serial and has a core of its own; the rest hash and store.
+	workers := max(1, runtime.GOMAXPROCS(0)-1)
 	jobs := make(chan job, workers*2)
-	pool := sync.Pool{New: func() any { return make([]byte, 0, MaxChunk) }}
 
 	var (
 		mu     sync.Mutex
@@ -76,14 +95,15 @@ func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, erro
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				c := cas.Sum(j.data)
-				if err := put(c, j.data); err != nil {
+				data := j.chunk.Data
+				c := cas.Sum(data)
+				if err := sink.PutLeaf(c, j.off, data); err != nil {
 					setErr(fmt.Errorf("store chunk %d: %w", j.seq, err))
 				}
 				mu.Lock()
-				leaves[j.seq] = Link{Cid: c, Size: uint64(len(j.data))}
+				leaves[j.seq] = Link{Cid: c, Size: uint64(len(data))}
 				mu.Unlock()
-				pool.Put(j.data[:0]) //nolint:staticcheck // slices are fine here
+				j.chunk.Release()
 			}
 		}()
 	}
@@ -110,19 +130,19 @@ func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, erro
 			rerr = err
 			break
 		}
-		buf := append(pool.Get().([]byte)[:0], chunk...)
-		total += uint64(len(buf))
+		off := total
+		total += uint64(len(chunk.Data))
 		mu.Lock()
 		leaves = append(leaves, Link{})
 		mu.Unlock()
-		jobs <- job{seq: seq, data: buf}
+		jobs <- job{seq: seq, off: off, chunk: chunk}
 	}
 	close(jobs)
 	wg.Wait()
 	if err := errors.Join(rerr, werr); err != nil {
 		return cid.Undef, 0, err
 	}
-	root, err := BuildTree(leaves, put)
+	root, err := BuildTree(leaves, sink.PutNode)
 	if err != nil {
 		return cid.Undef, 0, err
 	}

@@ -162,3 +162,50 @@ func FuzzDecode(f *testing.F) {
 
 func sumRaw(d []byte) cid.Cid { return casSum(0x55, d) }
 func sumPB(d []byte) cid.Cid  { return casSum(0x70, d) }
+
+// cutRef is FastCDC's byte-at-a-time loop, the reference for cut.
+func cutRef(data []byte) int {
+	n := len(data)
+	if n <= MinChunk {
+		return n
+	}
+	n = min(n, MaxChunk)
+	normal := min(AvgChunk, n)
+	var h uint64
+	i := MinChunk
+	for ; i < normal; i++ {
+		h = h<<1 + gear[data[i]]
+		if h&maskS == 0 {
+			return i
+		}
+	}
+	for ; i < n; i++ {
+		h = h<<1 + gear[data[i]]
+		if h&maskL == 0 {
+			return i
+		}
+	}
+	return n
+}
+
+func TestCutMatchesReference(t *testing.T) {
+	data := make([]byte, 16<<20)
+	_, _ = rand.Read(data)
+	zeros := make([]byte, 3*MaxChunk)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"random", data}, {"zeros", zeros}, {"short", data[:MinChunk+5]}} {
+		t.Run(tc.name, func(t *testing.T) {
+			chunks := 0
+			for off := 0; off < len(tc.data); chunks++ {
+				w := tc.data[off:min(off+MaxChunk+int(off%7), len(tc.data))]
+				got, want := cut(w), cutRef(w)
+				if got != want {
+					t.Fatalf("chunk %d at %d: cut %d, reference %d", chunks, off, got, want)
+				}
+				off += got
+			}
+		})
+	}
+}
