@@ -99,12 +99,12 @@ type Chunker struct {
 	r       io.Reader
 	free    chan []byte // windows to reuse
 	windows int         // windows made
-	win  *window     // the window being cut
-	beg  int
-	end  int
-	eof  bool
-	pos  uint64   // stream offset of win.buf[beg]
-	cuts []uint64 // offsets ahead where a chunk must end, ascending
+	win     *window     // the window being cut
+	beg     int
+	end     int
+	eof     bool
+	pos     uint64   // stream offset of win.buf[beg]
+	cuts    []uint64 // offsets ahead where a chunk must end, ascending
 }
 
 // windowSize is the size of a chunker window; maxWindows bound the
