@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,12 @@ type Config struct {
 	BanTime time.Duration
 	// Registerer receives the node's metrics. Default: none kept.
 	Registerer prometheus.Registerer
+	// Host, when set, is the libp2p host the node runs on instead of one
+	// of its own (the simulator and benchmarks pass go-libp2p's mocknet
+	// hosts). ListenAddrs and the identity key in DataDir are then unused,
+	// bans do not gate new connections (the host has no gater of ours),
+	// and Close closes the host.
+	Host host.Host
 }
 
 // Defaults.

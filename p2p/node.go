@@ -73,10 +73,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	key, err := loadOrCreateKey(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	store, err := blockstore.Open(filepath.Join(cfg.DataDir, "blocks"))
 	if err != nil {
 		return nil, err
@@ -87,18 +83,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 
 	bans := newBanList(cfg.BanTime)
-	h, err := libp2p.New(
-		libp2p.Identity(key),
-		libp2p.ConnectionGater(bans),
-		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
-		libp2p.Security(tls.ID, tls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-	)
-	if err != nil {
-		_ = store.Close()
-		return nil, fmt.Errorf("start libp2p host: %w", err)
+	h := cfg.Host
+	if h == nil {
+		if h, err = newHost(cfg, bans); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
 	}
 	// The node's lifetime: values of ctx, but not its cancellation.
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -145,6 +135,28 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.log.Info("p2p node started", "peer", h.ID(), "addrs", h.Addrs())
 	return n, nil
+}
+
+// newHost starts the node's own libp2p host: its identity from the data
+// folder, TCP and QUIC, TLS and Noise, bans enforced at connection time.
+func newHost(cfg Config, bans *banList) (host.Host, error) {
+	key, err := loadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ConnectionGater(bans),
+		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	return h, nil
 }
 
 // Close stops the node and waits for its goroutines.
