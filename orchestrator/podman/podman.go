@@ -47,6 +47,9 @@ const MinAPIVersion = "4.3.0"
 type Config struct {
 	// Socket is the service URL, e.g. unix:///run/user/1000/podman/podman.sock.
 	Socket string
+	// ConnectTimeout bounds New: a ping and Podman's host report, which
+	// takes it seconds to gather (it runs conmon and runc). Default 30 s.
+	ConnectTimeout time.Duration
 	// ReadTimeout bounds reads: ping, inspect, list, exists, event stream
 	// set-up. Default 10 s.
 	ReadTimeout time.Duration
@@ -72,6 +75,7 @@ func (c Config) withDefaults() Config {
 			*d = v
 		}
 	}
+	def(&c.ConnectTimeout, 30*time.Second)
 	def(&c.ReadTimeout, 10*time.Second)
 	def(&c.WriteTimeout, 60*time.Second)
 	def(&c.StopMargin, 15*time.Second)
@@ -110,14 +114,14 @@ func New(ctx context.Context, cfg Config) (*Podman, error) {
 		return nil, errors.New("connect to podman: no socket configured")
 	}
 	p := &Podman{cfg: cfg, log: cfg.Logger}
-	cctx, cancel := context.WithTimeout(ctx, cfg.ReadTimeout)
+	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	// The bindings ping with the context they get and return it with
 	// their values added; what they return is kept for those values only
 	// (valueless hides the caller's values and cancel machinery from it).
 	conn, err := bindings.NewConnection(valueless{cctx}, cfg.Socket)
 	if err != nil {
-		return nil, p.wrap(ctx, cctx, "connect to podman at "+cfg.Socket, cfg.ReadTimeout, err)
+		return nil, p.wrap(ctx, cctx, "connect to podman at "+cfg.Socket, cfg.ConnectTimeout, err)
 	}
 	p.conn = conn
 	v := bindings.ServiceVersion(conn)
@@ -125,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Podman, error) {
 		return nil, fmt.Errorf("connect to podman at %s: API %s, need %s: %w", cfg.Socket, v, MinAPIVersion, orchestrator.ErrEngineTooOld)
 	}
 	var hi *define.Info
-	err = p.call(ctx, "podman info", cfg.ReadTimeout, func(ctx context.Context) (err error) {
+	err = p.call(ctx, "podman info", cfg.ConnectTimeout, func(ctx context.Context) (err error) {
 		hi, err = system.Info(ctx, nil)
 		return err
 	})
@@ -208,24 +212,25 @@ func checkName(op, name string) error {
 	return nil
 }
 
-// Info pings the service and returns what New learned.
+// Info pings the service (GET /_ping, which answers at once, unlike
+// /version, which gathers a host report) and returns what New learned.
 func (p *Podman) Info(ctx context.Context) (orchestrator.Info, error) {
-	var v string
-	err := p.call(ctx, "podman version", p.cfg.ReadTimeout, func(ctx context.Context) error {
-		r, err := system.Version(ctx, nil)
-		if err == nil && r.Server != nil {
-			v = r.Server.Version
+	err := p.call(ctx, "ping podman", p.cfg.ReadTimeout, func(ctx context.Context) error {
+		conn, err := bindings.GetClient(ctx)
+		if err != nil {
+			return err
 		}
-		return err
+		resp, err := conn.DoRequest(ctx, nil, http.MethodGet, "/_ping", nil, nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return resp.Process(nil)
 	})
 	if err != nil {
 		return orchestrator.Info{}, err
 	}
-	info := p.info
-	if v != "" {
-		info.Version = v
-	}
-	return info, nil
+	return p.info, nil
 }
 
 // LoadImage streams an OCI archive to the service.

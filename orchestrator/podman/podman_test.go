@@ -199,10 +199,12 @@ func TestHungServiceTimesOut(t *testing.T) {
 
 	// A stop with a 3 s timeout is in flight (Podman is waiting for the
 	// process) when the service is frozen.
+	svc.drain()
 	stopErr := make(chan error, 1)
 	stopStart := time.Now()
 	go func() { stopErr <- p.Stop(ctx, name, 3*time.Second) }()
-	svc.waitLogged(t, "stop") // the service has the request
+	// Podman has sent SIGTERM and waits for the process: mid-call.
+	svc.waitLogged(t, "Sending signal 15 to container")
 	svc.signal(t, syscall.SIGSTOP)
 	resumed := false
 	defer func() {
@@ -276,9 +278,12 @@ func startService(t *testing.T) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its own process group: rootless Podman may re-execute itself into
+	// its user namespace, and a SIGSTOP must reach the child that serves.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
-		cmd.Process.Signal(syscall.SIGCONT)
-		return cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start podman system service: %v", err)
@@ -326,9 +331,20 @@ func (s *service) waitLogged(t *testing.T, substr string) {
 	}
 }
 
+// drain forgets the log lines read so far.
+func (s *service) drain() {
+	for {
+		select {
+		case <-s.lines:
+		default:
+			return
+		}
+	}
+}
+
 func (s *service) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v to podman service: %v", sig, err)
+	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+		t.Fatalf("signal %v to podman service group: %v", sig, err)
 	}
 }
