@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/archy-node/archy/internal/ociimage"
 )
 
@@ -35,7 +37,7 @@ func Socket(t testing.TB) string {
 	t.Helper()
 	s := os.Getenv(EnvSocket)
 	if s == "" {
-		Require(t, EnvSocket+" is unset: no Podman to test against (run `eval \"$(sudo bash .ci/podman-setup.sh)\"`)")
+		Require(t, EnvSocket+" is unset: no Podman to test against (as root: eval \"$(bash .ci/podman-setup.sh)\")")
 	}
 	return s
 }
@@ -49,7 +51,7 @@ func Require(t testing.TB, why string) {
 	t.Skip(why)
 }
 
-// Main runs the package's tests. When the process is root and
+// Main runs the package's tests, then fails them if goroutines leaked. When the process is root and
 // ARCHY_PODMAN_USER names a user, it runs them as that user instead: a
 // copy of the test binary, readable by that user, is executed with its
 // UID, GID, HOME and XDG_RUNTIME_DIR, and its exit code becomes ours.
@@ -60,7 +62,19 @@ func Require(t testing.TB, why string) {
 func Main(m *testing.M) {
 	name := os.Getenv(EnvUser)
 	if os.Geteuid() != 0 || name == "" || os.Getenv(envReexec) != "" {
-		os.Exit(m.Run())
+		code := m.Run()
+		if code == 0 {
+			// No test may leave a goroutine behind; idle keep-alive
+			// connections to the Podman socket may stay.
+			if err := goleak.Find(
+				goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+				goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+			); err != nil {
+				fmt.Fprintf(os.Stderr, "podmantest: leaked goroutines: %v\n", err)
+				code = 1
+			}
+		}
+		os.Exit(code)
 	}
 	code, err := reexec(name)
 	if err != nil {

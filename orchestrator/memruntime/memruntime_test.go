@@ -6,10 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
 	"github.com/archy-node/archy/orchestrator/runtimetest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func harness(rt *memruntime.Runtime) runtimetest.Harness {
 	return runtimetest.Harness{
