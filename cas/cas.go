@@ -7,10 +7,12 @@ package cas
 import (
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // BLAKE3 is the multihash code of BLAKE3 (0x1e) and DigestSize the only
@@ -35,10 +37,80 @@ var ErrNotBLAKE3 = errors.New("cid is not a 32-byte BLAKE3 CIDv1")
 var ErrMismatch = errors.New("content does not match its cid")
 
 // Digest returns the BLAKE3-256 digest of data. It is the one hashing path
-// behind every CID archy makes or checks.
+// behind every CID archy makes or checks from bytes in memory; Hasher is
+// the same hash over a stream.
+//
+// It uses github.com/zeebo/blake3 (AVX2/SSE4.1, one core). `make bench`
+// measured it faster here than lukechampine.com/blake3, which fans large
+// inputs out over goroutines per 16 KiB and pads small trees to 16 chunks:
+// it spends 1.3 to 8 times more CPU per byte at every size from 4 KiB up,
+// and wins on wall-clock time only for large inputs on idle cores.
 func Digest(data []byte) [DigestSize]byte {
 	return blake3.Sum256(data)
 }
+
+// Hasher computes a CID over a stream (an image archive, a large blob)
+// without holding it in memory. It is a hash.Hash whose Sum appends the
+// 32-byte BLAKE3 digest; CID and CIDCodec return the content address of
+// everything written so far. The zero value is not usable: call NewHasher.
+type Hasher struct {
+	h *blake3.Hasher
+}
+
+var _ hash.Hash = (*Hasher)(nil)
+
+// NewHasher returns a Hasher with nothing written.
+func NewHasher() *Hasher { return &Hasher{h: blake3.New()} }
+
+// Write adds p to the hashed content. It never fails.
+func (h *Hasher) Write(p []byte) (int, error) { return h.h.Write(p) }
+
+// Sum appends the digest of what was written to b; it does not change the state.
+func (h *Hasher) Sum(b []byte) []byte { return h.h.Sum(b) }
+
+// Reset forgets everything written.
+func (h *Hasher) Reset() { h.h.Reset() }
+
+// Size is DigestSize.
+func (h *Hasher) Size() int { return DigestSize }
+
+// BlockSize is BLAKE3's block size (64 bytes).
+func (h *Hasher) BlockSize() int { return h.h.BlockSize() }
+
+// Digest returns the digest of what was written so far.
+func (h *Hasher) Digest() [DigestSize]byte {
+	var d [DigestSize]byte
+	h.h.Sum(d[:0])
+	return d
+}
+
+// CID returns the raw-codec CID of what was written so far.
+func (h *Hasher) CID() cid.Cid { return FromDigest(Raw, h.Digest()) }
+
+// CIDCodec returns the CID with the given codec of what was written so far.
+func (h *Hasher) CIDCodec(codec uint64) cid.Cid { return FromDigest(codec, h.Digest()) }
+
+// SumReader reads r to its end and returns the raw-codec CID of its bytes
+// and how many there were.
+func SumReader(r io.Reader) (cid.Cid, int64, error) {
+	h := NewHasher()
+	buf := make([]byte, readSize)
+	var n int64
+	for {
+		m, err := r.Read(buf)
+		h.Write(buf[:m])
+		n += int64(m)
+		if err == io.EOF {
+			return h.CID(), n, nil
+		}
+		if err != nil {
+			return cid.Undef, n, fmt.Errorf("hash stream after %d bytes: %w", n, err)
+		}
+	}
+}
+
+// readSize is SumReader's read buffer.
+const readSize = 1 << 20
 
 // FromDigest builds a CIDv1 with the given codec from a BLAKE3-256 digest.
 func FromDigest(codec uint64, d [DigestSize]byte) cid.Cid {

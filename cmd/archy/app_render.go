@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/archy-node/archy/orchestrator/quadlet"
+	"github.com/archy-node/archy/registry"
+)
+
+func newAppRenderCmd() *cobra.Command {
+	var (
+		out, dataDir, bind, podman string
+		asJSON                     bool
+	)
+	c := &cobra.Command{
+		Use:   "render PATH",
+		Short: "Print the Podman Quadlet units (and, with --json, the create spec) an app runs as",
+		Long: `Render an app's manifest as Podman Quadlet units: one .container unit per
+container and a .network unit for the app's own network. PATH is an app folder
+(holding manifest.yaml or manifest.json) or a manifest file.
+
+Secrets are referenced as Podman secrets named archy-<app>-<secret>, never
+written into a unit. --podman 4.4 renders units for Quadlet as first shipped
+(no .network units, no Secret= or Health* keys).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := registry.Load(args[0])
+			if err != nil {
+				return err
+			}
+			m := l.Manifest
+			dir := dataDir
+			if dir == "" {
+				if dir, err = defaultAppDataDir(m.ID); err != nil {
+					return err
+				}
+			}
+			if dir, err = filepath.Abs(dir); err != nil {
+				return fmt.Errorf("--data-dir: %w", err)
+			}
+			units, err := quadlet.Render(m, quadlet.Options{DataDir: dir, BindAddress: bind, Podman: podman})
+			if err != nil {
+				return fmt.Errorf("render %s: %w", args[0], err)
+			}
+			if out != "" {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				for _, u := range units {
+					if err := os.WriteFile(filepath.Join(out, u.Name), []byte(u.Content), 0o644); err != nil {
+						return fmt.Errorf("write unit: %w", err)
+					}
+				}
+			}
+			if asJSON {
+				spec, err := renderCreateSpec(m, dir)
+				if err != nil {
+					return err
+				}
+				return writeJSON(cmd, renderOutput{App: m.ID, Version: m.Version, DataDir: dir, Units: units, CreateSpec: spec})
+			}
+			w := cmd.OutOrStdout()
+			for i, u := range units {
+				if out != "" {
+					fmt.Fprintln(w, filepath.Join(out, u.Name))
+					continue
+				}
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				fmt.Fprintf(w, "### %s\n%s", u.Name, u.Content)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "write the units into this folder (and print their paths) instead of printing them")
+	c.Flags().StringVar(&dataDir, "data-dir", "", "the app's data folder on the host (default $XDG_DATA_HOME/archy/apps/<id>/data)")
+	c.Flags().StringVar(&bind, "bind", "127.0.0.1", "host address to publish ports on")
+	c.Flags().StringVar(&podman, "podman", quadlet.Podman45, "oldest Podman the units must work with: 4.4 or 4.5")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: the units and the Podman create spec")
+	return c
+}
+
+// renderOutput is what `archy app render --json` prints.
+type renderOutput struct {
+	App     string         `json:"app"`
+	Version string         `json:"version"`
+	DataDir string         `json:"data_dir"`
+	Units   []quadlet.Unit `json:"units"`
+	// CreateSpec is the Podman create spec of each container, as the node's
+	// runtime would send it over the API.
+	CreateSpec any `json:"create_spec,omitempty"`
+}
+
+// renderCreateSpec is the hook for the create-spec half of `app render`.
+// TODO(lead): return the orchestrator's per-container create specs (the same
+// code path the runtime uses) once it exists; nil leaves the field out.
+func renderCreateSpec(m *registry.Manifest, dataDir string) (any, error) {
+	_, _ = m, dataDir
+	return nil, nil
+}
+
+func defaultAppDataDir(id string) (string, error) {
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the data folder (set --data-dir): %w", err)
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "archy", "apps", id, "data"), nil
+}

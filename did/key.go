@@ -1,0 +1,168 @@
+package did
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Key is an Ed25519 signing key and the did:key it controls.
+type Key struct {
+	priv ed25519.PrivateKey
+	did  string
+}
+
+// Generate makes a new random key.
+func Generate() (*Key, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate ed25519 key: %w", err)
+	}
+	return fromPrivate(priv), nil
+}
+
+// FromSeed derives a key from a 32-byte Ed25519 seed (RFC 8032).
+func FromSeed(seed []byte) (*Key, error) {
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("ed25519 seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	return fromPrivate(ed25519.NewKeyFromSeed(seed)), nil
+}
+
+func fromPrivate(priv ed25519.PrivateKey) *Key {
+	return &Key{priv: priv, did: FromPublicKey(priv.Public().(ed25519.PublicKey))}
+}
+
+// DID returns the key's did:key.
+func (k *Key) DID() string { return k.did }
+
+// Public returns the Ed25519 public key.
+func (k *Key) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
+
+// Sign signs msg with Ed25519.
+func (k *Key) Sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
+
+// String never prints the private key.
+func (k *Key) String() string { return "did.Key(" + k.did + ")" }
+
+// Format prints the DID only, whatever the verb (%v, %+v, %#v, %x, %d...),
+// so no format string or log handler can spill the private key. It has a
+// value receiver so that a dereferenced Key is covered too.
+func (k Key) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// keyFile is the on-disk form: versioned, the DID beside the seed so a
+// mismatched or edited file is caught on load.
+type keyFile struct {
+	Type string `json:"type"`
+	DID  string `json:"did"`
+	Seed []byte `json:"seed"`
+}
+
+const keyFileType = "archy.did-key/v1"
+
+// ErrKeyFileMode is returned when a key file can be read by others than its owner.
+var ErrKeyFileMode = errors.New("key file is readable by group or others")
+
+// Save writes k to path with mode 0600 and refuses to overwrite an
+// existing file, atomically on both counts: the key is written to a temp
+// file in the same folder, synced, then hard-linked into place, which
+// fails if path exists (even if it appeared after the check), so a reader
+// never sees half a key and an existing key is never replaced.
+func (k *Key) Save(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
+	}
+	data, err := json.MarshalIndent(keyFile{Type: keyFileType, DID: k.did, Seed: k.priv.Seed()}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	data = append(data, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := writeSync(tmp, data); err != nil {
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	if err := os.Link(name, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
+		}
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// writeSync makes f owner-only, writes data, syncs and closes it.
+func writeSync(f *os.File, data []byte) error {
+	err := f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// LoadKey reads a key file written by Save. It refuses a file that group or
+// others can read, saying so, because such a key may already be copied.
+func LoadKey(path string) (*Key, error) {
+	// Refuse a FIFO or device before opening it: opening a FIFO blocks.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("load key %s: not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load key: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("load key %s: not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("load key %s: mode %04o: %w; run chmod 600 %s and consider the key exposed",
+			path, st.Mode().Perm(), ErrKeyFileMode, path)
+	}
+	if st.Size() > 4096 {
+		return nil, fmt.Errorf("load key %s: file too large for a key (%d bytes)", path, st.Size())
+	}
+	data := make([]byte, st.Size())
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	var kf keyFile
+	if err := json.Unmarshal(data, &kf); err != nil {
+		return nil, fmt.Errorf("load key %s: not an archy key file", path)
+	}
+	if kf.Type != keyFileType {
+		return nil, fmt.Errorf("load key %s: type %q, want %q", path, kf.Type, keyFileType)
+	}
+	k, err := FromSeed(kf.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	if k.did != kf.DID {
+		return nil, fmt.Errorf("load key %s: the seed does not match the recorded DID", path)
+	}
+	return k, nil
+}
