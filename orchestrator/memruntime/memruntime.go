@@ -160,6 +160,24 @@ func (r *Runtime) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return r.images[ref], nil
 }
 
+// RemoveImage forgets an image no container uses.
+func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
+	if err := r.enter(ctx, "remove image "+ref); err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	if !r.images[ref] {
+		return fmt.Errorf("remove image %s: %w", ref, orchestrator.ErrNotFound)
+	}
+	for _, c := range r.containers {
+		if c.spec.Image == ref {
+			return fmt.Errorf("remove image %s: used by container %s: %w", ref, c.c.Name, orchestrator.ErrInUse)
+		}
+	}
+	delete(r.images, ref)
+	return nil
+}
+
 // CreateContainer records a created container.
 func (r *Runtime) CreateContainer(ctx context.Context, s orchestrator.ContainerSpec) (string, error) {
 	if err := orchestrator.CheckSpec(s); err != nil {
@@ -403,7 +421,7 @@ func (r *Runtime) RemoveNetwork(ctx context.Context, name string) error {
 	}
 	for _, c := range r.containers {
 		if c.spec.Network == name {
-			return fmt.Errorf("remove network %s: used by container %s", name, c.c.Name)
+			return fmt.Errorf("remove network %s: used by container %s: %w", name, c.c.Name, orchestrator.ErrInUse)
 		}
 	}
 	delete(r.networks, name)

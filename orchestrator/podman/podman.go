@@ -190,17 +190,21 @@ func (p *Podman) wrap(ctx, cctx context.Context, op string, d time.Duration, err
 	case errors.Is(cctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("%s: no answer in %s: %w: %w", op, d, orchestrator.ErrTimeout, context.DeadlineExceeded)
 	}
+	code := 0
 	var em *errorhandling.ErrorModel
 	if errors.As(err, &em) {
-		msg := em.Error()
-		switch {
-		case em.Code() == http.StatusNotFound || strings.Contains(msg, "no such"):
-			return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNotFound)
-		case strings.Contains(msg, "already in use") || strings.Contains(msg, "already exists"):
-			return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNameInUse)
-		case em.Code() == http.StatusConflict && strings.Contains(msg, "not running"):
-			return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNotRunning)
-		}
+		code = em.Code()
+	}
+	msg := err.Error()
+	switch {
+	case code == http.StatusNotFound || strings.Contains(msg, "no such") || strings.Contains(msg, "not known"):
+		return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNotFound)
+	case strings.Contains(msg, "already in use") || strings.Contains(msg, "already exists"):
+		return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNameInUse)
+	case strings.Contains(msg, "in use") || strings.Contains(msg, "being used"):
+		return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrInUse)
+	case code == http.StatusConflict && strings.Contains(msg, "not running"):
+		return fmt.Errorf("%s: %s: %w", op, msg, orchestrator.ErrNotRunning)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -267,6 +271,14 @@ func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 		return err
 	})
 	return ok, err
+}
+
+// RemoveImage removes an image that no container uses.
+func (p *Podman) RemoveImage(ctx context.Context, ref string) error {
+	return p.call(ctx, "remove image "+ref, p.cfg.WriteTimeout, func(ctx context.Context) error {
+		_, errs := images.Remove(ctx, []string{ref}, nil)
+		return errors.Join(errs...)
+	})
 }
 
 func toSpecgen(s orchestrator.ContainerSpec) *specgen.SpecGenerator {

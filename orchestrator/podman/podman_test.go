@@ -80,12 +80,17 @@ func TestLoadedImageServesHTTP(t *testing.T) {
 	run := fmt.Sprintf("h%d", time.Now().UnixNano())
 	ref := "localhost/archytest-httpd:" + run
 	archive := podmantest.BusyboxImage(t, ref, "hello "+run)
+	st, _ := os.Stat(archive)
+	t0 := time.Now()
 	names, err := p.LoadImage(ctx, archive)
+	tLoad := time.Since(t0)
 	if err != nil || len(names) != 1 || names[0] != ref {
 		t.Fatalf("load: %v %v; want [%s]", names, err, ref)
 	}
+	t.Cleanup(func() { p.RemoveImage(context.Background(), ref) })
 	port := runtimetest.FreePort(t)
 	name := "archytest-httpd-" + run
+	t1 := time.Now()
 	_, err = p.CreateContainer(ctx, orchestrator.ContainerSpec{
 		Name:    name,
 		Image:   ref,
@@ -97,10 +102,14 @@ func TestLoadedImageServesHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Remove(context.Background(), name) })
+	t2 := time.Now()
 	if err := p.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
+	t3 := time.Now()
 	body := waitHTTP(t, p, name, fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+	t.Logf("load %d-byte archive %s, create (with re-inspect) %s, start %s, first HTTP answer from the host %s after start",
+		st.Size(), tLoad.Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), t3.Sub(t2).Round(time.Millisecond), time.Since(t3).Round(time.Millisecond))
 	if body != "hello "+run {
 		t.Fatalf("GET: %q, want %q", body, "hello "+run)
 	}
@@ -140,9 +149,10 @@ func TestDataFolderWritable(t *testing.T) {
 	ctx := context.Background()
 	run := fmt.Sprintf("d%d", time.Now().UnixNano())
 	ref := "localhost/archytest-data:" + run
-	if _, err := p.LoadImage(ctx, podmantest.BusyboxImage(t, ref, "")); err != nil {
+	if _, err := p.LoadImage(ctx, podmantest.BusyboxImage(t, ref, run)); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.RemoveImage(context.Background(), ref) })
 	data := t.TempDir()
 	name := "archytest-data-" + run
 	if _, err := p.CreateContainer(ctx, orchestrator.ContainerSpec{

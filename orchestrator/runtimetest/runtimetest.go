@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		return l
 	}
 	name := func(s string) string { return "archytest-" + run + "-" + s }
+	image := "localhost/archytest-busybox:" + run
 	t.Cleanup(func() {
 		cs, _ := rt.List(ctx, labels())
 		for _, c := range cs {
@@ -62,9 +63,11 @@ func Run(t *testing.T, h Harness) {
 		for _, n := range ns {
 			_ = rt.RemoveNetwork(ctx, n.Name)
 		}
+		if err := rt.RemoveImage(ctx, image); err != nil {
+			t.Errorf("remove the suite's image after its containers: %v", err)
+		}
 	})
 
-	image := "localhost/archytest-busybox:" + run
 	archive := podmantest.BusyboxImage(t, image, "hello from "+run)
 	names, err := rt.LoadImage(ctx, archive)
 	if err != nil {
@@ -280,6 +283,7 @@ func Run(t *testing.T, h Harness) {
 		if err := rt.Start(ctx, s.Name); err != nil {
 			t.Fatal(err)
 		}
+		crashed := time.Now()
 		h.Crash(t, mustInspect(t, s.Name))
 		want := []string{"create", "start", "died"}
 		var seen []string
@@ -295,6 +299,7 @@ func Run(t *testing.T, h Harness) {
 				}
 				if e.Action == "died" {
 					exit = e.ExitCode
+					t.Logf("kill -9 to died event: %s", time.Since(crashed).Round(time.Millisecond))
 				}
 				seen = append(seen, e.Action)
 			case <-ectx.Done():
@@ -331,6 +336,9 @@ func Run(t *testing.T, h Harness) {
 		mustCreate(t, s)
 		if err := rt.Start(ctx, s.Name); err != nil {
 			t.Fatalf("start on network: %v", err)
+		}
+		if err := rt.RemoveNetwork(ctx, n.Name); !errors.Is(err, orchestrator.ErrInUse) {
+			t.Fatalf("remove a network a container uses: %v, want ErrInUse", err)
 		}
 		if err := rt.Remove(ctx, s.Name); err != nil {
 			t.Fatal(err)
@@ -395,6 +403,31 @@ func Run(t *testing.T, h Harness) {
 		}
 		if _, err := rt.Inspect(ctx, s.Name); !errors.Is(err, orchestrator.ErrNotFound) {
 			t.Fatalf("container whose spec did not take was left behind: %v", err)
+		}
+	})
+
+	t.Run("RemoveImage", func(t *testing.T) {
+		ref := "localhost/archytest-rm:" + run
+		if _, err := rt.LoadImage(ctx, podmantest.BusyboxImage(t, ref, "rm "+run)); err != nil {
+			t.Fatal(err)
+		}
+		s := sleeper("rmimg")
+		s.Image = ref
+		mustCreate(t, s)
+		if err := rt.RemoveImage(ctx, ref); !errors.Is(err, orchestrator.ErrInUse) {
+			t.Fatalf("remove an image a container uses: %v, want ErrInUse", err)
+		}
+		if err := rt.Remove(ctx, s.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.RemoveImage(ctx, ref); err != nil {
+			t.Fatalf("remove image: %v", err)
+		}
+		if ok, err := rt.ImageExists(ctx, ref); ok || err != nil {
+			t.Fatalf("image exists after remove: %v %v", ok, err)
+		}
+		if err := rt.RemoveImage(ctx, ref); !errors.Is(err, orchestrator.ErrNotFound) {
+			t.Fatalf("remove image twice: %v, want ErrNotFound", err)
 		}
 	})
 
