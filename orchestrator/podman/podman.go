@@ -562,11 +562,11 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 	if len(filter) > 0 {
 		opts = opts.WithFilters(map[string][]string{"label": filter})
 	}
-	var list []dockerless
+	var list []listed
 	err := p.call(ctx, "list containers", p.cfg.ReadTimeout, func(ctx context.Context) error {
 		l, err := containers.List(ctx, opts)
 		for _, c := range l {
-			list = append(list, dockerless{c.ID, c.Names, c.Image, c.State, c.Pid, c.StartedAt, c.ExitedAt, int(c.ExitCode), c.Labels})
+			list = append(list, listed{c.ID, c.Names, c.Image, c.State, c.Pid, c.StartedAt, c.ExitedAt, int(c.ExitCode), c.Labels})
 		}
 		return err
 	})
@@ -598,7 +598,7 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 	return out, nil
 }
 
-type dockerless struct {
+type listed struct {
 	id        string
 	names     []string
 	image     string
@@ -616,8 +616,7 @@ func (p *Podman) Events(ctx context.Context, out chan<- orchestrator.Event) erro
 	defer cancel()
 	raw := make(chan entities.Event, 64)
 	// Set-up is bounded by ReadTimeout; the stream itself by ctx only.
-	timedOut := make(chan struct{})
-	timer := time.AfterFunc(p.cfg.ReadTimeout, func() { close(timedOut); cancel() })
+	timer := time.AfterFunc(p.cfg.ReadTimeout, cancel)
 	err := system.Events(sctx, raw, nil, new(system.EventsOptions).WithStream(true).WithFilters(map[string][]string{"type": {"container"}}))
 	if !timer.Stop() {
 		if err == nil {
