@@ -101,8 +101,11 @@ install -d -m 0700 -o "$uid" -g "$gid" "$run_dir/podman"
 sock=$run_dir/podman/podman.sock
 url=unix://$sock
 
+# setpriv execs in place (runuser would stay as a parent and stop itself
+# whenever the service is stopped).
 as_user() {
-	runuser -u "$user" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$run_dir" "$@"
 }
 # The podman CLI takes seconds to start on a loaded machine: allow 30 s.
@@ -128,8 +131,11 @@ else
 	fi
 	rm -f "$sock" "$pidfile"
 	log "starting podman system service on $url"
-	as_user setsid sh -c 'echo $$ >"$1"; exec podman system service --time=0 "$2"' sh "$pidfile" "$url" \
-		</dev/null >>"$run_dir/podman/service.log" 2>&1 &
+	setsid -f setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$run_dir" \
+		sh -c 'echo $$ >"$1"; exec podman system service --time=0 "$2"' sh "$pidfile" "$url" \
+		</dev/null >>"$run_dir/podman/service.log" 2>&1
 	# Poll the socket: nothing signals readiness, so wait up to 90 s.
 	for _ in $(seq 1 90); do
 		if answers; then break; fi
