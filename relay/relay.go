@@ -135,8 +135,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
+	r.goAway(shutCtx)
 	r.mu.Lock()
-	r.closing = true
 	for c := range r.conns {
 		c.kill()
 	}
@@ -151,6 +151,43 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	r.handler.Wait()
 	r.log.Info("relay stopped")
 	return err
+}
+
+// goAway refuses new clients and tells every connected one, with a close
+// frame (1001, going away), that the relay is stopping; it waits for them
+// until ctx ends.
+func (r *Relay) goAway(ctx context.Context) {
+	r.mu.Lock()
+	r.closing = true
+	conns := make([]*conn, 0, len(r.conns))
+	for c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.goAway()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// The caller kills what is left, which ends the waits above.
+		r.mu.Lock()
+		for _, c := range conns {
+			c.kill()
+		}
+		r.mu.Unlock()
+		<-done
+	}
 }
 
 // Close closes the event log. Serve calls it when it returns; call it only
