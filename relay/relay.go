@@ -112,8 +112,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	defer r.Close()
 	a := ln.Addr()
 	r.addr.Store(&a)
-	// Connections live in a context of their own, ended only after the
-	// listener is shut, so that no connection starts while others end.
+	// Connections live in a context of their own: when ctx ends they are
+	// first told to go away, and only then cut.
 	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer endConns()
 	srv := &http.Server{
