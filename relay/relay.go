@@ -9,6 +9,19 @@
 //
 // The relay is a library: New builds it from a Config, then Run or Serve
 // runs it until the context ends.
+//
+// Persistence: every accepted event is appended to one log file in the
+// data folder (CRC-framed records, fsync before the client hears OK; see
+// journal.go) and held in memory with its indexes (by id, author, kind,
+// single-letter tag, and replaceable address). On start the log is
+// replayed through the same accept logic, so replacement and deletion come
+// out as they were; a torn end is cut off and kept aside; the log is
+// rewritten (temporary file, fsync, rename) when more of it is dead than
+// alive. A LOCK file keeps a second relay off the same folder.
+//
+// Memory is bounded: stored events by MaxEvents and MaxStoredBytes; each
+// connection by about 2*SendBuffer + MaxMessageSize (a client that does
+// not read is dropped); connections by MaxConnections.
 package relay
 
 import (
