@@ -50,6 +50,7 @@ func newRootCmd() *cobra.Command {
 		newDIDCmd(),
 		newAppCmd(),
 		newCatalogCmd(),
+		newNostrCmd(),
 	)
 	return root
 }
