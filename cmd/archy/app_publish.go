@@ -85,7 +85,7 @@ func newAppPublishCmd() *cobra.Command {
 		Long: `Validate an app manifest, sign it with the publisher's DID key (writing the
 envelope to manifest.signed.json in the app folder, as archy app sign does),
 and announce the release on every relay given: a NIP-78 event for the release
-and an "latest" pointer for the app, both signed by the Nostr key and carrying
+and a "latest" pointer for the app, both signed by the Nostr key and carrying
 a DID-signed statement that binds that Nostr key to the publisher's DID.
 Prints one line per relay; exits non-zero if no relay took the announcement.
 
