@@ -52,6 +52,7 @@ func newRootCmd() *cobra.Command {
 		newCatalogCmd(),
 		newBlobCmd(),
 		newRelayCmd(),
+		newNostrCmd(),
 	)
 	return root
 }
