@@ -73,10 +73,10 @@ benchstat:
 	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make benchstat OLD=old.txt NEW=new.txt (outputs of make bench-go)"; exit 1; }
 	$(BENCHSTAT) $(OLD) $(NEW)
 
-# Until the node lands: the developer tooling on the sample apps.
-run: build images
-	./$(BIN) app validate examples/apps/*
-	@for a in examples/apps/*; do ./$(BIN) app sign $$a --key examples/keys/example-publisher.key --out /tmp/archy-$$(basename $$a).signed.json >/dev/null && ./$(BIN) app verify /tmp/archy-$$(basename $$a).signed.json || exit 1; done
+# A node on embedded defaults: its own data folder, the embedded Nostr
+# relay on 127.0.0.1:7447, the API on 127.0.0.1:7780. Ctrl-C stops it.
+run: build
+	./$(BIN) node run
 
 clean:
 	rm -rf bin

@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 		newBlobCmd(),
 		newRelayCmd(),
 		newNostrCmd(),
+		newNodeCmd(),
 	)
 	return root
 }
