@@ -8,16 +8,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
+	cid "github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/registry"
 )
 
 // Status is what GET /api/v1/status reports.
@@ -72,6 +77,8 @@ func (n *Node) handler() http.Handler {
 		}
 		writeJSON(w, list)
 	})
+	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
+	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	return n.guard(mux)
 }
@@ -134,6 +141,71 @@ func (n *Node) serveAPI(ctx context.Context) error {
 		return fmt.Errorf("API: %w", err)
 	}
 	return nil
+}
+
+// Limits on what a client may hand the node in one request.
+const (
+	maxBlobUpload     = 16 << 30
+	maxManifestUpload = did.MaxEnvelopeSize
+)
+
+// handleAddBlob imports the request body (an image archive, any file) into
+// the block store, pins it and provides it: the publisher's node serves it
+// to the swarm.
+func (n *Node) handleAddBlob(w http.ResponseWriter, r *http.Request) {
+	c, err := n.p2p.Add(r.Context(), http.MaxBytesReader(w, r.Body, maxBlobUpload))
+	if err == nil {
+		err = n.p2p.Pin(r.Context(), c)
+	}
+	if err != nil {
+		http.Error(w, "add blob: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	n.provide(c)
+	writeJSON(w, map[string]string{"cid": c.String()})
+}
+
+// handleAddManifest takes a signed manifest envelope, verifies it, and
+// keeps its payload as one raw block named by the manifest CID (pinned and
+// provided), so nodes that saw only the CID in an announcement can fetch it.
+func (n *Node) handleAddManifest(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxManifestUpload))
+	if err != nil {
+		http.Error(w, "read manifest: "+err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	}
+	v, err := registry.VerifyEnvelope(data)
+	if err != nil {
+		http.Error(w, "verify manifest: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, err := blocks.NewBlockWithCid(v.Payload, v.CID)
+	if err == nil {
+		err = n.p2p.Store().Put(r.Context(), b)
+	}
+	if err == nil {
+		err = n.p2p.Pin(r.Context(), v.CID)
+	}
+	if err != nil {
+		http.Error(w, "store manifest: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	n.provide(v.CID)
+	writeJSON(w, map[string]string{"cid": v.CID.String(), "app": v.Manifest.ID, "version": v.Manifest.Version})
+}
+
+// provide announces c in the DHT in the background, bounded, on the
+// node's lifetime.
+func (n *Node) provide(c cid.Cid) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.life, 2*time.Minute)
+		defer cancel()
+		if err := n.p2p.Provide(ctx, c); err != nil {
+			n.log.Debug("provide failed", "cid", c, "err", err)
+		}
+	}()
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -99,6 +99,10 @@ type Node struct {
 	token     string
 	relayURLs []string
 
+	life   context.Context // the node's lifetime, for background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background work (provides)
+
 	mu   sync.Mutex
 	runs bool
 }
@@ -118,6 +122,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
 	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now()}
+	n.life, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -194,8 +199,11 @@ func (n *Node) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Close releases everything New took that Run has not handed off.
+// Close releases everything New took that Run has not handed off, after
+// the node's background work has stopped.
 func (n *Node) Close() {
+	n.cancel()
+	n.wg.Wait()
 	if n.relayLn != nil {
 		n.relayLn.Close()
 		n.relayLn = nil

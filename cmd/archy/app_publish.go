@@ -78,7 +78,7 @@ type publishResult struct {
 
 func newAppPublishCmd() *cobra.Command {
 	var rf announceFlags
-	var keyFile, channel, out, nodeURL string
+	var keyFile, channel, out, nodeURL, nodeToken, nodeData string
 	c := &cobra.Command{
 		Use:   "publish PATH --key KEYFILE --nostr-key NOSTRKEY --relay URL... [--channel NAME]",
 		Short: "Validate, sign and announce an app release on Nostr relays (NIP-78)",
@@ -92,14 +92,12 @@ Prints one line per relay; exits non-zero if no relay took the announcement.
 --channel sets the manifest's release channel when the manifest names none
 (the channel is part of what is signed).
 
-Handing the image and manifest to a running node's block store (--node) is
-not available yet: the announcement carries the signed manifest itself, and
-the image stays on this machine until archy node exists.`,
+With --node (a node's API URL, or "local" for the node of --data), the image
+archives and the signed manifest are first handed to that node, which keeps
+them pinned in its block store and provides them to the swarm; the node's
+API token is read from <data>/api.token (or --node-token FILE).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if nodeURL != "" {
-				return fmt.Errorf("--node %s: putting the image and manifest into a running node's block store is not available yet (archy node run does not exist yet); publish without --node", nodeURL)
-			}
 			if keyFile == "" {
 				return errors.New("--key is required: the publisher's DID key file (archy did new --out KEYFILE)")
 			}
@@ -128,6 +126,11 @@ the image stays on this machine until archy node exists.`,
 			v, err := registry.VerifyEnvelope(envJSON)
 			if err != nil {
 				return fmt.Errorf("publish %s: the envelope just signed does not verify: %w", l.File, err)
+			}
+			if nodeURL != "" {
+				if err := handToNode(cmd, nodeURL, nodeData, nodeToken, l, envJSON); err != nil {
+					return err
+				}
 			}
 			binding, err := discovery.Binding(key, nk.PublicKey())
 			if err != nil {
@@ -170,7 +173,9 @@ the image stays on this machine until archy node exists.`,
 	c.Flags().StringVar(&keyFile, "key", "", "the publisher's DID key file (mode 0600)")
 	c.Flags().StringVar(&channel, "channel", "", "release channel (stable, beta, edge...) when the manifest names none")
 	c.Flags().StringVar(&out, "out", "", "where to write the signed envelope (default: <app folder>/"+signedFile+")")
-	c.Flags().StringVar(&nodeURL, "node", "", "a running node to hand the image and manifest to (not available yet)")
+	c.Flags().StringVar(&nodeURL, "node", "", `a running node to hand the image and manifest to: its API URL, or "local"`)
+	c.Flags().StringVar(&nodeToken, "node-token", "", "the node's API token file (default <data>/api.token)")
+	dataDirFlag(c, &nodeData)
 	return c
 }
 

@@ -372,7 +372,7 @@ func TestPublishErrors(t *testing.T) {
 		want string
 	}{
 		{"no relay took it", append(pub, "--relay", deadRelay(t), "--timeout", "2s"), "no relay took the announcement"},
-		{"node hook", append(pub, "--relay", url, "--node", "http://127.0.0.1:1"), "not available yet"},
+		{"node unreachable", append(pub, "--relay", url, "--node", "http://127.0.0.1:1", "--node-token", p.nostrKey), "hand image"},
 		{"no relay", pub, "--relay is required"},
 		{"not a relay URL", append(pub, "--relay", "http://example.org"), `--relay "http://example.org": not a ws:// or wss:// URL`},
 		{"no nostr key", []string{"app", "publish", p.app, "--key", p.didKey, "--relay", url}, "--nostr-key is required"},

@@ -1,20 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/internal/paths"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/registry"
 )
 
 func newNodeCmd() *cobra.Command {
@@ -200,3 +205,75 @@ func newNodePeersCmd() *cobra.Command {
 	return c
 }
 
+// handToNode uploads an app's image archives and signed manifest to a
+// running node (POST /api/v1/blobs, /api/v1/manifests) with its token.
+func handToNode(cmd *cobra.Command, nodeURL, dataDir, tokenFile string, l *registry.Loaded, envJSON []byte) error {
+	api := nodeURL
+	if nodeURL == "local" {
+		api = ""
+	}
+	base, err := nodeAPI(api, dataDir)
+	if err != nil {
+		return err
+	}
+	if tokenFile == "" {
+		dir, err := resolveDataDir(dataDir)
+		if err != nil {
+			return err
+		}
+		tokenFile = filepath.Join(dir, "api.token")
+	}
+	tok, err := atomicfile.ReadPrivate(tokenFile, 4096)
+	if err != nil {
+		return fmt.Errorf("read the node's API token: %w", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	names := make([]string, 0, len(l.Archives))
+	for name := range l.Archives {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f, err := os.Open(l.Archives[name])
+		if err != nil {
+			return fmt.Errorf("hand image of %s to the node: %w", name, err)
+		}
+		var res struct {
+			CID string `json:"cid"`
+		}
+		err = postNode(cmd.Context(), base+"/api/v1/blobs", token, f, &res)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("hand image of %s to the node: %w", name, err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "node keeps image %s as %s\n", name, res.CID)
+	}
+	var res struct {
+		CID string `json:"cid"`
+	}
+	if err := postNode(cmd.Context(), base+"/api/v1/manifests", token, bytes.NewReader(envJSON), &res); err != nil {
+		return fmt.Errorf("hand the manifest to the node: %w", err)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "node keeps manifest %s\n", res.CID)
+	return nil
+}
+
+func postNode(ctx context.Context, url, token string, body io.Reader, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute) // image uploads are big; the node bounds them too
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
