@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,12 +102,11 @@ func TestNodeAPIAndToken(t *testing.T) {
 	}
 }
 
-// TestNodesDiscoverAcrossRelays publishes a release on node A's embedded
-// relay; node B, which follows A's relay, and A itself discover and verify it.
-func TestNodesDiscoverAcrossRelays(t *testing.T) {
-	a := startNode(t, nil, nil)
-	b := startNode(t, a.RelayURLs()[:1], []string{a.P2P().AddrInfo().Addrs[0].String() + "/p2p/" + a.P2P().ID().String()})
-
+// release signs a hello manifest by a fresh DID and returns its verified
+// form, its envelope JSON, and the announcement events signed by a fresh
+// Nostr key bound to that DID.
+func release(t *testing.T, at time.Time) (*registry.Verified, []nostr.Event, string) {
+	t.Helper()
 	key, err := did.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -132,25 +130,71 @@ func TestNodesDiscoverAcrossRelays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now()}).Events(sk)
+	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: at}).Events(sk)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v, evs, sk
+}
+
+// TestThreeNodesDiscover publishes a release on node A's embedded relay;
+// A and nodes B and C, which follow A's relay, discover and verify it,
+// and forged events (wrong DID binding, mismatching CID, a manifest by
+// another publisher) are rejected on all three.
+func TestThreeNodesDiscover(t *testing.T) {
+	a := startNode(t, nil, nil)
+	boot := []string{a.P2P().AddrInfo().Addrs[0].String() + "/p2p/" + a.P2P().ID().String()}
+	b := startNode(t, a.RelayURLs()[:1], boot)
+	c := startNode(t, a.RelayURLs()[:1], boot)
+
+	now := time.Now()
+	v, evs, sk := release(t, now)
+	_, other, otherSK := release(t, now.Add(-time.Minute))
+	resign := func(ev nostr.Event, key string) nostr.Event {
+		if err := ev.Sign(key); err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	// Forgeries a relay accepts (their Nostr signatures hold):
+	wrongBinding := resign(evs[0], otherSK) // another Nostr key under this DID's binding
+	wrongBinding.CreatedAt -= 60
+	wrongBinding = resign(wrongBinding, otherSK)
+	stolen := evs[0] // this publisher's event carrying another publisher's manifest
+	stolen.Content = other[0].Content
+	stolen.CreatedAt -= 60
+	stolen = resign(stolen, sk)
+	wrongCID := evs[1]
+	for i, tg := range wrongCID.Tags {
+		if tg[0] == "cid" {
+			wrongCID.Tags = append(append(nostr.Tags{}, wrongCID.Tags[:i]...), append(nostr.Tags{{"cid", "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4"}}, wrongCID.Tags[i+1:]...)...)
+		}
+	}
+	wrongCID.CreatedAt -= 60
+	wrongCID = resign(wrongCID, sk)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if _, err := discovery.Publish(ctx, a.RelayURLs()[:1], 5*time.Second, wrongBinding, stolen, wrongCID); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := discovery.Publish(ctx, a.RelayURLs()[:1], 5*time.Second, evs...); err != nil {
 		t.Fatal(err)
 	}
-	for name, n := range map[string]*Node{"a": a, "b": b} {
+	for name, n := range map[string]*Node{"a": a, "b": b, "c": c} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var got []discovery.Release
 			get(t, n.APIURL()+"/api/v1/apps/discovered", &got)
-			if len(got) == 2 && got[0].AppID == "hello" && got[0].CID.Equals(v.CID) {
+			ok := len(got) == 2
+			for _, r := range got {
+				ok = ok && r.AppID == "hello" && r.CID.Equals(v.CID) && r.Publisher == v.Signer && len(r.Envelope) > 0
+			}
+			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("node %s: discovered %+v", name, got)
+				t.Fatalf("node %s: discovered %+v, want exactly the genuine release and its latest pointer", name, got)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -165,5 +209,4 @@ func TestNodesDiscoverAcrossRelays(t *testing.T) {
 	if !found {
 		t.Fatalf("b's peers %+v lack a", peers)
 	}
-	_ = filepath.Join
 }
