@@ -77,6 +77,8 @@ func (n *Node) handler() http.Handler {
 		}
 		writeJSON(w, list)
 	})
+	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
+	mux.HandleFunc("POST /api/v1/catalogs/{name}", n.handlePublishCatalog)
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
 	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))

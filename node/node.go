@@ -43,6 +43,9 @@ type Config struct {
 	Relays []string
 	// P2P configures the swarm; its DataDir defaults to DataDir/p2p.
 	P2P p2p.Config
+	// Follow lists the curated registries whose signed catalogs the node
+	// follows over gossip.
+	Follow []Follow
 	// ShutdownTimeout bounds a clean stop (default 10s).
 	ShutdownTimeout time.Duration
 }
@@ -98,6 +101,7 @@ type Node struct {
 	disc      *discovery.Discoverer
 	token     string
 	relayURLs []string
+	followers map[string]*follower
 
 	life   context.Context // the node's lifetime, for background work
 	cancel context.CancelFunc
@@ -157,6 +161,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 		return nil, fmt.Errorf("start swarm: %w", err)
 	}
 
+	n.followers = map[string]*follower{}
+	for _, f := range cfg.Follow {
+		if n.followers[f.Name] != nil {
+			return nil, fmt.Errorf("node config: Follow: registry %q twice", f.Name)
+		}
+		fl, err := n.follow(f)
+		if err != nil {
+			return nil, err
+		}
+		n.followers[f.Name] = fl
+	}
+
 	ddir := filepath.Join(cfg.DataDir, "discovery")
 	if err := os.MkdirAll(ddir, 0o700); err != nil {
 		return nil, fmt.Errorf("create discovery folder: %w", err)
@@ -195,6 +211,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.relay.Serve(ctx, ln) })
 	}
 	g.Go(func() error { return n.disc.Run(ctx) })
+	for _, fl := range n.followers {
+		g.Go(func() error { return fl.drain(ctx) })
+	}
 	g.Go(func() error { return n.serveAPI(ctx) })
 	return g.Wait()
 }

@@ -28,13 +28,18 @@ func TestMain(m *testing.M) {
 // startNode runs a node on loopback ports of the OS's choosing.
 func startNode(t *testing.T, relays []string, bootstrap []string) *Node {
 	t.Helper()
-	cfg := Config{
+	return runNode(t, Config{
 		DataDir:     t.TempDir(),
 		APIListen:   "127.0.0.1:0",
 		RelayListen: "127.0.0.1:0",
 		Relays:      relays,
 		P2P:         p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: bootstrap},
-	}
+	})
+}
+
+// runNode runs a node with cfg until the test ends.
+func runNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := New(ctx, cfg, nil)
 	if err != nil {

@@ -46,6 +46,7 @@ func newNodeRunCmd() *cobra.Command {
 		noRelay   bool
 		listen    []string
 		bootstrap []string
+		follow    []string
 		verbose   bool
 	)
 	c := &cobra.Command{
@@ -64,6 +65,13 @@ in <data>/api.token).`,
 			if noRelay {
 				off := false
 				cfg.EmbeddedRelay = &off
+			}
+			for _, f := range follow {
+				name, file, ok := strings.Cut(f, "=")
+				if !ok || name == "" || file == "" {
+					return fmt.Errorf("--follow %q: want NAME=ROOTFILE (the registry's pinned root.json)", f)
+				}
+				cfg.Follow = append(cfg.Follow, node.Follow{Name: name, RootFile: file})
 			}
 			cfg.P2P.ListenAddrs = listen
 			cfg.P2P.BootstrapPeers = bootstrap
@@ -96,6 +104,7 @@ in <data>/api.token).`,
 	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
+	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
 	return c
 }
