@@ -60,7 +60,7 @@ fuzz-list:
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench
 BENCH_FIGURE_TESTS ?= ./p2p
 BENCH_PKGS    ?= ./cas ./p2p/dag ./p2p/blockstore
 BENCHTIME     ?= 1s
@@ -81,10 +81,10 @@ benchstat:
 	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make benchstat OLD=old.txt NEW=new.txt (outputs of make bench-go)"; exit 1; }
 	$(BENCHSTAT) $(OLD) $(NEW)
 
-# Until the node lands: the developer tooling on the sample apps.
-run: build images
-	./$(BIN) app validate examples/apps/*
-	@for a in examples/apps/*; do ./$(BIN) app sign $$a --key examples/keys/example-publisher.key --out /tmp/archy-$$(basename $$a).signed.json >/dev/null && ./$(BIN) app verify /tmp/archy-$$(basename $$a).signed.json || exit 1; done
+# A node on embedded defaults: its own data folder, the embedded Nostr
+# relay on 127.0.0.1:7447, the API on 127.0.0.1:7780. Ctrl-C stops it.
+run: build
+	./$(BIN) node run
 
 clean:
 	rm -rf bin

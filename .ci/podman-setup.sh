@@ -101,38 +101,48 @@ install -d -m 0700 -o "$uid" -g "$gid" "$run_dir/podman"
 sock=$run_dir/podman/podman.sock
 url=unix://$sock
 
+# setpriv execs in place (runuser would stay as a parent and stop itself
+# whenever the service is stopped).
 as_user() {
-	runuser -u "$user" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$run_dir" "$@"
 }
-answers() { as_user timeout 10 podman --url "$url" version >/dev/null 2>&1; }
+# The podman CLI takes seconds to start on a loaded machine: allow 30 s.
+answers() { as_user timeout 30 podman --url "$url" version >/dev/null 2>&1; }
+pidfile=$run_dir/podman/service.pid
 
-# 6. The rootless API service, in the background, owned by nobody's session.
+# 6. The rootless API service, in the background, in a session of its own:
+# its process group id (written to $pidfile) names the service and the
+# child that rootless Podman re-executes inside its user namespace, so
+# that a test or this script can stop, continue or end exactly those.
 if answers; then
 	log "service already answers on $url"
 else
-	if [ -f "$run_dir/podman/service.pid" ]; then
-		old=$(cat "$run_dir/podman/service.pid")
-		# A stale service that does not answer (stopped, hung): end that
-		# one process by its id, not by name.
-		if kill -0 "$old" 2>/dev/null; then
-			log "ending unresponsive service pid $old"
-			kill -CONT "$old" 2>/dev/null || true
-			kill "$old" 2>/dev/null || true
+	if [ -s "$pidfile" ]; then
+		old=$(cat "$pidfile")
+		# A service that does not answer (stopped, hung): end that
+		# process group by its id, not by name.
+		if kill -0 -- "-$old" 2>/dev/null; then
+			log "ending unresponsive service (process group $old)"
+			kill -CONT -- "-$old" 2>/dev/null || true
+			kill -- "-$old" 2>/dev/null || true
 		fi
 	fi
-	rm -f "$sock"
+	rm -f "$sock" "$pidfile"
 	log "starting podman system service on $url"
-	as_user setsid podman system service --time=0 "$url" \
-		</dev/null >>"$run_dir/podman/service.log" 2>&1 &
-	echo $! >"$run_dir/podman/service.pid"
-	# Poll the socket: nothing signals readiness, so wait up to 60 s.
-	for _ in $(seq 1 120); do
+	setsid -f setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME="$home" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$run_dir" \
+		sh -c 'echo $$ >"$1"; exec podman system service --time=0 "$2"' sh "$pidfile" "$url" \
+		</dev/null >>"$run_dir/podman/service.log" 2>&1
+	# Poll the socket: nothing signals readiness, so wait up to 90 s.
+	for _ in $(seq 1 90); do
 		if answers; then break; fi
-		sleep 0.5
+		sleep 1
 	done
 	if ! answers; then
-		log "service did not answer in 60 s; its log:"
+		log "service did not answer in 90 s; its log:"
 		tail -n 50 "$run_dir/podman/service.log" >&2 || true
 		exit 1
 	fi

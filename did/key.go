@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/archy-node/archy/internal/atomicfile"
 )
 
 // Key is an Ed25519 signing key and the did:key it controls.
@@ -66,8 +68,12 @@ type keyFile struct {
 
 const keyFileType = "archy.did-key/v1"
 
-// ErrKeyFileMode is returned when a key file can be read by others than its owner.
-var ErrKeyFileMode = errors.New("key file is readable by group or others")
+// ErrKeyFileMode is returned when a key file can be read by others than its
+// owner. It is atomicfile.ErrNotPrivate, which every secret file shares.
+var ErrKeyFileMode = atomicfile.ErrNotPrivate
+
+// maxKeyFile bounds a key file: a few hundred bytes of JSON.
+const maxKeyFile = 4096
 
 // Save writes k to path with mode 0600 and refuses to overwrite an
 // existing file, atomically on both counts: the key is written to a temp
@@ -121,33 +127,11 @@ func writeSync(f *os.File, data []byte) error {
 }
 
 // LoadKey reads a key file written by Save. It refuses a file that group or
-// others can read, saying so, because such a key may already be copied.
+// others can read, saying so, because such a key may already be copied
+// (atomicfile.ReadPrivate makes the checks every secret file gets).
 func LoadKey(path string) (*Key, error) {
-	// Refuse a FIFO or device before opening it: opening a FIFO blocks.
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("load key %s: not a regular file", path)
-	}
-	f, err := os.Open(path)
+	data, err := atomicfile.ReadPrivate(path, maxKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("load key: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("load key %s: not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("load key %s: mode %04o: %w; run chmod 600 %s and consider the key exposed",
-			path, st.Mode().Perm(), ErrKeyFileMode, path)
-	}
-	if st.Size() > 4096 {
-		return nil, fmt.Errorf("load key %s: file too large for a key (%d bytes)", path, st.Size())
-	}
-	data := make([]byte, st.Size())
-	if _, err := f.ReadAt(data, 0); err != nil {
 		return nil, fmt.Errorf("load key %s: %w", path, err)
 	}
 	var kf keyFile

@@ -28,6 +28,9 @@ type Runtime interface {
 	LoadImage(ctx context.Context, archivePath string) ([]string, error)
 	// ImageExists reports whether an image with that name or ID is present.
 	ImageExists(ctx context.Context, ref string) (bool, error)
+	// RemoveImage removes an image by name: ErrNotFound if there is none,
+	// ErrInUse if a container uses it.
+	RemoveImage(ctx context.Context, ref string) error
 
 	// CreateContainer creates (does not start) a container and returns its
 	// ID. It fails with a *SpecError (ErrSpecNotApplied) and leaves nothing
@@ -54,7 +57,8 @@ type Runtime interface {
 
 	// CreateNetwork creates a bridge network; ErrNameInUse if it exists.
 	CreateNetwork(ctx context.Context, n Network) error
-	// RemoveNetwork removes a network; ErrNotFound if there is none.
+	// RemoveNetwork removes a network; ErrNotFound if there is none,
+	// ErrInUse if a container is attached to it.
 	RemoveNetwork(ctx context.Context, name string) error
 	// ListNetworks returns the networks carrying all the given labels.
 	ListNetworks(ctx context.Context, labels map[string]string) ([]Network, error)
@@ -72,6 +76,9 @@ var (
 	// ErrNameInUse is returned when creating a container or network whose
 	// name is taken.
 	ErrNameInUse = errors.New("name already in use")
+	// ErrInUse is returned when removing an image or network that a
+	// container still uses.
+	ErrInUse = errors.New("in use")
 	// ErrInvalidName is returned for a container or network name that is
 	// not a ValidName.
 	ErrInvalidName = errors.New("invalid name")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip11"
 )
@@ -665,5 +666,25 @@ func TestNIP11(t *testing.T) {
 	resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); strings.Contains(ct, "nostr") {
 		t.Fatalf("plain GET answered with %q", ct)
+	}
+}
+
+func TestShutdownGoingAway(t *testing.T) {
+	s := start(t, Config{ShutdownTimeout: testTimeout})
+	c := dialRaw(t, s)
+	c.reqIDs("s", map[string]any{"limit": 0})
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := c.ws.Read(context.Background())
+		readErr <- err
+	}()
+	t0 := time.Now()
+	s.stop()
+	if d := time.Since(t0); d > testTimeout/2 {
+		t.Errorf("shutdown took %v", d)
+	}
+	err := <-readErr
+	if status := websocket.CloseStatus(err); status != websocket.StatusGoingAway {
+		t.Fatalf("client saw %v (status %d), want a close with 1001 going away", err, status)
 	}
 }

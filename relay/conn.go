@@ -24,6 +24,7 @@ type conn struct {
 
 	mu     sync.Mutex
 	subs   map[string]*subscription
+	ws     *websocket.Conn    // set by serve
 	cancel context.CancelFunc // ends the connection; set by serve
 	dead   bool
 }
@@ -66,13 +67,25 @@ func (c *conn) kill() {
 	}
 }
 
+// goAway closes the connection with a close handshake (1001, going
+// away), waiting for the client's answer (coder/websocket bounds that
+// wait); a kill cuts it short.
+func (c *conn) goAway() {
+	c.mu.Lock()
+	ws, dead := c.ws, c.dead
+	c.mu.Unlock()
+	if ws != nil && !dead {
+		_ = ws.Close(websocket.StatusGoingAway, "relay shutting down")
+	}
+}
+
 // serve runs the connection until the client leaves, breaks a limit, or ctx
 // ends.
 func (c *conn) serve(ctx context.Context, ws *websocket.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.mu.Lock()
-	c.cancel = cancel
+	c.cancel, c.ws = cancel, ws
 	dead := c.dead
 	c.mu.Unlock()
 	if dead {

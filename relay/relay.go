@@ -9,6 +9,19 @@
 //
 // The relay is a library: New builds it from a Config, then Run or Serve
 // runs it until the context ends.
+//
+// Persistence: every accepted event is appended to one log file in the
+// data folder (CRC-framed records, fsync before the client hears OK; see
+// journal.go) and held in memory with its indexes (by id, author, kind,
+// single-letter tag, and replaceable address). On start the log is
+// replayed through the same accept logic, so replacement and deletion come
+// out as they were; a torn end is cut off and kept aside; the log is
+// rewritten (temporary file, fsync, rename) when more of it is dead than
+// alive. A LOCK file keeps a second relay off the same folder.
+//
+// Memory is bounded: stored events by MaxEvents and MaxStoredBytes; each
+// connection by about 2*SendBuffer + MaxMessageSize (a client that does
+// not read is dropped); connections by MaxConnections.
 package relay
 
 import (
@@ -112,8 +125,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	defer r.Close()
 	a := ln.Addr()
 	r.addr.Store(&a)
-	// Connections live in a context of their own, ended only after the
-	// listener is shut, so that no connection starts while others end.
+	// Connections live in a context of their own: when ctx ends they are
+	// first told to go away, and only then cut.
 	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer endConns()
 	srv := &http.Server{
@@ -135,8 +148,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
+	r.goAway(shutCtx)
 	r.mu.Lock()
-	r.closing = true
 	for c := range r.conns {
 		c.kill()
 	}
@@ -151,6 +164,43 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	r.handler.Wait()
 	r.log.Info("relay stopped")
 	return err
+}
+
+// goAway refuses new clients and tells every connected one, with a close
+// frame (1001, going away), that the relay is stopping; it waits for them
+// until ctx ends.
+func (r *Relay) goAway(ctx context.Context) {
+	r.mu.Lock()
+	r.closing = true
+	conns := make([]*conn, 0, len(r.conns))
+	for c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.goAway()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// The caller kills what is left, which ends the waits above.
+		r.mu.Lock()
+		for _, c := range conns {
+			c.kill()
+		}
+		r.mu.Unlock()
+		<-done
+	}
 }
 
 // Close closes the event log. Serve calls it when it returns; call it only

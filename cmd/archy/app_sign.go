@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/did"
@@ -37,27 +38,16 @@ the app folder; --out - writes it to stdout.`,
 			if err != nil {
 				return err
 			}
-			env, c, err := registry.Sign(l.Manifest, key)
+			data, c, err := signLoaded(l, key)
 			if err != nil {
-				return fmt.Errorf("%w: sign with the publisher's key, or set publisher: %s in %s", err, key.DID(), l.File)
+				return err
 			}
-			if !c.Equals(l.CID) {
-				return fmt.Errorf("sign %s: signed cid %s differs from the loaded %s", l.File, c, l.CID)
-			}
-			data, err := env.Marshal()
-			if err != nil {
-				return fmt.Errorf("sign %s: %w", l.File, err)
-			}
-			data = append(data, '\n')
 			if out == "-" {
 				_, err := cmd.OutOrStdout().Write(data)
 				return err
 			}
-			if out == "" {
-				out = filepath.Join(l.Dir, signedFile)
-			}
-			if err := atomicfile.Write(out, data, 0o644); err != nil {
-				return fmt.Errorf("write signed manifest: %w", err)
+			if out, err = writeSigned(l, out, data); err != nil {
+				return err
 			}
 			if asJSON {
 				return writeJSON(cmd, map[string]string{"out": out, "cid": c.String(), "signer": key.DID(), "id": l.Manifest.ID, "version": l.Manifest.Version})
@@ -70,4 +60,34 @@ the app folder; --out - writes it to stdout.`,
 	c.Flags().StringVar(&out, "out", "", "where to write the envelope (default: <app folder>/"+signedFile+"; - for stdout)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
+}
+
+// signLoaded signs a loaded manifest with the publisher's key and returns
+// the DSSE envelope (JSON, newline-terminated) and the manifest's CID.
+// `archy app sign` and `archy app publish` both sign through it.
+func signLoaded(l *registry.Loaded, key *did.Key) ([]byte, cid.Cid, error) {
+	env, c, err := registry.Sign(l.Manifest, key)
+	if err != nil {
+		return nil, cid.Undef, fmt.Errorf("%w: sign with the publisher's key, or set publisher: %s in %s", err, key.DID(), l.File)
+	}
+	if !c.Equals(l.CID) {
+		return nil, cid.Undef, fmt.Errorf("sign %s: signed cid %s differs from the loaded %s", l.File, c, l.CID)
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		return nil, cid.Undef, fmt.Errorf("sign %s: %w", l.File, err)
+	}
+	return append(data, '\n'), c, nil
+}
+
+// writeSigned writes an envelope to out, or to manifest.signed.json in
+// the app folder when out is empty, and returns where it went.
+func writeSigned(l *registry.Loaded, out string, data []byte) (string, error) {
+	if out == "" {
+		out = filepath.Join(l.Dir, signedFile)
+	}
+	if err := atomicfile.Write(out, data, 0o644); err != nil {
+		return "", fmt.Errorf("write signed manifest: %w", err)
+	}
+	return out, nil
 }

@@ -52,6 +52,8 @@ func newRootCmd() *cobra.Command {
 		newCatalogCmd(),
 		newBlobCmd(),
 		newRelayCmd(),
+		newNostrCmd(),
+		newNodeCmd(),
 	)
 	return root
 }

@@ -155,30 +155,34 @@ type PublishResult struct {
 	Err   string `json:"error,omitempty"`
 }
 
-// Publish sends events to every relay, each relay bounded by timeout, and
-// reports per relay. It fails only if no relay took every event.
+// Publish sends events to every relay at once, each relay bounded by
+// timeout, and reports per relay in the order given. It fails only if no
+// relay took every event.
 func Publish(ctx context.Context, relays []string, timeout time.Duration, events ...nostr.Event) ([]PublishResult, error) {
 	if len(relays) == 0 {
 		return nil, errors.New("publish: no relay given")
 	}
 	results := make([]PublishResult, len(relays))
-	ok := 0
+	var wg sync.WaitGroup
 	for i, url := range relays {
 		results[i] = PublishResult{Relay: url}
-		if err := publishOne(ctx, url, timeout, events); err != nil {
-			results[i].Err = err.Error()
-			continue
-		}
-		ok++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := publishOne(ctx, url, timeout, events); err != nil {
+				results[i].Err = err.Error()
+			}
+		}()
 	}
-	if ok == 0 {
-		var msgs []string
-		for _, r := range results {
-			msgs = append(msgs, r.Relay+": "+r.Err)
+	wg.Wait()
+	var msgs []string
+	for _, r := range results {
+		if r.Err == "" {
+			return results, nil
 		}
-		return results, fmt.Errorf("publish: no relay accepted the announcement: %s", strings.Join(msgs, "; "))
+		msgs = append(msgs, r.Relay+": "+r.Err)
 	}
-	return results, nil
+	return results, fmt.Errorf("publish: no relay accepted the announcement: %s", strings.Join(msgs, "; "))
 }
 
 func publishOne(ctx context.Context, url string, timeout time.Duration, events []nostr.Event) error {

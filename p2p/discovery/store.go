@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,6 +68,27 @@ func OpenStore(path string) (*Store, error) {
 	return s, nil
 }
 
+// parseReleaseD splits a release `d` tag into app id and version.
+func parseReleaseD(d string) (appID, version string, ok bool) {
+	rest, ok := strings.CutPrefix(d, releasePrefix)
+	i := strings.LastIndexByte(rest, '@')
+	if !ok || i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
+}
+
+// StorePath is where a node keeps its discovered releases inside its
+// data folder.
+func StorePath(dataDir string) string {
+	return filepath.Join(dataDir, "discovery", "discovered.json")
+}
+
+// CursorPath is where a node keeps its per-relay cursors.
+func CursorPath(dataDir string) string {
+	return filepath.Join(dataDir, "discovery", "cursors.json")
+}
+
 func address(pubkey, d string) string {
 	return strconv.Itoa(KindAppData) + ":" + pubkey + ":" + d
 }
@@ -79,6 +101,13 @@ func (s *Store) Put(r *Release) (bool, error) {
 	defer s.mu.Unlock()
 	if del, ok := s.tombstone[addr]; ok && r.CreatedAt.Unix() <= del {
 		return false, nil
+	}
+	// A "latest" pointer naming a withdrawn release is withdrawn with it
+	// (the publisher announces the release that is latest now again).
+	if r.Latest {
+		if del, ok := s.tombstone[address(r.NostrPubKey, ReleaseD(r.AppID, r.Version))]; ok && r.CreatedAt.Unix() <= del {
+			return false, nil
+		}
 	}
 	if old, ok := s.releases[addr]; ok && !newer(r, old) {
 		return false, nil
@@ -116,6 +145,14 @@ func (s *Store) Delete(ev *nostr.Event) (bool, error) {
 		if r, ok := s.releases[addr]; ok && r.CreatedAt.Unix() <= at {
 			delete(s.releases, addr)
 			changed = true
+		}
+		// The app's "latest" pointer goes too if it names this release.
+		if appID, version, ok := parseReleaseD(strings.TrimPrefix(addr, prefix)); ok {
+			latest := address(ev.PubKey, LatestD(appID))
+			if r, ok := s.releases[latest]; ok && r.Version == version && r.CreatedAt.Unix() <= at {
+				delete(s.releases, latest)
+				changed = true
+			}
 		}
 	}
 	if !changed {
@@ -155,6 +192,9 @@ func (s *Store) saveLocked() error {
 	sort.Slice(f.Releases, func(i, j int) bool { return f.Releases[i].EventID < f.Releases[j].EventID })
 	data, err := json.Marshal(&f)
 	if err != nil {
+		return fmt.Errorf("save discovery store: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("save discovery store: %w", err)
 	}
 	if err := atomicfile.Write(s.path, data, 0o600); err != nil {

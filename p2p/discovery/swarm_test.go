@@ -2,13 +2,9 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/archy-node/archy/internal/nostrtools"
 	"github.com/archy-node/archy/relay"
 )
 
@@ -194,66 +191,28 @@ func TestThreeNodesDiscover(t *testing.T) {
 
 // TestNostrToolsReadsAnnouncements has an independent implementation
 // (nostr-tools on Node.js) read archy's events from the embedded relay and
-// verify them, and check that a one-byte change fails there too.
+// verify them, and check that a one-byte change fails there too. (The
+// command-line twin, on events `archy app publish` wrote, is in cmd/archy.)
 func TestNostrToolsReadsAnnouncements(t *testing.T) {
-	modules := os.Getenv("ARCHY_NPM_DIR")
-	if modules == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ARCHY_NPM_DIR is unset in CI: run `make npm-deps` (nostr-tools interop is required)")
-		}
-		t.Skip("ARCHY_NPM_DIR unset: run `make npm-deps` to install nostr-tools for the interop test")
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node not found: %v", err)
-	}
+	npm := nostrtools.NPMDir(t)
 	url := startRelay(t, t.TempDir())
 	f := newFixture(t, "1.0.0")
 	evs := f.events(t, time.Now())
 	publishEvents(t, url, evs...)
 
-	// ESM resolves packages next to the script: put both in one folder.
-	dir := t.TempDir()
-	if err := os.Symlink(filepath.Join(modules, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	script, err := os.ReadFile("testdata/nostr-tools-read.mjs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "read.mjs"), script, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBin, filepath.Join(dir, "read.mjs"), url)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	res, err := nostrtools.Read(ctx, npm, url)
 	if err != nil {
-		t.Fatalf("nostr-tools: %v", err)
-	}
-	var res struct {
-		EOSE   bool `json:"eose"`
-		Events []struct {
-			ID            string `json:"id"`
-			Kind          int    `json:"kind"`
-			D             string `json:"d"`
-			Valid         bool   `json:"valid"`
-			TamperedValid bool   `json:"tamperedValid"`
-		} `json:"events"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("nostr-tools output %q: %v", out, err)
+		t.Fatal(err)
 	}
 	if !res.EOSE || len(res.Events) != len(evs) {
 		t.Fatalf("nostr-tools read %d events (eose %v), want %d", len(res.Events), res.EOSE, len(evs))
 	}
 	want := map[string]string{evs[0].ID: ReleaseD("hello-web", "1.0.0"), evs[1].ID: LatestD("hello-web")}
 	for _, e := range res.Events {
-		if !e.Valid || e.TamperedValid || e.Kind != KindAppData || want[e.ID] != e.D {
+		if !e.Valid || e.TamperedValid || e.Kind != KindAppData || want[e.ID] != e.D || e.PubKey != f.pk {
 			t.Fatalf("nostr-tools verdict on %s: %+v", e.ID, e)
 		}
 	}
 }
-
-var _ = io.Discard

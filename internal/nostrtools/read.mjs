@@ -1,7 +1,8 @@
 // Independent check of archy's Nostr events: nostr-tools (not go-nostr)
 // reads them from a relay over a websocket and verifies id and signature.
 // Usage: node nostr-tools-read.mjs RELAY_URL
-// Prints one JSON object: {"events":[{id,kind,d,valid}], "eose":true}.
+// Prints one JSON object:
+// {"events":[{id,pubkey,kind,d,tags,valid,tamperedValid}], "eose":true}.
 import { Relay, useWebSocketImplementation } from 'nostr-tools/relay'
 import { verifyEvent, getEventHash } from 'nostr-tools/pure'
 import WebSocket from 'ws'
@@ -21,7 +22,8 @@ const sub = relay.subscribe([{ kinds: [30078], '#t': ['archy-app'] }], {
     const valid = verifyEvent(plain()) && getEventHash(plain()) === ev.id
     // A one-byte change must fail in this implementation too.
     const tampered = { ...plain(), content: ev.content + ' ' }
-    out.events.push({ id: ev.id, kind: ev.kind, d, valid, tamperedValid: verifyEvent(tampered) })
+    const tags = Object.fromEntries(ev.tags.filter(t => t.length >= 2).map(t => [t[0], t[1]]))
+    out.events.push({ id: ev.id, pubkey: ev.pubkey, kind: ev.kind, d, tags, valid, tamperedValid: verifyEvent(tampered) })
   },
   oneose() {
     out.eose = true

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/archy-node/archy/internal/atomicfile"
+	"github.com/archy-node/archy/internal/paths"
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/registry"
+)
+
+func newNodeCmd() *cobra.Command {
+	c := &cobra.Command{Use: "node", Short: "Run an archy node and ask a running one about itself"}
+	c.AddCommand(newNodeRunCmd(), newNodeStatusCmd(), newNodePeersCmd())
+	return c
+}
+
+func dataDirFlag(c *cobra.Command, dir *string) {
+	c.Flags().StringVar(dir, "data", "", "the node's data folder (default $XDG_DATA_HOME/archy or ~/.local/share/archy)")
+}
+
+func resolveDataDir(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	return paths.DataDir()
+}
+
+func newNodeRunCmd() *cobra.Command {
+	var (
+		cfg       node.Config
+		dataDir   string
+		noRelay   bool
+		listen    []string
+		bootstrap []string
+		follow    []string
+		verbose   bool
+	)
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run a node on embedded defaults: its own data folder, the embedded Nostr relay, the API on 127.0.0.1",
+		Long: `Run an archy node until interrupted. With no flags it keeps everything in
+its data folder, runs its own Nostr relay on 127.0.0.1:7447, joins archy's
+own DHT, and serves the HTTP API on 127.0.0.1:7780 (changes need the token
+in <data>/api.token).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.DataDir, err = resolveDataDir(dataDir); err != nil {
+				return err
+			}
+			if noRelay {
+				off := false
+				cfg.EmbeddedRelay = &off
+			}
+			for _, f := range follow {
+				name, file, ok := strings.Cut(f, "=")
+				if !ok || name == "" || file == "" {
+					return fmt.Errorf("--follow %q: want NAME=ROOTFILE (the registry's pinned root.json)", f)
+				}
+				cfg.Follow = append(cfg.Follow, node.Follow{Name: name, RootFile: file})
+			}
+			cfg.P2P.ListenAddrs = listen
+			cfg.P2P.BootstrapPeers = bootstrap
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			ctx := cmd.Context()
+			startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+			n, err := node.New(startCtx, cfg, log)
+			cancel()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "archy node %s\napi:    %s\nrelays: %s\ndata:   %s\n",
+				n.P2P().ID(), n.APIURL(), strings.Join(n.RelayURLs(), " "), cfg.DataDir)
+			if err := n.Run(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&cfg.APIListen, "api", "127.0.0.1:7780", "HTTP API address")
+	c.Flags().StringVar(&cfg.RelayListen, "relay-listen", "127.0.0.1:7447", "embedded Nostr relay address")
+	c.Flags().BoolVar(&noRelay, "no-relay", false, "do not run the embedded relay (then --relay is required)")
+	c.Flags().StringSliceVar(&cfg.Relays, "relay", nil, "other Nostr relays to discover apps on (ws:// or wss://)")
+	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddrs (default TCP and QUIC on all interfaces, port 4001)")
+	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
+	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
+	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
+	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
+	return c
+}
+
+// nodeAPI finds a running node's API: --api, else <data>/api.addr.
+func nodeAPI(api, dataDir string) (string, error) {
+	if api != "" {
+		return strings.TrimRight(api, "/"), nil
+	}
+	dir, err := resolveDataDir(dataDir)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "api.addr"))
+	if err != nil {
+		return "", fmt.Errorf("no running node found in %s (start one with `archy node run`, or pass --api URL): %w", dir, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func getNodeJSON(ctx context.Context, url string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the node: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ask the node: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("read the node's answer: %w", err)
+	}
+	return nil
+}
+
+func newNodeStatusCmd() *cobra.Command {
+	var api, dataDir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show a running node's identity, addresses, peers and relays",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			base, err := nodeAPI(api, dataDir)
+			if err != nil {
+				return err
+			}
+			var st node.Status
+			if err := getNodeJSON(cmd.Context(), base+"/api/v1/status", &st); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd, st)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "peer:       %s\npeers:      %d\nrelays:     %s\ndiscovered: %d\nstarted:    %s\ndata:       %s\n",
+				st.PeerID, st.Peers, strings.Join(st.Relays, " "), st.Discovered, st.Started.Format(time.RFC3339), st.DataDir)
+			for _, a := range st.Addrs {
+				fmt.Fprintf(w, "addr:       %s\n", a)
+			}
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&api, "api", "", "the node's API URL (default: read from the data folder)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newNodePeersCmd() *cobra.Command {
+	var api, dataDir string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "peers",
+		Short: "List the peers a running node is connected to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			base, err := nodeAPI(api, dataDir)
+			if err != nil {
+				return err
+			}
+			var peers []node.Peer
+			if err := getNodeJSON(cmd.Context(), base+"/api/v1/peers", &peers); err != nil {
+				return err
+			}
+			if asJSON {
+				if peers == nil {
+					peers = []node.Peer{}
+				}
+				return writeJSON(cmd, peers)
+			}
+			for _, p := range peers {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", p.ID, strings.Join(p.Addrs, " "))
+			}
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&api, "api", "", "the node's API URL (default: read from the data folder)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// handToNode uploads an app's image archives and signed manifest to a
+// running node (POST /api/v1/blobs, /api/v1/manifests) with its token.
+func handToNode(cmd *cobra.Command, nodeURL, dataDir, tokenFile string, l *registry.Loaded, envJSON []byte) error {
+	api := nodeURL
+	if nodeURL == "local" {
+		api = ""
+	}
+	base, err := nodeAPI(api, dataDir)
+	if err != nil {
+		return err
+	}
+	if tokenFile == "" {
+		dir, err := resolveDataDir(dataDir)
+		if err != nil {
+			return err
+		}
+		tokenFile = filepath.Join(dir, "api.token")
+	}
+	tok, err := atomicfile.ReadPrivate(tokenFile, 4096)
+	if err != nil {
+		return fmt.Errorf("read the node's API token: %w", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	names := make([]string, 0, len(l.Archives))
+	for name := range l.Archives {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f, err := os.Open(l.Archives[name])
+		if err != nil {
+			return fmt.Errorf("hand image of %s to the node: %w", name, err)
+		}
+		var res struct {
+			CID string `json:"cid"`
+		}
+		err = postNode(cmd.Context(), base+"/api/v1/blobs", token, f, &res)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("hand image of %s to the node: %w", name, err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "node keeps image %s as %s\n", name, res.CID)
+	}
+	var res struct {
+		CID string `json:"cid"`
+	}
+	if err := postNode(cmd.Context(), base+"/api/v1/manifests", token, bytes.NewReader(envJSON), &res); err != nil {
+		return fmt.Errorf("hand the manifest to the node: %w", err)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "node keeps manifest %s\n", res.CID)
+	return nil
+}
+
+func postNode(ctx context.Context, url, token string, body io.Reader, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute) // image uploads are big; the node bounds them too
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}

@@ -1,0 +1,280 @@
+// Command discoverbench measures publish → discovered latency: one
+// publisher announces releases on the embedded relay (on loopback), three
+// nodes subscribed to it verify and store them, and the time from sending
+// a release's event to each node's store taking it is one sample. It
+// prints `figure` lines for `make bench`:
+//
+//	figure discover-p50-ms 2.1
+//	figure discover-p99-ms 6.3
+//	figure discover-max-ms 9.0
+//
+// The defaults (200 releases, one every 10 ms, 3 nodes: 600 samples) are
+// the note's figure; the goal is p99 ≤ 1000 ms on loopback. Every sample
+// goes through the whole path a node runs: the relay's websocket fan-out,
+// event id and Schnorr signature, DID binding, DSSE envelope, CID, strict
+// parse and validation, the store's NIP-01 replacement.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/registry"
+	"github.com/archy-node/archy/relay"
+)
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.releases, "releases", 200, "releases to publish")
+	flag.IntVar(&cfg.nodes, "nodes", 3, "subscribing nodes")
+	flag.DurationVar(&cfg.interval, "interval", 10*time.Millisecond, "time between two releases (open loop)")
+	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up after this long")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	if err := run(ctx, os.Stdout, os.Stderr, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "discoverbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	releases, nodes int
+	interval        time.Duration
+	timeout         time.Duration
+}
+
+// arrivals records when each node's store took each release.
+type arrivals struct {
+	mu   sync.Mutex
+	at   map[string][]time.Time // release d → one time per node that has it
+	done chan struct{}
+	want int // releases × nodes
+	n    int
+}
+
+func (a *arrivals) add(d string, t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.at[d] = append(a.at[d], t)
+	a.n++
+	if a.n == a.want {
+		close(a.done)
+	}
+}
+
+func run(ctx context.Context, out, log io.Writer, cfg config) error {
+	if cfg.releases <= 0 || cfg.nodes <= 0 || cfg.interval < 0 {
+		return errors.New("-releases and -nodes must be positive, -interval not negative")
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // everything started here stops before run returns
+
+	// The embedded relay, in memory, with room for the publisher's burst.
+	rl, err := relay.New(relay.Config{EventRate: 10000, EventBurst: 10000}, quiet)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	url := "ws://" + ln.Addr().String()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = rl.Serve(ctx, ln) }()
+
+	// The releases, signed before the clock starts.
+	evs, err := releases(cfg.releases)
+	if err != nil {
+		return err
+	}
+
+	arr := &arrivals{at: map[string][]time.Time{}, done: make(chan struct{}), want: cfg.releases * cfg.nodes}
+	var discs []*discovery.Discoverer
+	for range cfg.nodes {
+		st, err := discovery.OpenStore("") // in memory
+		if err != nil {
+			return err
+		}
+		d, err := discovery.New(discovery.Config{Relays: []string{url}, MinBackoff: 50 * time.Millisecond,
+			OnRelease: func(r *discovery.Release) {
+				if !r.Latest {
+					arr.add(r.D, time.Now())
+				}
+			}}, st, quiet)
+		if err != nil {
+			return err
+		}
+		discs = append(discs, d)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = d.Run(ctx) }()
+	}
+	if err := waitSubscribed(ctx, url, discs); err != nil {
+		return err
+	}
+
+	c, err := discovery.Dial(ctx, url, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sent := make(map[string]time.Time, len(evs))
+	tick := time.NewTicker(max(cfg.interval, time.Microsecond))
+	defer tick.Stop()
+	start := time.Now()
+	for _, pair := range evs {
+		sent[tagD(&pair[0])] = time.Now()
+		for _, ev := range pair {
+			if err := c.Publish(ctx, ev); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
+		if cfg.interval > 0 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	select {
+	case <-arr.done:
+	case <-ctx.Done():
+		arr.mu.Lock()
+		n := arr.n
+		arr.mu.Unlock()
+		return fmt.Errorf("only %d of %d releases discovered: %w", n, arr.want, ctx.Err())
+	}
+	total := time.Since(start)
+
+	arr.mu.Lock()
+	var ms []float64
+	for d, times := range arr.at {
+		for _, t := range times {
+			ms = append(ms, float64(t.Sub(sent[d]))/float64(time.Millisecond))
+		}
+	}
+	arr.mu.Unlock()
+	sort.Float64s(ms)
+	fmt.Fprintf(log, "discoverbench: %d releases to %d nodes over the embedded relay on loopback, one every %v; %d samples in %v\n",
+		cfg.releases, cfg.nodes, cfg.interval, len(ms), total.Round(time.Millisecond))
+	fmt.Fprintf(out, "figure discover-p50-ms %.1f\n", percentile(ms, 0.50))
+	fmt.Fprintf(out, "figure discover-p99-ms %.1f\n", percentile(ms, 0.99))
+	fmt.Fprintf(out, "figure discover-max-ms %.1f\n", ms[len(ms)-1])
+	return nil
+}
+
+// percentile is the nearest-rank percentile of sorted samples.
+func percentile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// waitSubscribed publishes a junk event until every node has received one,
+// so the clock starts with every subscription live.
+func waitSubscribed(ctx context.Context, url string, discs []*discovery.Discoverer) error {
+	c, err := discovery.Dial(ctx, url, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sk := nostr.GeneratePrivateKey()
+	for i := 0; ; i++ {
+		ev := nostr.Event{Kind: discovery.KindAppData, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"d", fmt.Sprint("warm-up-", i)}, {"t", discovery.Topic}}}
+		if err := ev.Sign(sk); err != nil {
+			return err
+		}
+		if err := c.Publish(ctx, ev); err != nil {
+			return fmt.Errorf("warm up: %w", err)
+		}
+		ready := true
+		for _, d := range discs {
+			ready = ready && d.Stats().Received > 0
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nodes did not subscribe: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// releases signs n versions of one app and returns each release's event
+// and "latest" pointer.
+func releases(n int) ([][]nostr.Event, error) {
+	key, err := did.Generate()
+	if err != nil {
+		return nil, err
+	}
+	sk := nostr.GeneratePrivateKey()
+	pk, err := nostr.GetPublicKey(sk)
+	if err != nil {
+		return nil, err
+	}
+	binding, err := discovery.Binding(key, pk)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([][]nostr.Event, 0, n)
+	for i := range n {
+		m := &registry.Manifest{
+			Schema: registry.Schema, ID: "bench-app", Name: "Bench", Version: fmt.Sprintf("1.0.%d", i), Publisher: key.DID(),
+			Containers: []registry.Container{{
+				Name: "web",
+				Image: registry.Image{
+					Ref:    "localhost/bench:1",
+					CID:    "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4",
+					Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+				},
+				Command: []string{"httpd", "-f", "-p", "8080"},
+			}},
+		}
+		env, _, err := registry.Sign(m, key)
+		if err != nil {
+			return nil, err
+		}
+		envJSON, err := env.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v, err := registry.VerifyEnvelope(envJSON)
+		if err != nil {
+			return nil, err
+		}
+		// Increasing created_at, so each latest pointer replaces the last.
+		a := &discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: binding, CreatedAt: now.Add(time.Duration(i-n) * time.Second)}
+		evs, err := a.Events(sk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs)
+	}
+	return out, nil
+}
+
+func tagD(ev *nostr.Event) string {
+	if t := ev.Tags.GetFirst([]string{"d", ""}); t != nil {
+		return (*t)[1]
+	}
+	return ""
+}

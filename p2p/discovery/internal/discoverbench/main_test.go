@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestRunSmall runs the benchmark small and checks it prints the three
+// figures, ordered as percentiles must be, and stops everything it started.
+func TestRunSmall(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	if err := run(ctx, &out, &log, config{releases: 10, nodes: 2, interval: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	var p50, p99, pmax float64
+	n, err := fmt.Sscanf(out.String(), "figure discover-p50-ms %g\nfigure discover-p99-ms %g\nfigure discover-max-ms %g\n", &p50, &p99, &pmax)
+	if err != nil || n != 3 {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	if !(0 < p50 && p50 <= p99 && p99 <= pmax) {
+		t.Fatalf("p50 %v, p99 %v, max %v", p50, p99, pmax)
+	}
+	if !strings.Contains(log.String(), "20 samples") {
+		t.Fatalf("log: %s", log.String())
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tt := range []struct{ q, want float64 }{{0.5, 5}, {0.99, 10}, {0.1, 1}, {0, 1}, {1, 10}} {
+		t.Run(fmt.Sprint(tt.q), func(t *testing.T) {
+			if got := percentile(s, tt.q); got != tt.want {
+				t.Fatalf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
+			}
+		})
+	}
+}
