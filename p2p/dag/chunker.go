@@ -105,6 +105,7 @@ type Chunker struct {
 	eof     bool
 	pos     uint64   // stream offset of win.buf[beg]
 	cuts    []uint64 // offsets ahead where a chunk must end, ascending
+	tar     tarWalk  // the input read as a tar archive, while it is one
 }
 
 // windowSize is the size of a chunker window; maxWindows bound the
@@ -142,18 +143,11 @@ func (c Chunk) Release() {
 	}
 }
 
-// NewChunker returns a chunker over r.
+// NewChunker returns a chunker over r. Besides content-defined cuts, it
+// ends chunks at the edges of large tar members (see tar.go); between
+// two such cuts the chunks are content-defined as usual, starting afresh.
 func NewChunker(r io.Reader) *Chunker {
-	return &Chunker{r: r, free: make(chan []byte, maxWindows)}
-}
-
-// NewChunkerCuts returns a chunker over r that also ends a chunk at each
-// of cuts (stream offsets, ascending; see TarCuts). Between two cuts the
-// chunks are content-defined as usual, starting afresh at each cut.
-func NewChunkerCuts(r io.Reader, cuts []uint64) *Chunker {
-	c := NewChunker(r)
-	c.cuts = cuts
-	return c
+	return &Chunker{r: r, free: make(chan []byte, maxWindows), tar: newTarWalk()}
 }
 
 // refill moves the unread tail into a fresh window and reads after it.
@@ -192,11 +186,12 @@ func (c *Chunker) refill() error {
 
 // Next returns the next chunk, or io.EOF. The caller releases each chunk.
 func (c *Chunker) Next() (Chunk, error) {
-	if c.win == nil || (c.end-c.beg < MaxChunk && !c.eof) {
+	if c.win == nil || (c.end-c.beg < MaxChunk+tarLookahead && !c.eof) {
 		if err := c.refill(); err != nil {
 			return Chunk{}, err
 		}
 	}
+	c.cuts = c.tar.walk(c.win.buf[c.beg:c.end], c.pos, c.eof, c.cuts)
 	if c.beg == c.end {
 		c.win.release()
 		c.win = nil

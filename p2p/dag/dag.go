@@ -39,9 +39,9 @@ type Link struct {
 
 // Build chunks r, stores every leaf and interior node through put, and
 // returns the root CID and the file size. Hashing and storing run on
-// GOMAXPROCS workers while the chunker reads ahead. When r can seek (a
-// file) and holds a tar archive (an OCI image), chunks end at the edges of
-// its large members (see TarCuts).
+// GOMAXPROCS workers while the chunker reads ahead. When r holds a tar
+// archive (an OCI image), chunks end at the edges of its large members
+// (see TarCuts).
 func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, error) {
 	return BuildTo(ctx, r, funcSink(put))
 }
@@ -61,13 +61,6 @@ func (f funcSink) PutNode(c cid.Cid, data []byte) error           { return f(c, 
 
 // BuildTo is Build storing into a Sink, which learns each leaf's offset.
 func BuildTo(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
-	var cuts []uint64
-	if rs, ok := r.(io.ReadSeeker); ok {
-		var err error
-		if cuts, err = TarCuts(rs); err != nil {
-			return cid.Undef, 0, err
-		}
-	}
 	type job struct {
 		seq   int
 		off   uint64
@@ -108,7 +101,7 @@ func BuildTo(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, erro
 		}()
 	}
 
-	ch := NewChunkerCuts(r, cuts)
+	ch := NewChunker(r)
 	var total uint64
 	var rerr error
 	for seq := 0; ; seq++ {
