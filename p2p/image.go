@@ -1,0 +1,89 @@
+package p2p
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/oci"
+	cid "github.com/ipfs/go-cid"
+)
+
+// PushImage checks the OCI image archive at path (every blob against its
+// sha256 digest, the index and manifests complete: see package oci) and
+// imports it into the block store. The archive is chunked at its layers'
+// edges, so a later version that shares layers shares their blocks and
+// peers holding the old version fetch only what changed. The caller pins
+// and provides the root as it needs.
+func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, error) {
+	img, err := oci.VerifyFile(path)
+	if err != nil {
+		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+	}
+	root, err := n.AddFile(ctx, path)
+	if err != nil {
+		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+	}
+	return root, img, nil
+}
+
+// PullImage fetches the image archive root from peers (every block checked
+// against its BLAKE3 address), checks it as an OCI archive, and only then
+// gives it the name outPath: a file at outPath is always a whole, verified
+// archive, ready for `podman load` (see ImageLoader).
+func (n *Node) PullImage(ctx context.Context, root cid.Cid, outPath string) (oci.Image, error) {
+	if err := cas.Check(root); err != nil {
+		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	tmp := filepath.Join(filepath.Dir(outPath), "."+filepath.Base(outPath)+".unverified-"+hex.EncodeToString(b[:]))
+	if err := n.GetFile(ctx, root, tmp); err != nil {
+		return oci.Image{}, fmt.Errorf("pull image: %w", err)
+	}
+	img, err := oci.VerifyFile(tmp)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+	}
+	if err := os.Rename(tmp, outPath); err != nil {
+		_ = os.Remove(tmp)
+		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+	}
+	if err := syncDir(filepath.Dir(outPath)); err != nil {
+		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+	}
+	return img, nil
+}
+
+// ImageLoader loads a verified OCI archive into a container engine and
+// returns the image names it carried. orchestrator.Runtime is one.
+type ImageLoader interface {
+	LoadImage(ctx context.Context, archivePath string) ([]string, error)
+}
+
+// InstallImage pulls root (PullImage) into a temp file in dir, loads it
+// with l, and removes the file; the blocks stay in the store (pin them to
+// keep them).
+func (n *Node) InstallImage(ctx context.Context, root cid.Cid, dir string, l ImageLoader) ([]string, oci.Image, error) {
+	f, err := os.CreateTemp(dir, "image-*.tar")
+	if err != nil {
+		return nil, oci.Image{}, fmt.Errorf("install image %s: %w", root, err)
+	}
+	path := f.Name()
+	_ = f.Close()
+	defer os.Remove(path)
+	img, err := n.PullImage(ctx, root, path)
+	if err != nil {
+		return nil, oci.Image{}, err
+	}
+	names, err := l.LoadImage(ctx, path)
+	if err != nil {
+		return nil, oci.Image{}, fmt.Errorf("install image %s: %w", root, err)
+	}
+	return names, img, nil
+}
