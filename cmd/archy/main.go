@@ -51,6 +51,7 @@ func newRootCmd() *cobra.Command {
 		newAppCmd(),
 		newCatalogCmd(),
 		newBlobCmd(),
+		newImageCmd(),
 		newRelayCmd(),
 		newNostrCmd(),
 		newNodeCmd(),

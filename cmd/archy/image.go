@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/orchestrator/podman"
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/spf13/cobra"
+)
+
+// imageFlags are the flags of the image subcommands: the blob flags (data
+// folder, peers, timeout, --json) and the Podman socket.
+type imageFlags struct {
+	blobFlags
+	podman string
+}
+
+func defaultPodmanSocket() string {
+	if s := os.Getenv("ARCHY_PODMAN_SOCKET"); s != "" {
+		return s
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return "unix://" + filepath.Join(d, "podman", "podman.sock")
+	}
+	return fmt.Sprintf("unix:///run/user/%d/podman/podman.sock", os.Getuid())
+}
+
+// newImageCmd is `archy image`: container images through the swarm.
+func newImageCmd() *cobra.Command {
+	var fl imageFlags
+	cmd := &cobra.Command{
+		Use:          "image",
+		Short:        "Push container images into the swarm and pull them into Podman by CID",
+		SilenceUsage: true,
+	}
+	fl.register(cmd)
+	cmd.PersistentFlags().StringVar(&fl.podman, "podman", defaultPodmanSocket(), "Podman API socket URL; env ARCHY_PODMAN_SOCKET")
+	cmd.AddCommand(newImagePushCmd(&fl), newImagePullCmd(&fl))
+	return cmd
+}
+
+// imageResult is what push and pull print with --json.
+type imageResult struct {
+	CID       string   `json:"cid"`
+	Names     []string `json:"names,omitempty"`
+	Manifests []string `json:"manifests"`
+	Bytes     int64    `json:"bytes"`
+	Path      string   `json:"path,omitempty"`
+	Loaded    []string `json:"loaded,omitempty"`
+}
+
+func newImagePushCmd(fl *imageFlags) *cobra.Command {
+	var pin, serve bool
+	cmd := &cobra.Command{
+		Use:   "push IMAGE|ARCHIVE",
+		Short: "Import an image (a Podman image, or an OCI archive file) and print its CID",
+		Long: "Import a container image into the block store and print its CID (bafyb4i…).\n" +
+			"IMAGE is the name of an image in Podman (exported through --podman as an\n" +
+			"OCI archive), or the path of an OCI archive (podman save --format oci-archive).\n" +
+			"Every blob of the archive is checked against its sha256 digest first.\n" +
+			"With --serve the command stays up and serves the image to peers.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			opCtx, cancel := context.WithTimeout(ctx, fl.timeout)
+			defer cancel()
+			path := args[0]
+			if fi, err := os.Stat(path); err != nil || fi.IsDir() {
+				tmp, err := exportImage(opCtx, fl.podman, args[0], fl.dataDir)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(tmp)
+				path = tmp
+			}
+			n, err := fl.node(ctx)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			root, img, err := n.PushImage(opCtx, path)
+			if err != nil {
+				return err
+			}
+			if pin {
+				if err := n.Pin(opCtx, root); err != nil {
+					return err
+				}
+			}
+			if fl.json {
+				if err := writeJSON(cmd, imageResult{CID: cas.String(root), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), cas.String(root))
+			}
+			if !serve {
+				return nil
+			}
+			for _, a := range n.Addrs() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "serving on %s\n", a)
+			}
+			if err := n.Provide(ctx, root); err != nil && len(fl.peers) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&pin, "pin", true, "pin the image so garbage collection keeps it")
+	cmd.Flags().BoolVar(&serve, "serve", false, "keep running and serve the image to peers")
+	return cmd
+}
+
+func newImagePullCmd(fl *imageFlags) *cobra.Command {
+	var out string
+	var noLoad, pin bool
+	cmd := &cobra.Command{
+		Use:   "pull CID",
+		Short: "Fetch an image by CID from peers, verify it and load it into Podman",
+		Long: "Fetch an image archive by CID from peers (--peer, the DHT), verify every\n" +
+			"block against its BLAKE3 address and every blob against its OCI digest,\n" +
+			"then load it into Podman (--podman) and print the image names it carried.\n" +
+			"With -o the verified archive is also kept at FILE; --no-load only fetches.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cas.Parse(args[0])
+			if err != nil {
+				return fmt.Errorf("%w (archy CIDs are BLAKE3 CIDv1, e.g. bafyb4i…)", err)
+			}
+			if noLoad && out == "" {
+				return errors.New("--no-load needs --out (-o): where to keep the archive")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, fl.timeout)
+			defer cancel()
+			path := out
+			if path == "" {
+				if err := os.MkdirAll(fl.dataDir, 0o700); err != nil {
+					return fmt.Errorf("pull image: %w", err)
+				}
+				f, err := os.CreateTemp(fl.dataDir, "pull-*.tar")
+				if err != nil {
+					return fmt.Errorf("pull image: %w", err)
+				}
+				path = f.Name()
+				_ = f.Close()
+				defer os.Remove(path)
+			}
+			n, err := fl.node(ctx)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			img, err := n.PullImage(ctx, c, path)
+			if err != nil {
+				return err
+			}
+			if pin {
+				if err := n.Pin(ctx, c); err != nil {
+					return err
+				}
+			}
+			res := imageResult{CID: cas.String(c), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes, Path: out}
+			if !noLoad {
+				if res.Loaded, err = loadImage(ctx, fl.podman, path); err != nil {
+					return err
+				}
+			}
+			if fl.json {
+				return writeJSON(cmd, res)
+			}
+			for _, name := range res.Loaded {
+				fmt.Fprintln(cmd.OutOrStdout(), name)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "out", "o", "", "keep the verified OCI archive at FILE")
+	cmd.Flags().BoolVar(&noLoad, "no-load", false, "do not load the image into Podman (needs -o)")
+	cmd.Flags().BoolVar(&pin, "pin", true, "pin the image in the block store")
+	return cmd
+}
+
+// loadImage loads a verified archive into Podman over socket.
+func loadImage(ctx context.Context, socket, path string) ([]string, error) {
+	rt, err := podman.New(ctx, podman.Config{Socket: socket})
+	if err != nil {
+		return nil, fmt.Errorf("load image: %w (is Podman's API service running? see --podman)", err)
+	}
+	names, err := rt.LoadImage(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("load image: %w", err)
+	}
+	return names, nil
+}
+
+// exportTimeout bounds an export from Podman when the command's own
+// --timeout is longer.
+const exportTimeout = 10 * time.Minute
+
+// exportImage saves the Podman image ref as an OCI archive in a temp file
+// under dir and returns its path.
+func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
+	if strings.ContainsAny(ref, "/\\") && strings.HasSuffix(ref, ".tar") {
+		return "", fmt.Errorf("push image: %s: no such archive", ref)
+	}
+	ctx, cancel := context.WithTimeout(ctx, exportTimeout)
+	defer cancel()
+	conn, err := bindings.NewConnection(ctx, socket)
+	if err != nil {
+		return "", fmt.Errorf("push image %s: connect to podman at %s: %w", ref, socket, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("push image %s: %w", ref, err)
+	}
+	f, err := os.CreateTemp(dir, "push-*.tar")
+	if err != nil {
+		return "", fmt.Errorf("push image %s: %w", ref, err)
+	}
+	format := "oci-archive"
+	err = images.Export(conn, []string{ref}, f, &images.ExportOptions{Format: &format})
+	if err = errors.Join(err, f.Close()); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("push image %s: export from podman: %w", ref, err)
+	}
+	return f.Name(), nil
+}
+
