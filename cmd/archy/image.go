@@ -238,4 +238,3 @@ func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
 	}
 	return f.Name(), nil
 }
-
