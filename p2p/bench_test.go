@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,13 @@ func benchNode(b *testing.B, addrs []string, mod func(*Config)) *Node {
 	}
 	b.Cleanup(func() { _ = n.Close() })
 	return n
+}
+
+// cpuTime is the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func writeRandom(b *testing.B, size int) (string, []byte) {
@@ -93,11 +101,14 @@ func BenchmarkIngest(b *testing.B) {
 		_ = os.Remove(filepath.Join(dir, "plain"))
 
 		n := benchNode(b, []string{"/ip4/127.0.0.1/tcp/0"}, nil)
+		cpu0 := cpuTime()
 		t0 = time.Now()
 		if _, err := n.AddFile(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
-		best(&addT, time.Since(t0))
+		d := time.Since(t0)
+		best(&addT, d)
+		b.Logf("blob add: %s wall, %s cpu (process)", d, cpuTime()-cpu0)
 		_ = n.Close()
 	}
 	limit := max(hashT, writeT)

@@ -29,8 +29,8 @@ func (n *Node) AddFile(ctx context.Context, path string) (cid.Cid, error) {
 }
 
 // Add imports a stream like AddFile. The file's blocks go into one pack,
-// written once and synced once; blocks the store already holds are not
-// written again.
+// laid out as the file, written once (bypassing the page cache where the
+// file system allows) and synced once.
 func (n *Node) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 	end := n.store.Session()
 	defer end()
@@ -54,17 +54,17 @@ func (n *Node) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 	return root, nil
 }
 
-// importSink writes an import's blocks into its pack.
+// importSink writes an import into its pack: the file's bytes in large
+// spans, its leaves indexed where they lie, its DAG nodes after its end.
 type importSink struct {
 	s *blockstore.Store
 	w *blockstore.PackWriter
 }
 
+func (k importSink) PutSpan(off uint64, data []byte) error { return k.w.PutSpan(int64(off), data) }
+
 func (k importSink) PutLeaf(c cid.Cid, off uint64, data []byte) error {
-	if ok, _ := k.s.Has(context.Background(), c); ok {
-		return nil
-	}
-	return k.w.Put(c, int64(off), data)
+	return k.w.IndexLeaf(c, int64(off), len(data))
 }
 
 func (k importSink) PutNode(c cid.Cid, data []byte) error { return k.w.Put(c, -1, data) }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/archy-node/archy/cas"
 	cid "github.com/ipfs/go-cid"
@@ -198,10 +199,13 @@ type PackWriter struct {
 	p   *pack
 	idx *os.File
 
+	direct *os.File // the pack opened with O_DIRECT, for spans; nil if unsupported
+
 	mu     sync.Mutex
-	next   int64  // first byte after everything written
-	queued int64  // bytes before this were handed to the disk (writeback started)
-	recs   []byte // index records not yet written
+	later  []pending // blocks indexed when the pack is next synced
+	next   int64     // first byte after everything written
+	queued int64     // bytes before this were handed to the disk (writeback started)
+	recs   []byte    // index records not yet written
 	closed bool
 }
 
@@ -214,7 +218,65 @@ func newPackID() string {
 // NewPack starts a pack for a file whose root is not known yet (an
 // import). Call SetRoot once it is, and Close at the end.
 func (s *Store) NewPack() (*PackWriter, error) {
-	return s.createPack(cid.Undef, -1)
+	w, err := s.createPack(cid.Undef, -1)
+	if err != nil {
+		return nil, err
+	}
+	// Spans go to disk without the page cache when the file system allows
+	// (no copy into the kernel: the CPU is left to chunking and hashing).
+	if f, err := os.OpenFile(w.p.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		w.direct = f
+	}
+	return w, nil
+}
+
+type pending struct {
+	d    [cas.DigestSize]byte
+	off  int64
+	size uint32
+}
+
+// directAlign is the alignment O_DIRECT needs of offsets, lengths and memory.
+const directAlign = 4096
+
+// PutSpan writes bytes of the file at off (an import writes the file in
+// large spans, and indexes its leaves with IndexLeaf).
+func (w *PackWriter) PutSpan(off int64, data []byte) error {
+	end := off + int64(len(data))
+	w.mu.Lock()
+	w.next = max(w.next, end)
+	w.mu.Unlock()
+	if n := len(data) &^ (directAlign - 1); w.direct != nil && n > 0 && off%directAlign == 0 &&
+		uintptr(unsafe.Pointer(&data[0]))%directAlign == 0 {
+		if _, err := w.direct.WriteAt(data[:n], off); err != nil {
+			return fmt.Errorf("write pack: %w", err)
+		}
+		data, off = data[n:], off+int64(n)
+	}
+	if len(data) > 0 {
+		if _, err := w.p.f.WriteAt(data, off); err != nil {
+			return fmt.Errorf("write pack: %w", err)
+		}
+		w.writeback(end)
+	}
+	return nil
+}
+
+// IndexLeaf records that the file's bytes at off hold block c (written by
+// PutSpan). The block becomes readable when the pack is next synced, so it
+// is never read before its bytes are down.
+func (w *PackWriter) IndexLeaf(c cid.Cid, off int64, size int) error {
+	d, err := digestOf(c)
+	if err != nil {
+		return fmt.Errorf("index block %s: %w", c, err)
+	}
+	if size > MaxBlockSize {
+		return ErrTooLarge
+	}
+	w.mu.Lock()
+	w.later = append(w.later, pending{d: d, off: off, size: uint32(size)})
+	w.mu.Unlock()
+	return nil
 }
 
 // PackFor opens the pack of a file being fetched, sized for it, creating
@@ -299,9 +361,15 @@ func (w *PackWriter) Put(c cid.Cid, off int64, data []byte) error {
 		return fmt.Errorf("put block %s: %w", c, err)
 	}
 	w.writeback(off + int64(len(data)))
+	w.index(d, off, uint32(len(data)))
+	return nil
+}
+
+// index records a block written at off and makes it readable.
+func (w *PackWriter) index(d [cas.DigestSize]byte, off int64, size uint32) {
 	var r [recSize]byte
 	r[0] = recBlock
-	binary.LittleEndian.PutUint32(r[4:8], uint32(len(data)))
+	binary.LittleEndian.PutUint32(r[4:8], size)
 	binary.LittleEndian.PutUint64(r[8:16], uint64(off))
 	copy(r[16:], d[:])
 	w.mu.Lock()
@@ -314,9 +382,8 @@ func (w *PackWriter) Put(c cid.Cid, off int64, data []byte) error {
 	}
 	s.mu.Unlock()
 	s.pmu.Lock()
-	s.addLoc(w.p, d, off, uint32(len(data)))
+	s.addLoc(w.p, d, off, size)
 	s.pmu.Unlock()
-	return nil
 }
 
 // writebackChunk is how many bytes a pack writer lets pile up in the page
@@ -383,6 +450,13 @@ func (w *PackWriter) Sync() error {
 		return fmt.Errorf("sync pack: %w", err)
 	}
 	w.mu.Lock()
+	later := w.later
+	w.later = nil
+	w.mu.Unlock()
+	for _, b := range later {
+		w.index(b.d, b.off, b.size)
+	}
+	w.mu.Lock()
 	recs := w.recs
 	w.recs = nil
 	w.mu.Unlock()
@@ -408,6 +482,9 @@ func (w *PackWriter) Close() error {
 		return nil
 	}
 	err = errors.Join(err, w.idx.Close())
+	if w.direct != nil {
+		err = errors.Join(err, w.direct.Close())
+	}
 	if err == nil {
 		err = syncDir(w.s.packDir())
 	}
@@ -426,6 +503,9 @@ func (w *PackWriter) Discard() {
 
 func (w *PackWriter) abort() {
 	_ = w.idx.Close()
+	if w.direct != nil {
+		_ = w.direct.Close()
+	}
 	w.s.releasePack(w.p)
 	w.s.deletePack(w.p)
 }

@@ -54,6 +54,14 @@ type Sink interface {
 	PutNode(c cid.Cid, data []byte) error
 }
 
+// SpanSink is a Sink that stores the input's bytes itself, in large spans
+// at their offsets (a pack laid out as the file); Build then passes each
+// leaf to PutLeaf only to say where it lies.
+type SpanSink interface {
+	Sink
+	PutSpan(off uint64, data []byte) error
+}
+
 type funcSink PutFunc
 
 func (f funcSink) PutLeaf(c cid.Cid, _ uint64, data []byte) error { return f(c, data) }
@@ -61,6 +69,12 @@ func (f funcSink) PutNode(c cid.Cid, data []byte) error           { return f(c, 
 
 // BuildTo is Build storing into a Sink, which learns each leaf's offset.
 func BuildTo(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
+	return buildParallel(ctx, r, sink)
+}
+
+// buildSerial is Build with the boundaries found by one goroutine (the
+// Chunker), the reference the parallel pipeline is held to.
+func buildSerial(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
 	type job struct {
 		seq   int
 		off   uint64
