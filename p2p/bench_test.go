@@ -292,6 +292,7 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 			}
 		}
 	}
+	cpu0 := cpuTime()
 	start := time.Now()
 	errc := make(chan error, peers)
 	last := make(chan time.Duration, peers)
@@ -303,12 +304,16 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 		}()
 	}
 	var lastT time.Duration
+	var times []string
 	for range nodes {
 		if err := <-errc; err != nil {
 			b.Fatal(err)
 		}
-		lastT = max(lastT, <-last)
+		t := <-last
+		times = append(times, t.Round(10*time.Millisecond).String())
+		lastT = max(lastT, t)
 	}
+	b.Logf("flash%s: nodes done after %s; %s of CPU in %s", suffix, strings.Join(times, " "), (cpuTime() - cpu0).Round(time.Millisecond), lastT.Round(time.Millisecond))
 	baseline := time.Duration(float64(peers*size) / rateBs * float64(time.Second))
 	b.Logf("%s: size %d MiB, last node done after %s, origin sent %d MiB (%d refusals, %d last-resort pieces)",
 		"flash"+suffix, size>>20, lastT, origin.ex.sent.Load()>>20, origin.ex.refusals.Load(), origin.ex.resorts.Load())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,8 @@ type blockExchange struct {
 	resorts   atomic.Int64    // pieces served as a last resort
 	onBlock   func(got int64) // test hook, called after each stored block
 
+	sendBufs sync.Pool // *[]byte of dag.MaxChunk, one per GET being served or asked
+
 	// Test hooks that make this node misbehave as a server.
 	corrupt bool          // flip a byte of every piece sent
 	trickle time.Duration // pause before every 16 KiB sent
@@ -50,6 +53,7 @@ func newExchange(n *Node) *blockExchange {
 		strikes: map[peer.ID]int{},
 		banned:  n.bans,
 	}
+	e.sendBufs.New = func() any { b := make([]byte, dag.MaxChunk); return &b }
 	if n.cfg.UploadRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), 64<<10)
 	}
@@ -209,7 +213,9 @@ func (e *blockExchange) handle(s network.Stream) {
 	}
 	_ = s.SetReadDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
 	r := bufio.NewReaderSize(s, 4<<10)
-	w := bufio.NewWriterSize(s, 64<<10)
+	// A small buffer: piece bytes bypass it (see upload), only headers
+	// and have-frames go through it.
+	w := bufio.NewWriterSize(s, 4<<10)
 	op, err := r.ReadByte()
 	if err != nil {
 		return
@@ -258,6 +264,11 @@ func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
 	}
 	for len(data) > 0 {
 		n := min(len(data), 64<<10)
+		if w.Buffered() > 0 && w.Available() > 0 {
+			// Top the buffer up exactly: it then flushes, and the rest of
+			// the piece goes to the stream without a copy into it.
+			n = min(len(data), w.Available())
+		}
 		if e.trickle > 0 && piece {
 			n = min(n, 16<<10)
 			select {
@@ -356,6 +367,20 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		}
 	}
 	rs := e.state(e.n.life, root)
+	var buf *[]byte
+	// Pieces recorded as sent to p: if the request fails, p is taken off
+	// their lists, so askers are not pointed at a peer that never got them.
+	var recorded []uint64
+	defer func() {
+		if recorded == nil || rs == nil {
+			return
+		}
+		rs.mu.Lock()
+		for _, i := range recorded {
+			rs.sentTo[i] = slices.DeleteFunc(rs.sentTo[i], func(q peer.ID) bool { return q == p })
+		}
+		rs.mu.Unlock()
+	}()
 	for _, i := range idxs {
 		_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
 		if rs == nil || i >= uint64(len(rs.leaves)) {
@@ -381,6 +406,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			rs.sent[i]++
 			if len(rs.sentTo[i]) < maxHints {
 				rs.sentTo[i] = append(rs.sentTo[i], p)
+				recorded = append(recorded, i)
 			}
 		}
 		rs.mu.Unlock()
@@ -398,7 +424,11 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 			continue
 		}
-		data, err := e.n.store.GetToSend(e.n.life, rs.leaves[i].Cid)
+		if buf == nil {
+			buf = e.sendBufs.Get().(*[]byte)
+			defer e.sendBufs.Put(buf)
+		}
+		data, err := e.n.store.ReadToSend(e.n.life, rs.leaves[i].Cid, *buf)
 		if err != nil {
 			_ = w.WriteByte(statusDontHave)
 			continue
@@ -411,7 +441,11 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		e.sent.Add(int64(len(data)))
 		e.n.met.bytesOut.Add(float64(len(data)))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	recorded = nil // delivered
+	return nil
 }
 
 // getBlock fetches one block by CID from p, verified.

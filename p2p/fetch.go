@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -24,7 +25,7 @@ const (
 	peerWindow      = 4 << 20 // bytes in flight to one peer
 	seedWindow      = 1 << 20 // to a complete peer, when others exist
 	batchBytes      = 1 << 20 // bytes asked in one GET
-	lastResortAfter = 3 * time.Second
+	lastResortAfter = 2 * time.Second
 	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
 )
 
@@ -42,16 +43,17 @@ type fetch struct {
 	events chan fetchEvent
 
 	// Owned by run.
-	rs       *rootState
-	pack     *blockstore.PackWriter // where pieces go
-	offs     []int64                // per piece: its offset in the file
-	peers    map[peer.ID]*fetchPeer
-	inflight []peer.ID         // per piece: who is asked, "" if nobody
-	holders  []int             // per piece: peers that advertise it
-	partial  []int             // per piece: of those, peers that are not complete
-	order    []int             // random tie-break for rarest-first
-	hinted   map[int][]peer.ID // per refused piece: who the seed said has it
-	rng      *rand.Rand
+	rs        *rootState
+	pack      *blockstore.PackWriter // where pieces go
+	offs      []int64                // per piece: its offset in the file
+	peers     map[peer.ID]*fetchPeer
+	inflight  []peer.ID         // per piece: who is asked, "" if nobody
+	holders   []int             // per piece: peers that advertise it
+	partial   []int             // per piece: of those, peers that are not complete
+	order     []int             // random tie-break for rarest-first
+	hinted    map[int][]peer.ID // per refused piece: who the seed said has it
+	refusedAt map[int]time.Time // per piece: when a seed first refused it
+	rng       *rand.Rand
 }
 
 type fetchPeer struct {
@@ -90,8 +92,8 @@ func (e *blockExchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
 		e: e, root: root, ctx: ctx, cancel: cancel,
 		events: make(chan fetchEvent, 256),
 		peers:  map[peer.ID]*fetchPeer{},
-		hinted: map[int][]peer.ID{},
-		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		hinted: map[int][]peer.ID{}, refusedAt: map[int]time.Time{},
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
 
@@ -220,6 +222,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 			}
 		case <-tick.C:
 			f.revive()
+			f.debugTail()
 		case <-stall.C:
 			return fmt.Errorf("fetch pieces: %w: nothing arrived for %s", ErrNoPeers, n.cfg.RequestTimeout)
 		case <-ctx.Done():
@@ -227,6 +230,34 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		}
 	}
 	return nil
+}
+
+// debugTail logs, at debug level, why the last few pieces are missing.
+func (f *fetch) debugTail() {
+	if !f.e.n.log.Enabled(f.ctx, slog.LevelDebug) {
+		return
+	}
+	f.rs.mu.Lock()
+	var missing []int
+	for i, h := range f.rs.held {
+		if !h {
+			missing = append(missing, i)
+		}
+	}
+	f.rs.mu.Unlock()
+	if len(missing) == 0 || len(missing) > 3 {
+		return
+	}
+	for _, i := range missing {
+		var refused []string
+		for id, fp := range f.peers {
+			if t, ok := fp.refused[i]; ok {
+				refused = append(refused, fmt.Sprintf("%s@%s dead=%v", id.ShortString(), time.Since(t).Round(time.Millisecond), fp.dead))
+			}
+		}
+		f.e.n.log.Debug("tail piece", "me", f.e.n.host.ID().ShortString(), "piece", i, "inflight", f.inflight[i].ShortString(),
+			"holders", f.holders[i], "partial", f.partial[i], "refused", refused, "hints", len(f.hinted[i]), "alive", f.hintsAlive(i))
+	}
 }
 
 // reviveAfter is how long a peer given up on (slow, stream error, watch
@@ -388,6 +419,9 @@ func (f *fetch) apply(ev fetchEvent) {
 				if _, ok := fp.refused[i]; !ok {
 					fp.refused[i] = now
 				}
+				if _, ok := f.refusedAt[i]; !ok {
+					f.refusedAt[i] = now
+				}
 			}
 			for _, i := range ev.idxs {
 				f.hinted[i] = ev.hints
@@ -483,13 +517,16 @@ func (f *fetch) schedule() {
 				}
 				lr := false
 				if t, ok := fp.refused[i]; ok {
-					// Ask a refusing seed again, as a last resort, only
-					// once the peers it named are gone, or after long.
-					wait := now.Sub(t)
-					if f.holders[i] > 1 || wait < lastResortAfter || (wait < 5*lastResortAfter && f.hintsAlive(i)) {
+					// A refusing seed named peers it sent the piece to:
+					// give them lastResortAfter to show it. Then ask the
+					// seed again (it names the peers it knows have it
+					// now, or serves the piece if those uploads failed),
+					// and as a last resort, which it always serves, once
+					// the peers it named are gone, or after long.
+					if f.holders[i] > 1 || now.Sub(t) < lastResortAfter {
 						continue
 					}
-					lr = true
+					lr = !f.hintsAlive(i) || now.Sub(f.refusedAt[i]) >= 5*lastResortAfter
 				}
 				if len(batch) > 0 && lr != last {
 					continue
@@ -547,7 +584,13 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	for _, i := range idxs {
 		want += int64(f.rs.leaves[i].Size)
 	}
-	limit := time.Duration(float64(want)/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
+	// Every request is allowed the time of a full batch at MinRate: a
+	// small piece queued behind others at a busy (honest) peer is not a
+	// trickle, and abandoning that peer would cost far more than waiting.
+	// Every request is allowed the time of a full batch at MinRate: a
+	// small piece queued behind others at a busy (honest) peer is not a
+	// trickle, and abandoning that peer would cost far more than waiting.
+	limit := time.Duration(float64(max(want, batchBytes))/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
 	ctx, cancel := context.WithTimeout(f.ctx, min(limit, n.cfg.RequestTimeout))
 	defer cancel()
 	s, err := n.host.NewStream(ctx, p, PieceProtocol)
@@ -578,6 +621,10 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	r := bufio.NewReaderSize(s, 64<<10)
 	var total int64
 	var buf []byte
+	if pb := f.e.sendBufs.Get().(*[]byte); pb != nil {
+		defer f.e.sendBufs.Put(pb)
+		buf = *pb
+	}
 	for k, i := range idxs {
 		leaf := f.rs.leaves[i]
 		st, err := r.ReadByte()

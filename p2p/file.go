@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,7 +48,7 @@ func (n *Node) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("add file: %w", err)
 	}
 	built := time.Now()
-	if err := w.Close(); err != nil {
+	if err := errors.Join(w.Sync(), w.Close()); err != nil {
 		return cid.Undef, fmt.Errorf("add file: %w", err)
 	}
 	n.log.Debug("file added", "cid", root, "bytes", size, "sync", time.Since(built))

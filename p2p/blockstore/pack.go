@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -36,16 +37,18 @@ import (
 // edited through a hard link, yields missing blocks, never bad ones.
 
 const (
-	recSize  = 48
-	recBlock = 'B' // 'B' 3×0 size:u32 off:u64 digest:32
-	recRoot  = 'R' // 'R' len:u8 cid[len] … size:u64 at [40:48]
+	recSize   = 48
+	recBlock  = 'B' // 'B' 3×0 size:u32 off:u64 digest:32
+	recRoot   = 'R' // 'R' len:u8 cid[len] … size:u64 at [40:48]
+	recSynced = 'S' // the blocks recorded before it were fsynced first
 )
 
 // pack is one pack file.
 type pack struct {
-	id      string
-	f       *os.File // read and write
-	created time.Time
+	id       string
+	f        *os.File // read and write
+	created  time.Time
+	unsynced atomic.Bool // blocks indexed but maybe not on disk: verify every read
 
 	// Guarded by Store.pmu.
 	root    cid.Cid // the file it holds, once known
@@ -109,6 +112,7 @@ func (s *Store) loadPack(id string) error {
 		return err
 	}
 	p := &pack{id: id, f: f, created: fi.ModTime()}
+	dirty := false
 	for len(recs) >= recSize {
 		r := recs[:recSize]
 		recs = recs[recSize:]
@@ -122,6 +126,9 @@ func (s *Store) loadPack(id string) error {
 				continue // written after a crash lost the bytes: not held
 			}
 			s.addLoc(p, d, off, size)
+			dirty = true
+		case recSynced:
+			dirty = false
 		case recRoot:
 			n := int(r[1])
 			if n > 38 {
@@ -135,6 +142,7 @@ func (s *Store) loadPack(id string) error {
 			s.byRoot[c] = p
 		}
 	}
+	p.unsynced.Store(dirty)
 	s.packs[id] = p
 	return nil
 }
@@ -183,7 +191,7 @@ func (s *Store) readPacked(d [cas.DigestSize]byte, verify bool) ([]byte, bool) {
 			s.dropLoc(d, l)
 			continue
 		}
-		if verify && cas.Digest(data) != d {
+		if (verify || l.p.unsynced.Load()) && cas.Digest(data) != d {
 			s.dropLoc(d, l)
 			continue
 		}
@@ -200,6 +208,9 @@ type PackWriter struct {
 	idx *os.File
 
 	direct *os.File // the pack opened with O_DIRECT, for spans; nil if unsupported
+	seq    bool     // written in order (an import): start writeback as it goes
+
+	dirSynced bool // the pack's names are durable; Sync's
 
 	mu     sync.Mutex
 	later  []pending // blocks indexed when the pack is next synced
@@ -227,6 +238,7 @@ func (s *Store) NewPack() (*PackWriter, error) {
 	if f, err := os.OpenFile(w.p.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
 		w.direct = f
 	}
+	w.seq = true
 	return w, nil
 }
 
@@ -394,6 +406,9 @@ const writebackChunk = 16 << 20
 // writeback starts writing out what lies well before end (writes land
 // nearly in order, from a few workers).
 func (w *PackWriter) writeback(end int64) {
+	if !w.seq {
+		return // pieces of a fetch land in any order; Sync writes them
+	}
 	w.mu.Lock()
 	from := w.queued
 	to := end - writebackChunk/2
@@ -449,10 +464,32 @@ func (w *PackWriter) Sync() error {
 	if err := w.p.f.Sync(); err != nil {
 		return fmt.Errorf("sync pack: %w", err)
 	}
+	if err := w.flush(true); err != nil {
+		return fmt.Errorf("sync pack index: %w", err)
+	}
+	if err := w.idx.Sync(); err != nil {
+		return fmt.Errorf("sync pack index: %w", err)
+	}
+	if !w.dirSynced {
+		if err := syncDir(w.s.packDir()); err != nil {
+			return err
+		}
+		w.dirSynced = true
+	}
+	w.p.unsynced.Store(false)
+	return nil
+}
+
+// flush publishes deferred blocks and appends the index records written
+// since the last flush; synced says the pack's bytes were just fsynced.
+func (w *PackWriter) flush(synced bool) error {
 	w.mu.Lock()
 	later := w.later
 	w.later = nil
 	w.mu.Unlock()
+	if !synced && len(later) > 0 {
+		w.p.unsynced.Store(true)
+	}
 	for _, b := range later {
 		w.index(b.d, b.off, b.size)
 	}
@@ -460,20 +497,27 @@ func (w *PackWriter) Sync() error {
 	recs := w.recs
 	w.recs = nil
 	w.mu.Unlock()
+	if !synced && len(recs) > 0 {
+		w.p.unsynced.Store(true)
+	}
+	if synced {
+		var r [recSize]byte
+		r[0] = recSynced
+		recs = append(recs, r[:]...)
+	}
 	if len(recs) > 0 {
 		if _, err := w.idx.Write(recs); err != nil {
-			return fmt.Errorf("sync pack index: %w", err)
+			return err
 		}
-	}
-	if err := w.idx.Sync(); err != nil {
-		return fmt.Errorf("sync pack index: %w", err)
 	}
 	return nil
 }
 
-// Close syncs the pack and ends the writer; the pack stays readable.
+// Close ends the writer; the pack stays readable. It does not fsync: what
+// was put since the last Sync is verified on every read until a later
+// Sync (a crash may have lost it), and Sync is for callers that hand the
+// bytes on (an import, a file given to the user).
 func (w *PackWriter) Close() error {
-	err := w.Sync()
 	w.mu.Lock()
 	already := w.closed
 	w.closed = true
@@ -481,15 +525,16 @@ func (w *PackWriter) Close() error {
 	if already {
 		return nil
 	}
+	err := w.flush(false)
 	err = errors.Join(err, w.idx.Close())
 	if w.direct != nil {
 		err = errors.Join(err, w.direct.Close())
 	}
-	if err == nil {
-		err = syncDir(w.s.packDir())
-	}
 	w.s.releasePack(w.p)
-	return err
+	if err != nil {
+		return fmt.Errorf("close pack: %w", err)
+	}
+	return nil
 }
 
 // Discard ends the writer and deletes the pack with everything in it (a

@@ -141,3 +141,40 @@ func TestPackGCAndLink(t *testing.T) {
 		t.Fatalf("%d pack files after gc, want 1", len(n))
 	}
 }
+
+// Blocks of a pack closed without Sync may not have reached the disk: the
+// store verifies them even where it otherwise trusts its disk (sending to
+// peers), before and after a reopen, until a Sync.
+func TestUnsyncedPackIsVerified(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a := randBlock(4000).RawData()
+	w, err := s.PackFor(cas.Sum(a), int64(len(a)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(cas.Sum(a), 0, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(s.Dir(), "packs", "*.pack"))
+	f, _ := os.OpenFile(packs[0], os.O_WRONLY, 0)
+	_, _ = f.WriteAt(make([]byte, 100), 0) // lost in a crash
+	f.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got, err := s2.ReadToSend(ctx, cas.Sum(a), make([]byte, 8000)); err == nil {
+		t.Fatalf("sent %d bytes of an unsynced, damaged block (pooled read)", len(got))
+	}
+	if got, err := s2.GetToSend(ctx, cas.Sum(a)); err == nil {
+		t.Fatalf("sent %d bytes of an unsynced, damaged block", len(got))
+	}
+}

@@ -161,6 +161,31 @@ func (s *Store) GetToSend(_ context.Context, c cid.Cid) ([]byte, error) {
 	return s.get(c, false)
 }
 
+// ReadToSend is GetToSend reading into buf when the block fits (and is in
+// a pack), so a node serving many pieces does not allocate one per piece.
+func (s *Store) ReadToSend(_ context.Context, c cid.Cid, buf []byte) ([]byte, error) {
+	d, err := digestOf(c)
+	if err != nil {
+		return nil, ipld.ErrNotFound{Cid: c}
+	}
+	for _, l := range s.lookup(d) {
+		if int(l.size) > cap(buf) {
+			break
+		}
+		data := buf[:l.size]
+		if _, err := l.p.f.ReadAt(data, l.off); err != nil {
+			s.dropLoc(d, l)
+			continue
+		}
+		if l.p.unsynced.Load() && cas.Digest(data) != d {
+			s.dropLoc(d, l)
+			continue
+		}
+		return data, nil
+	}
+	return s.get(c, false)
+}
+
 func (s *Store) get(c cid.Cid, verify bool) ([]byte, error) {
 	d, err := digestOf(c)
 	if err != nil {
