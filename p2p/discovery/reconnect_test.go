@@ -8,7 +8,6 @@ import (
 	"github.com/archy-node/archy/relay/relaytest"
 )
 
-
 // TestReconnectsAfterRelayRestart stops the relay under a subscribed node
 // and starts it again: the node reconnects with backoff, resumes from its
 // cursor, and discovers what was published while it was away.
