@@ -9,5 +9,6 @@ func newAppCmd() *cobra.Command {
 	c.AddCommand(newAppCIDCmd())
 	c.AddCommand(newAppSignCmd())
 	c.AddCommand(newAppVerifyCmd())
+	c.AddCommand(newAppTestCmd())
 	return c
 }
