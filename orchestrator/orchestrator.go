@@ -182,6 +182,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		a.phase = "pending"
 		o.apps[s.ID] = a
 	}
+	o.resolvePending()
 	return o, nil
 }
 
@@ -189,7 +190,7 @@ func (o *Orchestrator) newApp(id string) *app {
 	return &app{id: id, health: map[string]*health{}, containers: map[string]Container{}}
 }
 
-// resolvePending settles operations a previous run of the node left
+// resolvePending (called by New) settles operations a previous run of the node left
 // half-done: an install goes on (the reconciler converges to it), an
 // update rolls back to the version that ran before it, an uninstall is
 // finished by the next pass.
@@ -198,7 +199,7 @@ func (o *Orchestrator) resolvePending() {
 	defer o.mu.Unlock()
 	for _, a := range o.apps {
 		s := a.state
-		if s.Pending == nil {
+		if s == nil || s.Pending == nil {
 			continue
 		}
 		switch s.Pending.Op {
@@ -222,7 +223,6 @@ func (o *Orchestrator) resolvePending() {
 // Run reconciles until ctx ends: a pass at once, then every Interval and
 // after every engine event. It returns nil when ctx ends.
 func (o *Orchestrator) Run(ctx context.Context) error {
-	o.resolvePending()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
