@@ -408,12 +408,12 @@ func (o *Orchestrator) bringUp(ctx context.Context, op *operation, a *app, p *Pl
 			return err
 		}
 		sctx, cancel = op.stage(ctx, StageStart, base+span*0.2, o.cfg.StartTimeout, "starting "+pc.Name)
-		err = o.rt.Start(sctx, pc.Spec.Name)
+		recreated, err := o.startContainer(sctx, a, pc)
 		cancel()
 		if err != nil {
 			return err
 		}
-		if fresh {
+		if fresh || recreated {
 			o.resetHealth(a, pc.Name)
 		}
 		op.report(StageHealth, base+span*0.4, "waiting for "+pc.Name+" to be healthy")
@@ -423,6 +423,39 @@ func (o *Orchestrator) bringUp(ctx context.Context, op *operation, a *app, p *Pl
 		o.refreshContainer(ctx, a, pc)
 	}
 	return nil
+}
+
+// startContainer starts a container; one the engine will not start (a
+// stop still finishing after an engine stall, a broken state) is stopped
+// and started again, and as a last resort recreated. It reports whether
+// it recreated the container.
+func (o *Orchestrator) startContainer(ctx context.Context, a *app, pc PlannedContainer) (bool, error) {
+	err := o.rt.Start(ctx, pc.Spec.Name)
+	if err == nil || errors.Is(err, ErrTimeout) || ctx.Err() != nil {
+		return false, err
+	}
+	o.log.Warn("start failed; stopping and starting again", "app", a.id, "container", pc.Spec.Name, "err", err)
+	if c, ierr := o.rt.Inspect(ctx, pc.Spec.Name); ierr == nil && c.Running() {
+		return false, nil
+	}
+	if serr := o.rt.Stop(ctx, pc.Spec.Name, DefaultStopTimeout); serr == nil {
+		if err = o.rt.Start(ctx, pc.Spec.Name); err == nil {
+			return false, nil
+		}
+	}
+	if err := o.rt.Remove(ctx, pc.Spec.Name); err != nil && !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	if err := o.dataDirs(ctx, a.id, pc.Data); err != nil {
+		return false, err
+	}
+	if _, err := o.rt.CreateContainer(ctx, pc.Spec); err != nil {
+		return false, err
+	}
+	o.mu.Lock()
+	a.recreated++
+	o.mu.Unlock()
+	return true, o.rt.Start(ctx, pc.Spec.Name)
 }
 
 func (o *Orchestrator) refreshContainer(ctx context.Context, a *app, pc PlannedContainer) {
