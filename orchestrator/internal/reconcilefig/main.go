@@ -91,7 +91,9 @@ func run() error {
 		return err
 	}
 	// Requirements first (linkpage needs hello).
-	slices.SortStableFunc(apps, func(a, b examples.App) int { return len(a.Release(examples.Current).Manifest.Requires) - len(b.Release(examples.Current).Manifest.Requires) })
+	slices.SortStableFunc(apps, func(a, b examples.App) int {
+		return len(a.Release(examples.Current).Manifest.Requires) - len(b.Release(examples.Current).Manifest.Requires)
+	})
 	var installed []string
 	defer func() {
 		for _, id := range slices.Backward(installed) {
