@@ -32,13 +32,13 @@ func releaseOf(v *registry.Verified, archives map[string]string) (*Release, erro
 // lockOp takes the app's operation lock (or fails with ErrBusy), then its
 // work lock (waiting out an in-flight reconcile pass of the app).
 func (o *Orchestrator) lockOp(a *app) (func(), error) {
-	if !a.op.TryLock() {
+	if !a.busy.CompareAndSwap(false, true) {
 		return nil, fmt.Errorf("app %s: %w", a.id, ErrBusy)
 	}
 	a.work.Lock()
 	return func() {
 		a.work.Unlock()
-		a.op.Unlock()
+		a.busy.Store(false)
 		o.kick()
 	}, nil
 }

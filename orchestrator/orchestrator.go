@@ -134,11 +134,12 @@ type Orchestrator struct {
 }
 
 // app is one installed app. work serialises engine changes to the app:
-// an operation holds it throughout, a reconcile pass only tries it. op
-// lets at most one operation run.
+// an operation holds it throughout (waiting out a pass in flight), a
+// reconcile pass only tries it and skips an app with an operation under
+// way. busy lets at most one operation run.
 type app struct {
 	id   string
-	op   sync.Mutex
+	busy atomic.Bool
 	work sync.Mutex
 
 	// Guarded by Orchestrator.mu.

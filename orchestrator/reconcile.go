@@ -41,9 +41,8 @@ func (o *Orchestrator) pass(ctx context.Context) time.Time {
 		o.mu.Lock()
 		o.passErr = err.Error()
 		for _, a := range apps {
-			if a.op.TryLock() {
+			if !a.busy.Load() {
 				a.lastErr = "container engine: " + err.Error()
-				a.op.Unlock()
 			}
 		}
 		o.mu.Unlock()
@@ -59,16 +58,11 @@ func (o *Orchestrator) pass(ctx context.Context) time.Time {
 		if ctx.Err() != nil {
 			break
 		}
-		if !a.op.TryLock() {
-			continue
-		}
-		if !a.work.TryLock() {
-			a.op.Unlock()
+		if a.busy.Load() || !a.work.TryLock() {
 			continue
 		}
 		err := o.reconcileApp(ctx, a, byName)
 		a.work.Unlock()
-		a.op.Unlock()
 		o.mu.Lock()
 		if err != nil {
 			a.lastErr = err.Error()

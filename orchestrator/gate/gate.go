@@ -364,6 +364,10 @@ func (g *run) all(ctx context.Context) {
 		if err != nil {
 			return "", err
 		}
+		before, err := g.inspectAll(ctx, s)
+		if err != nil {
+			return "", err
+		}
 		g.stop()
 		g.stop = nil
 		if err := g.startNode(ctx); err != nil {
@@ -381,8 +385,12 @@ func (g *run) all(ctx context.Context) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		for i, c := range s.Containers {
-			n := s2.Containers[i]
+		after, err := g.inspectAll(ctx, s2)
+		if err != nil {
+			return "", err
+		}
+		for i, c := range before {
+			n := after[i]
 			if n.ID != c.ID || !n.StartedAt.Equal(c.StartedAt) {
 				return "", fmt.Errorf("container %s recreated or restarted: %s@%s → %s@%s", c.Name, short(c.ID), c.StartedAt, short(n.ID), n.StartedAt)
 			}
@@ -390,7 +398,7 @@ func (g *run) all(ctx context.Context) {
 		if s2.Recreated != 0 {
 			return "", fmt.Errorf("%d containers recreated", s2.Recreated)
 		}
-		return fmt.Sprintf("%d containers adopted", len(s.Containers)), nil
+		return fmt.Sprintf("%d containers adopted (same ID and StartedAt)", len(before)), nil
 	}) {
 		return
 	}
@@ -419,6 +427,19 @@ func (g *run) cleanup(ctx context.Context, reqs []*release) {
 	if len(reqs) > 0 || len(errs) > 0 {
 		g.record("clean-up", time.Now(), errors.Join(errs...), strings.Join(ids, ", "))
 	}
+}
+
+// inspectAll asks the engine about each container of the status.
+func (g *run) inspectAll(ctx context.Context, s orchestrator.AppStatus) ([]orchestrator.Container, error) {
+	var out []orchestrator.Container
+	for _, c := range s.Containers {
+		ic, err := g.cfg.Runtime.Inspect(ctx, c.Engine)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ic)
+	}
+	return out, nil
 }
 
 func short(id string) string {
