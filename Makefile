@@ -57,7 +57,7 @@ fuzz-list:
 #     against memcpy on 64 MiB, in GiB/s.
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig
 BENCH_PKGS    ?= ./cas
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
