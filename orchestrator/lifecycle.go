@@ -475,7 +475,7 @@ func (o *Orchestrator) ensureContainer(ctx context.Context, a *app, pc PlannedCo
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return false, err
-	case c.Labels[LabelApp] != a.id:
+	case !owned(c, a.id):
 		return false, fmt.Errorf("container %s (%s): %w; rename or remove it", pc.Spec.Name, shortID(c.ID), ErrNameTaken)
 	case c.Labels[LabelSpecHash] == pc.Hash:
 		return false, nil
@@ -529,7 +529,7 @@ func (o *Orchestrator) teardown(ctx context.Context, a *app, keepNetwork bool) e
 	})
 	var errs []error
 	for _, c := range list {
-		if c.Labels[LabelApp] != a.id {
+		if !owned(c, a.id) {
 			continue
 		}
 		if c.Running() {
@@ -551,10 +551,11 @@ func (o *Orchestrator) teardown(ctx context.Context, a *app, keepNetwork bool) e
 			return err
 		}
 	}
-	left, err := o.rt.List(ctx, map[string]string{LabelApp: a.id})
+	list, err = o.rt.List(ctx, map[string]string{LabelApp: a.id})
 	if err != nil {
 		return fmt.Errorf("verify removal: %w", err)
 	}
+	left := slices.DeleteFunc(list, func(c Container) bool { return !owned(c, a.id) })
 	if len(left) > 0 {
 		return fmt.Errorf("verify removal: %d containers of %s are still there (%s)", len(left), a.id, left[0].Name)
 	}

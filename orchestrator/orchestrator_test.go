@@ -14,6 +14,7 @@ import (
 
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
+	"github.com/archy-node/archy/orchestrator/quadlet"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -320,12 +321,23 @@ func TestAdoptionDriftAndZombie(t *testing.T) {
 }
 
 func TestForeignNameNeverTouched(t *testing.T) {
+	for name, labels := range map[string]map[string]string{
+		"no labels": nil,
+		// A Quadlet unit (archy app render) owns its container even though
+		// it carries the app's label: one owner per container.
+		"quadlet unit's": {orchestrator.LabelApp: "foreign", quadlet.OwnerLabel: quadlet.OwnerQuadlet},
+	} {
+		t.Run(name, func(t *testing.T) { testForeignName(t, labels) })
+	}
+}
+
+func testForeignName(t *testing.T, labels map[string]string) {
 	e := newEnv(t, memruntime.Config{})
 	f := newFixture(t)
 	v, arch := f.app("foreign", "1.0.0", []ctr{{name: "web"}}, nil)
 	ctx := context.Background()
 	e.rt.LoadImageNames("localhost/someone/else:1")
-	id, err := e.rt.CreateContainer(ctx, orchestrator.ContainerSpec{Name: "archy-foreign-web", Image: "localhost/someone/else:1"})
+	id, err := e.rt.CreateContainer(ctx, orchestrator.ContainerSpec{Name: "archy-foreign-web", Image: "localhost/someone/else:1", Labels: labels})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/archy-node/archy/orchestrator/quadlet"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -316,4 +317,12 @@ func sortedPorts(ps []HostPort) []uint16 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// owned reports whether c is one of app's containers that this reconciler
+// owns: archy's labels for that app, and not a container a Quadlet unit
+// manages (one owner per container: a unit rendered by archy app render
+// carries the same app label, and systemd, not the reconciler, owns it).
+func owned(c Container, app string) bool {
+	return c.Labels[LabelApp] == app && c.Labels[quadlet.OwnerLabel] != quadlet.OwnerQuadlet
 }

@@ -111,7 +111,7 @@ func (o *Orchestrator) reconcileApp(ctx context.Context, a *app, byName map[stri
 	}
 	o.mu.Unlock()
 	for _, pc := range plan.Containers {
-		if c, ok := byName[pc.Spec.Name]; ok && c.Labels[LabelApp] != a.id {
+		if c, ok := byName[pc.Spec.Name]; ok && !owned(c, a.id) {
 			o.setPhase(a, "failed", "")
 			return fmt.Errorf("container %s (%s): %w; archy leaves it alone", pc.Spec.Name, shortID(c.ID), ErrNameTaken)
 		}
