@@ -361,7 +361,7 @@ func TestPublishErrors(t *testing.T) {
 		{"bad channel", append(pub, "--relay", url, "--channel", "Not A Channel"), "is not a channel name"},
 		{"withdraw without version", []string{"app", "withdraw", "hello", "--nostr-key", p.nostrKey, "--relay", url}, "want ID@VERSION"},
 		{"withdraw, no relay took it", []string{"app", "withdraw", "hello@1.0.0", "--nostr-key", p.nostrKey, "--relay", deadRelay(t), "--timeout", "2s"}, "no relay took the deletion"},
-		{"list without --discovered", []string{"app", "list"}, "use --discovered"},
+		{"list installed without a running node", []string{"app", "list", "--data", t.TempDir()}, "no running node found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
