@@ -32,6 +32,8 @@ type Status struct {
 	Peers      int       `json:"peers"`
 	Relays     []string  `json:"relays"`
 	Discovered int       `json:"discovered"`
+	Apps       int       `json:"apps"`
+	AppsOff    string    `json:"apps_off,omitempty"`
 	Started    time.Time `json:"started"`
 	DataDir    string    `json:"data_dir"`
 }
@@ -45,7 +47,10 @@ type Peer struct {
 // Status reports the node's state.
 func (n *Node) Status() Status {
 	s := Status{PeerID: n.p2p.ID().String(), Relays: n.relayURLs, Started: n.started, DataDir: n.cfg.DataDir,
-		Discovered: len(n.store.List()), Peers: len(n.p2p.Host().Network().Peers())}
+		Discovered: len(n.store.List()), Peers: len(n.p2p.Host().Network().Peers()), AppsOff: n.appsOff}
+	if n.orch != nil {
+		s.Apps = len(n.orch.Apps())
+	}
 	for _, a := range n.p2p.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())
 	}
@@ -79,6 +84,7 @@ func (n *Node) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
 	mux.HandleFunc("POST /api/v1/catalogs/{name}", n.handlePublishCatalog)
+	n.appsHandlers(mux)
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
 	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))

@@ -55,8 +55,8 @@ func (c *curator) catalog(t *testing.T, version int64, signers ...*did.Key) []by
 func startFollower(t *testing.T, rootFile string, bootstrap []string) *Node {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Follow: []Follow{{Name: "demo", RootFile: rootFile}},
-		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: bootstrap}}
+		Follow: []Follow{{Name: "demo", RootFile: rootFile}}, Podman: PodmanConfig{Socket: "off"},
+		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: bootstrap}}
 	return runNode(t, cfg)
 }
 

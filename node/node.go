@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/relay"
@@ -43,6 +44,8 @@ type Config struct {
 	Relays []string
 	// P2P configures the swarm; its DataDir defaults to DataDir/p2p.
 	P2P p2p.Config
+	// Podman is where the node runs apps.
+	Podman PodmanConfig
 	// Follow lists the curated registries whose signed catalogs the node
 	// follows over gossip.
 	Follow []Follow
@@ -102,6 +105,8 @@ type Node struct {
 	token     string
 	relayURLs []string
 	followers map[string]*follower
+	orch      *orchestrator.Orchestrator // nil when apps are off
+	appsOff   string                     // why apps are off
 
 	life   context.Context // the node's lifetime, for background work
 	cancel context.CancelFunc
@@ -161,6 +166,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 		return nil, fmt.Errorf("start swarm: %w", err)
 	}
 
+	if err := n.startApps(ctx); err != nil {
+		return nil, err
+	}
+
 	n.followers = map[string]*follower{}
 	for _, f := range cfg.Follow {
 		if n.followers[f.Name] != nil {
@@ -211,6 +220,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.relay.Serve(ctx, ln) })
 	}
 	g.Go(func() error { return n.disc.Run(ctx) })
+	if n.orch != nil {
+		g.Go(func() error { return n.orch.Run(ctx) })
+	}
 	for _, fl := range n.followers {
 		g.Go(func() error { return fl.drain(ctx) })
 	}

@@ -10,5 +10,6 @@ func newAppCmd() *cobra.Command {
 	c.AddCommand(newAppSignCmd())
 	c.AddCommand(newAppVerifyCmd())
 	c.AddCommand(newAppPublishCmd(), newAppWithdrawCmd(), newAppListCmd())
+	c.AddCommand(newAppTestCmd(), newAppInstallCmd(), newAppUninstallCmd())
 	return c
 }

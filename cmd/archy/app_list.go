@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -32,18 +31,18 @@ func newAppListCmd() *cobra.Command {
 	var discovered, asJSON bool
 	var dataDir string
 	c := &cobra.Command{
-		Use:   "list --discovered [--data DIR]",
-		Short: "List the app releases this node has discovered on Nostr relays",
+		Use:   "list [--discovered] [--data DIR]",
+		Short: "List the apps a running node has installed, or (--discovered) the releases it found on relays",
 		Long: `List the verified releases in the node's discovery store
 (<data>/discovery/discovered.json): app id, version, channel, whether the row
 is the app's "latest" pointer, publisher DID, manifest CID and announcement
 time. The data folder defaults to $XDG_DATA_HOME/archy, else
-~/.local/share/archy. Listing installed apps needs the node, which does not
-exist yet: --discovered is required for now.`,
+~/.local/share/archy. Without --discovered, the installed apps of the running
+node of that data folder: id, version, phase, health and why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !discovered {
-				return errors.New("listing installed apps is not available yet (archy node does not exist yet); use --discovered to list the releases discovered on relays")
+				return listInstalled(cmd, dataDir, asJSON)
 			}
 			if dataDir == "" {
 				d, err := paths.DataDir()

@@ -23,30 +23,8 @@ import (
 	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/registry"
 	"github.com/archy-node/archy/relay"
+	"github.com/archy-node/archy/relay/relaytest"
 )
-
-// startRelay serves the embedded relay (in memory) on a loopback port.
-func startRelay(t testing.TB) string {
-	t.Helper()
-	r, err := relay.New(relay.Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	})
-	return "ws://" + ln.Addr().String()
-}
 
 // deadRelay is a loopback URL where nothing listens.
 func deadRelay(t testing.TB) string {
@@ -268,7 +246,7 @@ func waitStore(t testing.TB, st *discovery.Store, changed <-chan struct{}, want 
 // and verifies it, app list shows it, withdraw removes it everywhere. No
 // secret is ever printed or logged.
 func TestPublishDiscoverWithdraw(t *testing.T) {
-	url := startRelay(t)
+	url := relaytest.Start(t, relay.Config{})
 	dead := deadRelay(t)
 	p := newPublisher(t)
 	data := t.TempDir()
@@ -350,7 +328,7 @@ func TestPublishDiscoverWithdraw(t *testing.T) {
 }
 
 func TestPublishErrors(t *testing.T) {
-	url := startRelay(t)
+	url := relaytest.Start(t, relay.Config{})
 	p := newPublisher(t)
 	loose := filepath.Join(t.TempDir(), "loose.key")
 	nk, _ := os.ReadFile(p.nostrKey)
@@ -383,7 +361,7 @@ func TestPublishErrors(t *testing.T) {
 		{"bad channel", append(pub, "--relay", url, "--channel", "Not A Channel"), "is not a channel name"},
 		{"withdraw without version", []string{"app", "withdraw", "hello", "--nostr-key", p.nostrKey, "--relay", url}, "want ID@VERSION"},
 		{"withdraw, no relay took it", []string{"app", "withdraw", "hello@1.0.0", "--nostr-key", p.nostrKey, "--relay", deadRelay(t), "--timeout", "2s"}, "no relay took the deletion"},
-		{"list without --discovered", []string{"app", "list"}, "use --discovered"},
+		{"list installed without a running node", []string{"app", "list", "--data", t.TempDir()}, "no running node found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -402,7 +380,7 @@ func TestPublishErrors(t *testing.T) {
 // TestPublishChannel publishes to a channel the manifest leaves open; the
 // channel is signed, and the events and the envelope agree.
 func TestPublishChannel(t *testing.T) {
-	url := startRelay(t)
+	url := relaytest.Start(t, relay.Config{})
 	p := newPublisher(t)
 	out, stderr, err := p.run(t, "app", "publish", p.app, "--key", p.didKey, "--nostr-key", p.nostrKey, "--relay", url, "--channel", "beta", "--json")
 	if err != nil {
@@ -478,7 +456,7 @@ func TestNostrKeyCommands(t *testing.T) {
 // wrote, as CI must.
 func TestNostrToolsReadsPublishedRelease(t *testing.T) {
 	npm := nostrtools.NPMDir(t)
-	url := startRelay(t)
+	url := relaytest.Start(t, relay.Config{})
 	p := newPublisher(t)
 	out, stderr, err := p.run(t, "app", "publish", p.app, "--key", p.didKey, "--nostr-key", p.nostrKey, "--relay", url, "--json")
 	if err != nil {

@@ -102,6 +102,7 @@ in <data>/api.token).`,
 	c.Flags().StringSliceVar(&cfg.Relays, "relay", nil, "other Nostr relays to discover apps on (ws:// or wss://)")
 	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddrs (default TCP and QUIC on all interfaces, port 4001)")
 	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
+	c.Flags().StringVar(&cfg.Podman.Socket, "podman-socket", "", `rootless Podman API socket (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock; "off" runs without apps)`)
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
 	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")

@@ -21,7 +21,7 @@ func startCLINode(t *testing.T) string {
 	var out, errb bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"node", "run", "--data", dir, "--api", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
-			"--listen", "/ip4/127.0.0.1/tcp/0"}, &out, &errb)
+			"--listen", "/ip4/127.0.0.1/tcp/0", "--podman-socket", "off"}, &out, &errb)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -106,6 +106,14 @@ func TestNodeRunStatusPeers(t *testing.T) {
 	}
 	if stdout, _, err := execArchy(t, "node", "peers", "--data", dir, "--json"); err != nil || stdout != "[]\n" {
 		t.Fatalf("peers: %q %v", stdout, err)
+	}
+	// Apps are off in this node (no Podman): listing says none, installing
+	// says why.
+	if stdout, _, err := execArchy(t, "app", "list", "--data", dir, "--json"); err != nil || stdout != "[]\n" {
+		t.Fatalf("app list: %q %v", stdout, err)
+	}
+	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") {
+		t.Fatalf("uninstall with apps off: %v", err)
 	}
 	if _, _, err := execArchy(t, "node", "status", "--data", t.TempDir()); err == nil {
 		t.Fatal("status found a node in an empty data folder")

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/archy-node/archy/relay"
+	"github.com/archy-node/archy/relay/relaytest"
 )
 
 // TestJunkFloodDoesNotDelayValid sends 10,000 junk events (valid Nostr
@@ -20,7 +23,7 @@ func TestJunkFloodDoesNotDelayValid(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood test in -short mode")
 	}
-	url := startRelay(t, "")
+	url := relaytest.Start(t, relay.Config{EventRate: 10000, EventBurst: 20000})
 	n := startNode(t, []string{url})
 	junkKey := nostr.GeneratePrivateKey()
 	now := time.Now()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -15,30 +14,8 @@ import (
 
 	"github.com/archy-node/archy/internal/nostrtools"
 	"github.com/archy-node/archy/relay"
+	"github.com/archy-node/archy/relay/relaytest"
 )
-
-// startRelay serves the embedded relay on a loopback port for the test.
-func startRelay(t testing.TB, dir string) string {
-	t.Helper()
-	r, err := relay.New(relay.Config{DataDir: dir, EventRate: 10000, EventBurst: 20000}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	})
-	return "ws://" + ln.Addr().String()
-}
 
 // node is one subscriber: a store and a discoverer, as a node embeds them.
 type node struct {
@@ -105,7 +82,7 @@ func waitRelease(t testing.TB, n *node, appID, version string, latest bool) *Rel
 // nodes discover and verify the release, while forged events (bad
 // signature, wrong DID binding, mismatching CID) are rejected on all.
 func TestThreeNodesDiscover(t *testing.T) {
-	url := startRelay(t, t.TempDir())
+	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir(), EventRate: 10000, EventBurst: 20000})
 	nodes := []*node{startNode(t, []string{url}), startNode(t, []string{url}), startNode(t, []string{url})}
 
 	f := newFixture(t, "1.0.0")
@@ -195,7 +172,7 @@ func TestThreeNodesDiscover(t *testing.T) {
 // command-line twin, on events `archy app publish` wrote, is in cmd/archy.)
 func TestNostrToolsReadsAnnouncements(t *testing.T) {
 	npm := nostrtools.NPMDir(t)
-	url := startRelay(t, t.TempDir())
+	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir(), EventRate: 10000, EventBurst: 20000})
 	f := newFixture(t, "1.0.0")
 	evs := f.events(t, time.Now())
 	publishEvents(t, url, evs...)

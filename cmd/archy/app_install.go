@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator"
+	"github.com/archy-node/archy/registry"
+)
+
+// nodeClient is a running node's API with its token.
+type nodeClient struct{ base, token string }
+
+func newNodeClient(dataDir string) (*nodeClient, error) {
+	base, err := nodeAPI("", dataDir)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := resolveDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "api.token"))
+	if err != nil {
+		return nil, fmt.Errorf("read the node's API token: %w", err)
+	}
+	return &nodeClient{base: base, token: strings.TrimSpace(string(tok))}, nil
+}
+
+func (c *nodeClient) do(cmd *cobra.Command, method, path string, body any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the node: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var msg bytes.Buffer
+		_, _ = msg.ReadFrom(resp.Body)
+		return fmt.Errorf("the node refused: %s", strings.TrimSpace(msg.String()))
+	}
+	return nil
+}
+
+func newAppInstallCmd() *cobra.Command {
+	var dataDir, signed string
+	c := &cobra.Command{
+		Use:   "install PATH [--signed FILE]",
+		Short: "Install (or update to) a signed app on the running node",
+		Long: `Hand a signed release to the running node of --data, which verifies it,
+checks each image archive against the CID and digest the manifest pins,
+loads it into Podman and runs the app (health-gated; an update rolls back
+if the new version is not healthy). PATH is the app folder; the signed
+envelope is <PATH>/manifest.signed.json (archy app sign) unless --signed
+names another file. The manifest in the envelope must be the one in PATH.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := registry.Load(args[0])
+			if err != nil {
+				return err
+			}
+			if signed == "" {
+				signed = filepath.Join(l.Dir, signedFile)
+			}
+			env, err := os.ReadFile(signed)
+			if err != nil {
+				return fmt.Errorf("read the signed manifest (archy app sign makes it): %w", err)
+			}
+			v, err := registry.VerifyEnvelope(env)
+			if err != nil {
+				return fmt.Errorf("%s: %w", signed, err)
+			}
+			if !v.CID.Equals(l.CID) {
+				return fmt.Errorf("%s signs manifest %s, but %s is %s: sign it again", signed, v.CID, l.File, l.CID)
+			}
+			nc, err := newNodeClient(dataDir)
+			if err != nil {
+				return err
+			}
+			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{Envelope: env, Archives: l.Archives}); err != nil {
+				return fmt.Errorf("install %s %s: %w", l.Manifest.ID, l.Manifest.Version, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "installed %s %s\n", l.Manifest.ID, l.Manifest.Version)
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&signed, "signed", "", "the signed envelope (default <PATH>/"+signedFile+")")
+	return c
+}
+
+func newAppUninstallCmd() *cobra.Command {
+	var dataDir string
+	var purge bool
+	c := &cobra.Command{
+		Use:   "uninstall ID [--purge]",
+		Short: "Remove an app's containers and state from the running node (data and secrets kept unless --purge)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			nc, err := newNodeClient(dataDir)
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/apps/" + args[0]
+			if purge {
+				path += "?purge=1"
+			}
+			if err := nc.do(cmd, http.MethodDelete, path, nil); err != nil {
+				return fmt.Errorf("uninstall %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "uninstalled %s\n", args[0])
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	c.Flags().BoolVar(&purge, "purge", false, "also delete the app's data and secrets")
+	return c
+}
+
+func listInstalled(cmd *cobra.Command, dataDir string, asJSON bool) error {
+	base, err := nodeAPI("", dataDir)
+	if err != nil {
+		return err
+	}
+	var apps []orchestrator.AppStatus
+	if err := getNodeJSON(cmd.Context(), base+"/api/v1/apps", &apps); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(cmd, apps)
+	}
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "APP\tVERSION\tPHASE\tHEALTHY\tWHY")
+	for _, a := range apps {
+		why := a.Reason
+		if a.Error != "" {
+			why = a.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", a.ID, a.Version, a.Phase, a.Healthy, why)
+	}
+	return w.Flush()
+}

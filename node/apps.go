@@ -1,0 +1,151 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/orchestrator"
+	"github.com/archy-node/archy/orchestrator/podman"
+	"github.com/archy-node/archy/registry"
+)
+
+// PodmanConfig says where the node's rootless Podman answers.
+type PodmanConfig struct {
+	// Socket is the API socket URL (unix:///run/user/UID/podman/podman.sock).
+	// Empty: $ARCHY_PODMAN_SOCKET, else $XDG_RUNTIME_DIR/podman/podman.sock
+	// if it exists; with none, or "off", the node runs without apps and
+	// says so.
+	Socket string
+	// Runtime, if set, is used instead of connecting to a socket (tests
+	// and the simulator pass the in-memory twin), with IDMapper.
+	Runtime  orchestrator.Runtime
+	IDMapper orchestrator.IDMapper
+}
+
+func (c PodmanConfig) socket() string {
+	if c.Socket == "off" {
+		return ""
+	}
+	if c.Socket != "" {
+		return c.Socket
+	}
+	if s := os.Getenv("ARCHY_PODMAN_SOCKET"); s != "" {
+		return s
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		p := filepath.Join(d, "podman", "podman.sock")
+		if _, err := os.Stat(p); err == nil {
+			return "unix://" + p
+		}
+	}
+	return ""
+}
+
+// startApps connects to Podman and opens the reconciler; without a socket
+// the node runs without apps and reports why.
+func (n *Node) startApps(ctx context.Context) error {
+	rt, mapper := n.cfg.Podman.Runtime, n.cfg.Podman.IDMapper
+	if rt == nil {
+		sock := n.cfg.Podman.socket()
+		if sock == "" {
+			n.appsOff = "no Podman socket: start `podman system service` for this user or pass --podman-socket"
+			n.log.Warn("apps are off", "why", n.appsOff)
+			return nil
+		}
+		p, err := podman.New(ctx, podman.Config{Socket: sock, Logger: n.log.With("part", "podman")})
+		if err != nil {
+			return fmt.Errorf("connect to Podman at %s: %w", sock, err)
+		}
+		rt, mapper = p, &orchestrator.PodmanUnshare{}
+	}
+	var err error
+	n.orch, err = orchestrator.New(orchestrator.Config{Runtime: rt, Dir: filepath.Join(n.cfg.DataDir, "apps"),
+		Logger: n.log.With("part", "orchestrator"), IDMapper: mapper})
+	if err != nil {
+		return fmt.Errorf("open the app reconciler: %w", err)
+	}
+	return nil
+}
+
+// InstallRequest asks the node to install (or update to) a signed release
+// whose image archives are files on this machine.
+type InstallRequest struct {
+	// Envelope is the signed manifest (DSSE JSON).
+	Envelope json.RawMessage `json:"envelope"`
+	// Archives maps each container to its image's OCI archive path.
+	Archives map[string]string `json:"archives"`
+}
+
+func (n *Node) appsHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, r *http.Request) {
+		if n.orch == nil {
+			writeJSON(w, []orchestrator.AppStatus{})
+			return
+		}
+		apps := n.orch.Apps()
+		if apps == nil {
+			apps = []orchestrator.AppStatus{}
+		}
+		writeJSON(w, apps)
+	})
+	mux.HandleFunc("POST /api/v1/apps", n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+		var req InstallRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, did.MaxEnvelopeSize+1<<20)).Decode(&req); err != nil {
+			return badRequest(fmt.Errorf("read install request: %w", err))
+		}
+		// Nothing unverified reaches Podman: the envelope is verified here,
+		// and the reconciler checks each archive's CID and digest before
+		// loading it.
+		v, err := registry.VerifyEnvelope(req.Envelope)
+		if err != nil {
+			return badRequest(err)
+		}
+		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
+			return n.orch.Update(r.Context(), v, req.Archives)
+		}
+		return n.orch.Install(r.Context(), v, req.Archives)
+	}))
+	for _, op := range []struct {
+		name string
+		fn   func(context.Context, string) error
+	}{{"start", func(ctx context.Context, id string) error { return n.orch.Start(ctx, id) }},
+		{"stop", func(ctx context.Context, id string) error { return n.orch.Stop(ctx, id) }},
+		{"restart", func(ctx context.Context, id string) error { return n.orch.Restart(ctx, id) }}} {
+		mux.HandleFunc("POST /api/v1/apps/{id}/"+op.name, n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+			return op.fn(r.Context(), r.PathValue("id"))
+		}))
+	}
+	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+		return n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
+	}))
+}
+
+type badRequest error
+
+// withApps answers 503 when the node runs without apps, runs h, and
+// reports the app's status (or the error) as JSON.
+func (n *Node) withApps(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.orch == nil {
+			http.Error(w, "apps are off: "+n.appsOff, http.StatusServiceUnavailable)
+			return
+		}
+		if err := h(w, r); err != nil {
+			code := http.StatusConflict
+			var br badRequest
+			if errors.As(err, &br) {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		writeJSON(w, map[string]string{"result": "ok"})
+	}
+}
