@@ -62,7 +62,7 @@ fuzz-list:
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig
 BENCH_FIGURE_TESTS ?= ./p2p
-BENCH_PKGS    ?= ./cas ./p2p/dag ./p2p/blockstore
+BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
 BENCHSTAT     ?= $(GO) run golang.org/x/perf/cmd/benchstat@latest

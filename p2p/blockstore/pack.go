@@ -15,11 +15,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/archy-node/archy/cas"
 	cid "github.com/ipfs/go-cid"
-	"golang.org/x/sys/unix"
 )
 
 // Packs hold the blocks of one file each, laid out as the file itself:
@@ -207,15 +205,11 @@ type PackWriter struct {
 	p   *pack
 	idx *os.File
 
-	direct *os.File // the pack opened with O_DIRECT, for spans; nil if unsupported
-	seq    bool     // written in order (an import): start writeback as it goes
-
 	dirSynced bool // the pack's names are durable; Sync's
 
 	mu     sync.Mutex
 	later  []pending // blocks indexed when the pack is next synced
 	next   int64     // first byte after everything written
-	queued int64     // bytes before this were handed to the disk (writeback started)
 	recs   []byte    // index records not yet written
 	closed bool
 }
@@ -229,17 +223,7 @@ func newPackID() string {
 // NewPack starts a pack for a file whose root is not known yet (an
 // import). Call SetRoot once it is, and Close at the end.
 func (s *Store) NewPack() (*PackWriter, error) {
-	w, err := s.createPack(cid.Undef, -1)
-	if err != nil {
-		return nil, err
-	}
-	// Spans go to disk without the page cache when the file system allows
-	// (no copy into the kernel: the CPU is left to chunking and hashing).
-	if f, err := os.OpenFile(w.p.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
-		w.direct = f
-	}
-	w.seq = true
-	return w, nil
+	return s.createPack(cid.Undef, -1)
 }
 
 type pending struct {
@@ -248,9 +232,6 @@ type pending struct {
 	size uint32
 }
 
-// directAlign is the alignment O_DIRECT needs of offsets, lengths and memory.
-const directAlign = 4096
-
 // PutSpan writes bytes of the file at off (an import writes the file in
 // large spans, and indexes its leaves with IndexLeaf).
 func (w *PackWriter) PutSpan(off int64, data []byte) error {
@@ -258,18 +239,8 @@ func (w *PackWriter) PutSpan(off int64, data []byte) error {
 	w.mu.Lock()
 	w.next = max(w.next, end)
 	w.mu.Unlock()
-	if n := len(data) &^ (directAlign - 1); w.direct != nil && n > 0 && off%directAlign == 0 &&
-		uintptr(unsafe.Pointer(&data[0]))%directAlign == 0 {
-		if _, err := w.direct.WriteAt(data[:n], off); err != nil {
-			return fmt.Errorf("write pack: %w", err)
-		}
-		data, off = data[n:], off+int64(n)
-	}
-	if len(data) > 0 {
-		if _, err := w.p.f.WriteAt(data, off); err != nil {
-			return fmt.Errorf("write pack: %w", err)
-		}
-		w.writeback(end)
+	if _, err := w.p.f.WriteAt(data, off); err != nil {
+		return fmt.Errorf("write pack: %w", err)
 	}
 	return nil
 }
@@ -372,7 +343,6 @@ func (w *PackWriter) Put(c cid.Cid, off int64, data []byte) error {
 	if _, err := w.p.f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("put block %s: %w", c, err)
 	}
-	w.writeback(off + int64(len(data)))
 	w.index(d, off, uint32(len(data)))
 	return nil
 }
@@ -396,29 +366,6 @@ func (w *PackWriter) index(d [cas.DigestSize]byte, off int64, size uint32) {
 	s.pmu.Lock()
 	s.addLoc(w.p, d, off, size)
 	s.pmu.Unlock()
-}
-
-// writebackChunk is how many bytes a pack writer lets pile up in the page
-// cache before it asks the kernel to start writing them: the disk then
-// works while the import hashes, and the final fsync has little left.
-const writebackChunk = 16 << 20
-
-// writeback starts writing out what lies well before end (writes land
-// nearly in order, from a few workers).
-func (w *PackWriter) writeback(end int64) {
-	if !w.seq {
-		return // pieces of a fetch land in any order; Sync writes them
-	}
-	w.mu.Lock()
-	from := w.queued
-	to := end - writebackChunk/2
-	if to-from < writebackChunk {
-		w.mu.Unlock()
-		return
-	}
-	w.queued = to
-	w.mu.Unlock()
-	_ = unix.SyncFileRange(int(w.p.f.Fd()), from, to-from, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // Holds reports whether this pack holds c at off.
@@ -527,9 +474,6 @@ func (w *PackWriter) Close() error {
 	}
 	err := w.flush(false)
 	err = errors.Join(err, w.idx.Close())
-	if w.direct != nil {
-		err = errors.Join(err, w.direct.Close())
-	}
 	w.s.releasePack(w.p)
 	if err != nil {
 		return fmt.Errorf("close pack: %w", err)
@@ -548,9 +492,6 @@ func (w *PackWriter) Discard() {
 
 func (w *PackWriter) abort() {
 	_ = w.idx.Close()
-	if w.direct != nil {
-		_ = w.direct.Close()
-	}
 	w.s.releasePack(w.p)
 	w.s.deletePack(w.p)
 }

@@ -31,7 +31,7 @@ const segPrefix = 64 << 10
 
 // segmentSize is the input each segment holds; maxSegments bound the
 // memory of one build.
-var segmentSize = 8 << 20
+var segmentSize = 4 << 20
 
 const maxSegments = 6
 
@@ -65,8 +65,8 @@ func (s *segment) release() {
 func (s *segment) scanCandidates() {
 	var h uint64
 	b := s.buf
-	i := 0
-	for ; i < s.pre; i++ { // warm up on the prefix
+	i := max(0, s.pre-64)
+	for ; i < s.pre; i++ { // warm up on the prefix's last 64 bytes
 		h = h<<1 + gear[b[i]]
 	}
 	for {
