@@ -68,11 +68,11 @@ BENCHCOUNT    ?= 1
 BENCHSTAT     ?= $(GO) run golang.org/x/perf/cmd/benchstat@latest
 
 bench:
-	@for p in $(BENCH_FIGURES); do $(GO) run $(GOTAGS) $$p || exit 1; done
 	@for p in $(BENCH_FIGURE_TESTS); do \
 		out=$$($(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m $$p 2>&1) || { echo "$$out"; exit 1; }; \
 		echo "$$out" | grep -oE 'figure [^ ]+ [^ ]+$$' || { echo "$$out"; echo "$$p printed no figures"; exit 1; }; \
 	done
+	@for p in $(BENCH_FIGURES); do $(GO) run $(GOTAGS) $$p || exit 1; done
 
 bench-go:
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS)

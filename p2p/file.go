@@ -30,7 +30,8 @@ func (n *Node) AddFile(ctx context.Context, path string) (cid.Cid, error) {
 }
 
 // Add imports a stream like AddFile. The file's blocks go into one pack,
-// laid out as the file, written once in large spans and synced once.
+// laid out as the file, written once in large spans (bypassing the page
+// cache where the file system allows) and synced once.
 func (n *Node) Add(ctx context.Context, r io.Reader) (cid.Cid, error) {
 	end := n.store.Session()
 	defer end()

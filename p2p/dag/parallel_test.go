@@ -13,8 +13,8 @@ import (
 // The parallel pipeline finds exactly the boundaries of the serial
 // chunker, for any input and any segment size.
 func TestParallelMatchesChunker(t *testing.T) {
-	random := randBytes(9<<20 + 12345)
-	zeros := make([]byte, 5<<20)
+	random := randBytes(5<<20 + 12345)
+	zeros := make([]byte, 3<<20)
 	archive := tarNamed(t, "a-very-long-name-that-needs-a-pax-header/%0120d",
 		randBytes(MaxChunk+3), randBytes(100), randBytes(2*MaxChunk), randBytes(MinChunk), randBytes(3<<20))
 	for _, seg := range []int{512 << 10, 1<<20 + 7, 8 << 20} {
