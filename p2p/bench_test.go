@@ -373,12 +373,18 @@ func BenchmarkBadPeer(b *testing.B) {
 		}
 		return d
 	}
+	// Sub-second runs on a shared machine: three of each, interleaved,
+	// and each side counts its best.
 	var honest, bad time.Duration
-	for range b.N {
-		honest += run(false)
-		bad += run(true)
+	for range 3 * b.N {
+		if d := run(false); honest == 0 || d < honest {
+			honest = d
+		}
+		if d := run(true); bad == 0 || d < bad {
+			bad = d
+		}
 	}
-	b.Logf("honest %s, with a corrupting peer %s", honest/time.Duration(b.N), bad/time.Duration(b.N))
+	b.Logf("best of 3: honest %s, with a corrupting peer %s", honest, bad)
 	figure(b, "badpeer-slowdown", bad.Seconds()/honest.Seconds())
 }
 
