@@ -43,6 +43,20 @@ func (o *Orchestrator) lockOp(a *app) (func(), error) {
 	}, nil
 }
 
+// lockApp finds an installed app and takes its one operation slot; verb
+// names the operation in errors.
+func (o *Orchestrator) lockApp(id, verb string) (*app, func(), error) {
+	a, err := o.getApp(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", verb, err)
+	}
+	unlock, err := o.lockOp(a)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", verb, err)
+	}
+	return a, unlock, nil
+}
+
 func (o *Orchestrator) getApp(id string) (*app, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -568,13 +582,9 @@ func (o *Orchestrator) teardown(ctx context.Context, a *app, keepNetwork bool) e
 
 // Start sets the owner's intent to running and brings the app up.
 func (o *Orchestrator) Start(ctx context.Context, id string) error {
-	a, err := o.getApp(id)
+	a, unlock, err := o.lockApp(id, "start")
 	if err != nil {
-		return fmt.Errorf("start: %w", err)
-	}
-	unlock, err := o.lockOp(a)
-	if err != nil {
-		return fmt.Errorf("start: %w", err)
+		return err
 	}
 	defer unlock()
 	return o.startLocked(ctx, a, "start")
@@ -618,13 +628,9 @@ func (o *Orchestrator) startLocked(ctx context.Context, a *app, kind string) err
 // Stop sets the owner's intent to stopped and stops the app's containers
 // (dependents first). They stay stopped across reconciles and restarts.
 func (o *Orchestrator) Stop(ctx context.Context, id string) error {
-	a, err := o.getApp(id)
+	a, unlock, err := o.lockApp(id, "stop")
 	if err != nil {
-		return fmt.Errorf("stop: %w", err)
-	}
-	unlock, err := o.lockOp(a)
-	if err != nil {
-		return fmt.Errorf("stop: %w", err)
+		return err
 	}
 	defer unlock()
 	op := o.newOp(a, "stop")
@@ -662,13 +668,9 @@ func (o *Orchestrator) stopAll(ctx context.Context, op *operation, a *app) error
 
 // Restart stops and starts the app, health-gated.
 func (o *Orchestrator) Restart(ctx context.Context, id string) error {
-	a, err := o.getApp(id)
+	a, unlock, err := o.lockApp(id, "restart")
 	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	unlock, err := o.lockOp(a)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
+		return err
 	}
 	defer unlock()
 	op := o.newOp(a, "restart")
@@ -812,13 +814,9 @@ func (o *Orchestrator) removeImages(ctx context.Context, rel *Release, keep ...*
 // listed (phase removing) until its containers are verified gone; a
 // failure leaves it so, and the reconciler finishes the job.
 func (o *Orchestrator) Uninstall(ctx context.Context, id string, purge bool) error {
-	a, err := o.getApp(id)
+	a, unlock, err := o.lockApp(id, "uninstall")
 	if err != nil {
-		return fmt.Errorf("uninstall: %w", err)
-	}
-	unlock, err := o.lockOp(a)
-	if err != nil {
-		return fmt.Errorf("uninstall: %w", err)
+		return err
 	}
 	defer unlock()
 	op := o.newOp(a, "uninstall")
