@@ -160,17 +160,22 @@ const (
 // handleAddBlob imports the request body (an image archive, any file) into
 // the block store, pins it and provides it: the publisher's node serves it
 // to the swarm.
+//
+// The answer names the file twice: cid is the root it travels as, sum the
+// BLAKE3 of its bytes (what a manifest pins an image archive by); the
+// node answers peers that know only the sum.
 func (n *Node) handleAddBlob(w http.ResponseWriter, r *http.Request) {
-	c, err := n.p2p.Add(r.Context(), http.MaxBytesReader(w, r.Body, maxBlobUpload))
+	root, sum, err := n.p2p.AddNamed(r.Context(), http.MaxBytesReader(w, r.Body, maxBlobUpload))
 	if err == nil {
-		err = n.p2p.Pin(r.Context(), c)
+		err = n.p2p.Pin(r.Context(), root)
 	}
 	if err != nil {
 		http.Error(w, "add blob: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	n.provide(c)
-	writeJSON(w, map[string]string{"cid": c.String()})
+	n.provide(root)
+	n.provide(sum)
+	writeJSON(w, map[string]string{"cid": root.String(), "sum": sum.String()})
 }
 
 // handleAddManifest takes a signed manifest envelope, verifies it, and

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/orchestrator"
@@ -67,20 +68,29 @@ func (n *Node) startApps(ctx context.Context) error {
 	}
 	var err error
 	n.orch, err = orchestrator.New(orchestrator.Config{Runtime: rt, Dir: filepath.Join(n.cfg.DataDir, "apps"),
-		Logger: n.log.With("part", "orchestrator"), IDMapper: mapper})
+		Logger: n.log.With("part", "orchestrator"), IDMapper: mapper,
+		// Images come from the swarm; the fetch stage's deadline covers a
+		// large image on a slow link (a stalled fetch fails sooner, after
+		// the p2p request timeout).
+		Images: swarmImages{n}, FetchTimeout: 30 * time.Minute})
 	if err != nil {
 		return fmt.Errorf("open the app reconciler: %w", err)
 	}
 	return nil
 }
 
-// InstallRequest asks the node to install (or update to) a signed release
-// whose image archives are files on this machine.
+// InstallRequest asks the node to install (or update to) a signed
+// release: the envelope itself, or the CID of one the node discovered or
+// found in a followed catalog. Images the engine lacks and no archive is
+// given for are fetched from the swarm by the CID the manifest pins.
 type InstallRequest struct {
 	// Envelope is the signed manifest (DSSE JSON).
-	Envelope json.RawMessage `json:"envelope"`
-	// Archives maps each container to its image's OCI archive path.
-	Archives map[string]string `json:"archives"`
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+	// CID names a known release instead of Envelope.
+	CID string `json:"cid,omitempty"`
+	// Archives maps containers to OCI archive paths on this machine
+	// (optional).
+	Archives map[string]string `json:"archives,omitempty"`
 }
 
 func (n *Node) appsHandlers(mux *http.ServeMux) {
@@ -100,12 +110,25 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		if err := json.NewDecoder(io.LimitReader(r.Body, did.MaxEnvelopeSize+1<<20)).Decode(&req); err != nil {
 			return badRequest(fmt.Errorf("read install request: %w", err))
 		}
+		if len(req.Envelope) == 0 {
+			if req.CID == "" {
+				return badRequest(errors.New("install request: give envelope or cid"))
+			}
+			env, err := n.releaseByCID(req.CID)
+			if err != nil {
+				return notFound(err)
+			}
+			req.Envelope = env
+		}
 		// Nothing unverified reaches Podman: the envelope is verified here,
 		// and the reconciler checks each archive's CID and digest before
 		// loading it.
 		v, err := registry.VerifyEnvelope(req.Envelope)
 		if err != nil {
 			return badRequest(err)
+		}
+		if req.CID != "" && v.CID.String() != req.CID {
+			return badRequest(fmt.Errorf("install request: envelope signs manifest %s, not cid %s", v.CID, req.CID))
 		}
 		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
 			return n.orch.Update(r.Context(), v, req.Archives)
@@ -127,7 +150,18 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 	}))
 }
 
-type badRequest error
+// httpError carries the status an API error answers with (409 when an
+// error carries none).
+type httpError struct {
+	code int
+	err  error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+func (e *httpError) Unwrap() error { return e.err }
+
+func badRequest(err error) error { return &httpError{http.StatusBadRequest, err} }
+func notFound(err error) error   { return &httpError{http.StatusNotFound, err} }
 
 // withApps answers 503 when the node runs without apps, runs h, and
 // reports the app's status (or the error) as JSON.
@@ -139,9 +173,9 @@ func (n *Node) withApps(h func(http.ResponseWriter, *http.Request) error) http.H
 		}
 		if err := h(w, r); err != nil {
 			code := http.StatusConflict
-			var br badRequest
-			if errors.As(err, &br) {
-				code = http.StatusBadRequest
+			var he *httpError
+			if errors.As(err, &he) {
+				code = he.code
 			}
 			http.Error(w, err.Error(), code)
 			return

@@ -262,6 +262,24 @@ func (o *Orchestrator) fetch(ctx context.Context, op *operation, rel *Release, k
 			continue
 		}
 		path := rel.Archives[c.Name]
+		if path == "" && o.cfg.Images != nil {
+			lo := from + (to-from)*float64(i)/float64(len(m.Containers))
+			hi := from + (to-from)*float64(i+1)/float64(len(m.Containers))
+			var err error
+			path, err = o.cfg.Images.FetchArchive(sctx, c.Image.CID, func(done, total int64) {
+				if total > 0 {
+					op.report(StageFetch, lo+(hi-lo)*float64(done)/float64(total),
+						fmt.Sprintf("fetching image of %s: %d of %d bytes", c.Name, done, total))
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("container %s: fetch image %s: %w", c.Name, c.Image.CID, err)
+			}
+			if rel.Archives == nil {
+				rel.Archives = map[string]string{}
+			}
+			rel.Archives[c.Name] = path
+		}
 		if path == "" {
 			return fmt.Errorf("container %s: no image archive given and image %s is not present", c.Name, c.Image.Ref)
 		}

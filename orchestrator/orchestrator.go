@@ -37,6 +37,11 @@ type Config struct {
 	// kill(pid, 0)); a container the engine says runs with a dead PID
 	// is recreated.
 	PIDAlive func(pid int) bool
+	// Images fetches the archive of an image the engine lacks when the
+	// caller handed none (the node passes its swarm); nil: every image
+	// must be present or given as an archive. What it returns is checked
+	// against the manifest's CID and digest like any archive.
+	Images ImageSource
 	// Per-stage deadlines of operations. Defaults: fetch 2 min, load
 	// 5 min, create 2 min, start 2 min, stop 1 min, remove 2 min.
 	FetchTimeout, LoadTimeout, CreateTimeout, StartTimeout, StopTimeout, RemoveTimeout time.Duration

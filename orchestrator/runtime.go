@@ -13,6 +13,16 @@ import (
 	"time"
 )
 
+// ImageSource fetches image archives by the CID a manifest pins them by
+// (the BLAKE3 of the archive's bytes): the node's swarm. The orchestrator
+// verifies every archive it returns before the engine sees it.
+type ImageSource interface {
+	// FetchArchive writes the archive whose bytes hash to cid to a file
+	// and returns its path, calling progress (if not nil) with the bytes
+	// held and the archive's size as it goes.
+	FetchArchive(ctx context.Context, cid string, progress func(done, total int64)) (string, error)
+}
+
 // Runtime is what the reconciler needs from a container engine. Every method
 // is bounded by a deadline of its own (see podman.Config) besides ctx, so a
 // hung engine turns into an error wrapping ErrTimeout, never a blocked

@@ -56,6 +56,13 @@ type Config struct {
 	BanTime time.Duration
 	// Registerer receives the node's metrics. Default: none kept.
 	Registerer prometheus.Registerer
+	// ReprovideInterval is how often pinned content is announced again
+	// in the DHT (provider records expire after 48 h). Default 12h; a
+	// negative value turns reproviding off.
+	ReprovideInterval time.Duration
+	// reprovideDelay is the wait before the first reprovide (1 min;
+	// tests shorten it).
+	reprovideDelay time.Duration
 	// Host, when set, is the libp2p host the node runs on instead of one
 	// of its own (the simulator and benchmarks pass go-libp2p's mocknet
 	// hosts). ListenAddrs and the identity key in DataDir are then unused,
@@ -73,6 +80,7 @@ const (
 	DefaultMaxPeerBytes   = 64 << 20
 	DefaultMaxStrikes     = 3
 	DefaultBanTime        = 10 * time.Minute
+	DefaultReprovide      = 12 * time.Hour
 )
 
 // DefaultListenAddrs are used when Config.ListenAddrs is empty.
@@ -105,6 +113,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.BanTime == 0 {
 		c.BanTime = DefaultBanTime
+	}
+	if c.ReprovideInterval == 0 {
+		c.ReprovideInterval = DefaultReprovide
+	}
+	if c.reprovideDelay == 0 {
+		c.reprovideDelay = time.Minute
 	}
 	if c.MaxPeerBytes == 0 {
 		c.MaxPeerBytes = DefaultMaxPeerBytes

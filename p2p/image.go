@@ -24,7 +24,13 @@ func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, 
 	if err != nil {
 		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
 	}
-	root, err := n.AddFile(ctx, path)
+	f, err := os.Open(path)
+	if err != nil {
+		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+	}
+	defer f.Close()
+	// Named too: manifests pin an image by the sum of its archive.
+	root, _, err := n.AddNamed(ctx, f)
 	if err != nil {
 		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
 	}
@@ -34,7 +40,9 @@ func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, 
 // PullImage fetches the image archive root from peers (every block checked
 // against its BLAKE3 address), checks it as an OCI archive, and only then
 // gives it the name outPath: a file at outPath is always a whole, verified
-// archive, ready for `podman load` (see ImageLoader).
+// archive, ready for `podman load` (see ImageLoader). root may also be the
+// archive's sum (a raw CID, as manifests pin images: see GetNamed); Root
+// then names the root it was fetched as.
 func (n *Node) PullImage(ctx context.Context, root cid.Cid, outPath string) (oci.Image, error) {
 	if err := cas.Check(root); err != nil {
 		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
@@ -42,7 +50,13 @@ func (n *Node) PullImage(ctx context.Context, root cid.Cid, outPath string) (oci
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	tmp := filepath.Join(filepath.Dir(outPath), "."+filepath.Base(outPath)+".unverified-"+hex.EncodeToString(b[:]))
-	if err := n.GetFile(ctx, root, tmp); err != nil {
+	var err error
+	if root.Type() == cas.Raw {
+		_, err = n.GetNamed(ctx, root, tmp, nil)
+	} else {
+		err = n.GetFile(ctx, root, tmp)
+	}
+	if err != nil {
 		return oci.Image{}, fmt.Errorf("pull image: %w", err)
 	}
 	img, err := oci.VerifyFile(tmp)

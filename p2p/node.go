@@ -46,6 +46,7 @@ type Node struct {
 	store *blockstore.Store
 	mdns  mdns.Service
 	ex    *blockExchange
+	names *nameBook
 	bans  *banList
 	ps    *pubsub.PubSub
 	met   *metrics
@@ -114,6 +115,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
 	n.ex = newExchange(n)
+	if n.names, err = openNameBook(filepath.Join(cfg.DataDir, "names")); err != nil {
+		return fail(err)
+	}
+	h.SetStreamHandler(NameProtocol, n.handleName)
 	n.ps, err = pubsub.NewGossipSub(life, h, pubsub.WithMaxMessageSize(MaxCatalogSize+4<<10))
 	if err != nil {
 		return fail(fmt.Errorf("start gossip: %w", err))
@@ -132,6 +137,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	if err := n.dht.Bootstrap(life); err != nil {
 		return fail(fmt.Errorf("bootstrap dht: %w", err))
+	}
+	if cfg.ReprovideInterval > 0 {
+		n.wg.Add(1)
+		go n.reprovideLoop()
 	}
 	n.log.Info("p2p node started", "peer", h.ID(), "addrs", h.Addrs())
 	return n, nil
@@ -170,6 +179,7 @@ func (n *Node) Close() error {
 		if n.ex != nil {
 			n.ex.close()
 		}
+		n.host.RemoveStreamHandler(NameProtocol)
 		if n.bs != nil {
 			errs = append(errs, n.bs.Close())
 		}

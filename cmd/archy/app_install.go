@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/registry"
@@ -65,16 +66,35 @@ func (c *nodeClient) do(cmd *cobra.Command, method, path string, body any) error
 func newAppInstallCmd() *cobra.Command {
 	var dataDir, signed string
 	c := &cobra.Command{
-		Use:   "install PATH [--signed FILE]",
+		Use:   "install PATH|CID [--signed FILE]",
 		Short: "Install (or update to) a signed app on the running node",
 		Long: `Hand a signed release to the running node of --data, which verifies it,
 checks each image archive against the CID and digest the manifest pins,
 loads it into Podman and runs the app (health-gated; an update rolls back
-if the new version is not healthy). PATH is the app folder; the signed
-envelope is <PATH>/manifest.signed.json (archy app sign) unless --signed
-names another file. The manifest in the envelope must be the one in PATH.`,
+if the new version is not healthy).
+
+PATH is the app folder; the signed envelope is <PATH>/manifest.signed.json
+(archy app sign) unless --signed names another file. The manifest in the
+envelope must be the one in PATH, and its image archives are handed over.
+
+CID is the manifest CID of a release the node discovered (archy app list
+--discovered) or found in a followed catalog: the node fetches the images
+from the swarm by the CIDs the manifest pins, each checked on arrival.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, statErr := os.Stat(args[0]); statErr != nil && signed == "" {
+				if c, err := cas.Parse(args[0]); err == nil {
+					nc, err := newNodeClient(dataDir)
+					if err != nil {
+						return err
+					}
+					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: c.String()}); err != nil {
+						return fmt.Errorf("install %s: %w", c, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "installed %s\n", c)
+					return nil
+				}
+			}
 			l, err := registry.Load(args[0])
 			if err != nil {
 				return err

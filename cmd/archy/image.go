@@ -15,6 +15,7 @@ import (
 	"github.com/archy-node/archy/orchestrator/podman"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/images"
+	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
 
@@ -52,6 +53,7 @@ func newImageCmd() *cobra.Command {
 // imageResult is what push and pull print with --json.
 type imageResult struct {
 	CID       string   `json:"cid"`
+	Sum       string   `json:"sum,omitempty"` // BLAKE3 of the archive, as manifests pin it
 	Names     []string `json:"names,omitempty"`
 	Manifests []string `json:"manifests"`
 	Bytes     int64    `json:"bytes"`
@@ -99,7 +101,11 @@ func newImagePushCmd(fl *imageFlags) *cobra.Command {
 				}
 			}
 			if fl.json {
-				if err := writeJSON(cmd, imageResult{CID: cas.String(root), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes}); err != nil {
+				res := imageResult{CID: cas.String(root), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes}
+				for _, s := range n.Sums(root) {
+					res.Sum = s.String()
+				}
+				if err := writeJSON(cmd, res); err != nil {
 					return err
 				}
 			} else {
@@ -111,8 +117,10 @@ func newImagePushCmd(fl *imageFlags) *cobra.Command {
 			for _, a := range n.Addrs() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "serving on %s\n", a)
 			}
-			if err := n.Provide(ctx, root); err != nil && len(fl.peers) > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+			for _, c := range append([]cid.Cid{root}, n.Sums(root)...) {
+				if err := n.Provide(ctx, c); err != nil && len(fl.peers) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+				}
 			}
 			<-ctx.Done()
 			return nil
@@ -132,6 +140,9 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 		Long: "Fetch an image archive by CID from peers (--peer, the DHT), verify every\n" +
 			"block against its BLAKE3 address and every blob against its OCI digest,\n" +
 			"then load it into Podman (--podman) and print the image names it carried.\n" +
+			"CID is the root the image travels as (bafyb4i…, what push prints) or the\n" +
+			"BLAKE3 of the archive's bytes (bafkr4i…, a manifest's image.cid): peers\n" +
+			"then name the root, and the archive is kept only if it hashes to the CID.\n" +
 			"With -o the verified archive is also kept at FILE; --no-load only fetches.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -167,6 +178,9 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 			img, err := n.PullImage(ctx, c, path)
 			if err != nil {
 				return err
+			}
+			if r, ok := n.Root(c); ok {
+				c = r // pulled by its sum
 			}
 			if pin {
 				if err := n.Pin(ctx, c); err != nil {

@@ -250,13 +250,20 @@ func handToNode(cmd *cobra.Command, nodeURL, dataDir, tokenFile string, l *regis
 		}
 		var res struct {
 			CID string `json:"cid"`
+			Sum string `json:"sum"`
 		}
 		err = postNode(cmd.Context(), base+"/api/v1/blobs", token, f, &res)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("hand image of %s to the node: %w", name, err)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "node keeps image %s as %s\n", name, res.CID)
+		// The node hashed what it received; it must be what the manifest pins.
+		for _, c := range l.Manifest.Containers {
+			if c.Name == name && c.Image.CID != res.Sum {
+				return fmt.Errorf("hand image of %s to the node: the node received an archive with sum %s, the manifest pins %s", name, res.Sum, c.Image.CID)
+			}
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "node keeps image %s (%s) as %s\n", name, res.Sum, res.CID)
 	}
 	var res struct {
 		CID string `json:"cid"`

@@ -67,7 +67,7 @@ func TestPublishToRunningNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publish: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(stderr, "node keeps image web as bafyb") || !strings.Contains(stderr, "node keeps manifest bafkr") {
+	if !strings.Contains(stderr, "node keeps image web (bafkr") || !strings.Contains(stderr, ") as bafyb") || !strings.Contains(stderr, "node keeps manifest bafkr") {
 		t.Fatalf("publish did not hand the image and manifest to the node:\n%s", stderr)
 	}
 	deadline := time.Now().Add(10 * time.Second)

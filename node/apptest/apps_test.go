@@ -30,7 +30,9 @@ const port = 18190
 func call(t *testing.T, n *node.Node, method, path string, body any) (int, string) {
 	t.Helper()
 	var r io.Reader
-	if body != nil {
+	if b, ok := body.([]byte); ok { // sent as it is (a blob, an envelope)
+		r = bytes.NewReader(b)
+	} else if body != nil {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}

@@ -1,0 +1,186 @@
+package apptest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/internal/podmantest"
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/p2p"
+	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/registry"
+	"github.com/nbd-wtf/go-nostr"
+)
+
+// swarmPort is apart from TestNodeRunsAnApp's, so a slow teardown there
+// cannot fail this test.
+const swarmPort = port + 1
+
+func startNode(t *testing.T, cfg node.Config) *node.Node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := node.New(ctx, cfg, nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return n
+}
+
+// TestNodeInstallsDiscoveredReleaseFromTheSwarm is the publish → discover
+// → install flow across two nodes: a developer hands a release to their
+// node (image and manifest) and announces it on that node's relay; a
+// second node, with real rootless Podman, discovers the release, is asked
+// to install it by manifest CID alone, fetches the image from the first
+// node by the CID the manifest pins, and runs the app.
+func TestNodeInstallsDiscoveredReleaseFromTheSwarm(t *testing.T) {
+	sock := podmantest.Socket(t)
+	var tag [4]byte
+	_, _ = rand.Read(tag[:])
+	// A tag of its own, so the image cannot already be in Podman and the
+	// install must fetch it.
+	ref := "localhost/archy-test/swarmapp:" + hex.EncodeToString(tag[:])
+	archive := podmantest.BusyboxImage(t, ref, "hello from the swarm")
+	key, err := did.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Rename(archive, filepath.Join(dir, "image.tar")); err != nil {
+		t.Fatal(err)
+	}
+	manifest := `schema: archy.app/v1
+id: swarmapp
+name: Swarm app
+version: 1.0.0
+publisher: ` + key.DID() + `
+containers:
+  - name: web
+    image: {ref: "` + ref + `", archive: image.tar}
+    command: [httpd, -f, -p, "8080", -h, /www]
+    ports: [{container: 8080, host: ` + strconv.Itoa(swarmPort) + `}]
+    health: {http: {port: 8080, path: /}, interval: 500ms}
+`
+	if err := os.WriteFile(filepath.Join(dir, "manifest.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := registry.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _, err := registry.Sign(l.Manifest, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envJSON, _ := env.Marshal()
+	v, err := registry.VerifyEnvelope(envJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageCID := l.Manifest.Containers[0].Image.CID
+
+	// The developer's node: no Podman, it only keeps and serves.
+	pub := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+		Podman: node.PodmanConfig{Socket: "off"},
+		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	data, err := os.ReadFile(l.Archives["web"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := call(t, pub, http.MethodPost, "/api/v1/blobs", data)
+	if code != http.StatusOK {
+		t.Fatalf("add blob: %d %s", code, out)
+	}
+	var added struct{ CID, Sum string }
+	if err := json.Unmarshal([]byte(out), &added); err != nil || added.Sum != imageCID || !strings.HasPrefix(added.CID, "bafyb") {
+		t.Fatalf("add blob answered %s (%v); want sum %s and a DAG root", out, err, imageCID)
+	}
+	if code, out := call(t, pub, http.MethodPost, "/api/v1/manifests", envJSON); code != http.StatusOK {
+		t.Fatalf("add manifest: %d %s", code, out)
+	}
+	sk := nostr.GeneratePrivateKey()
+	pk, _ := nostr.GetPublicKey(sk)
+	bind, err := discovery.Binding(key, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now()}).Events(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := discovery.Publish(ctx, pub.RelayURLs()[:1], 5*time.Second, evs...); err != nil {
+		t.Fatal(err)
+	}
+
+	// The owner's node follows the developer's relay and knows the
+	// developer's node only as a bootstrap peer.
+	boot := pub.P2P().AddrInfo().Addrs[0].String() + "/p2p/" + pub.P2P().ID().String()
+	inst := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+		Relays: pub.RelayURLs()[:1],
+		Podman: node.PodmanConfig{Socket: sock},
+		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: []string{boot}}})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var got []discovery.Release
+		_, out := call(t, inst, http.MethodGet, "/api/v1/apps/discovered", nil)
+		_ = json.Unmarshal([]byte(out), &got)
+		if len(got) > 0 && got[0].CID.Equals(v.CID) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release was not discovered: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// An unknown CID is a clear 404, and nothing is installed.
+	if code, out := call(t, inst, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: cas.Sum([]byte("no such release")).String()}); code != http.StatusNotFound {
+		t.Fatalf("install of an unknown release: %d %s", code, out)
+	}
+	if code, out := call(t, inst, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: v.CID.String()}); code != http.StatusOK {
+		t.Fatalf("install by cid: %d %s", code, out)
+	}
+	t.Cleanup(func() { call(t, inst, http.MethodDelete, "/api/v1/apps/swarmapp?purge=1", nil) })
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(swarmPort) + "/")
+	if err != nil {
+		t.Fatalf("the app does not answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "hello from the swarm") {
+		t.Fatalf("the app answered %q", body)
+	}
+	// The image came from the swarm, and the owner's node now keeps and
+	// serves it under both names.
+	sum, _ := cas.Parse(imageCID)
+	root, ok := inst.P2P().Root(sum)
+	if !ok || root.String() != added.CID {
+		t.Fatalf("installer names %s as %s (%v), want %s", sum, root, ok, added.CID)
+	}
+	pins, err := inst.P2P().Store().Pins(context.Background())
+	if err != nil || len(pins) != 1 || !pins[0].Equals(root) {
+		t.Fatalf("installer pins %v (%v), want the image root %s", pins, err, root)
+	}
+	if code, out := call(t, inst, http.MethodDelete, "/api/v1/apps/swarmapp?purge=1", nil); code != http.StatusOK {
+		t.Fatalf("uninstall: %d %s", code, out)
+	}
+}

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/did"
+)
+
+// ErrUnknownRelease is returned when an install names a manifest CID that
+// no discovered release or followed catalog carries.
+var ErrUnknownRelease = errors.New("not among the discovered releases or followed catalogs")
+
+// swarmImages fetches image archives from the swarm for the orchestrator:
+// the manifest pins each by its sum (the BLAKE3 of the archive), which
+// p2p resolves to the root the swarm moves it as and checks on arrival.
+// Installed images are pinned, and provided under both names, so every
+// node that runs an app serves it to the next.
+type swarmImages struct{ n *Node }
+
+func (s swarmImages) FetchArchive(ctx context.Context, c string, progress func(done, total int64)) (string, error) {
+	sum, err := cas.Parse(c)
+	if err != nil {
+		return "", fmt.Errorf("image cid: %w", err)
+	}
+	dir := filepath.Join(s.n.cfg.DataDir, "images")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create image folder: %w", err)
+	}
+	out := filepath.Join(dir, sum.String()+".tar")
+	root, err := s.n.p2p.GetNamed(ctx, sum, out, progress)
+	if err != nil {
+		return "", err
+	}
+	if err := s.n.p2p.Pin(ctx, root); err != nil {
+		return "", err
+	}
+	s.n.provide(root)
+	s.n.provide(sum)
+	return out, nil
+}
+
+// releaseByCID finds the signed manifest with that CID among the releases
+// this node discovered and the entries of the catalogs it follows.
+func (n *Node) releaseByCID(c string) (json.RawMessage, error) {
+	want, err := cas.Parse(c)
+	if err != nil {
+		return nil, fmt.Errorf("manifest cid: %w", err)
+	}
+	for _, r := range n.store.List() {
+		if r.CID.Equals(want) && len(r.Envelope) > 0 {
+			return r.Envelope, nil
+		}
+	}
+	for _, fl := range n.followers {
+		cur := fl.store.Current()
+		if cur == nil {
+			continue
+		}
+		for _, e := range cur.Catalog.Entries {
+			if e.Manifest == want.String() && e.Envelope != nil {
+				return marshalEnvelope(e.Envelope)
+			}
+		}
+	}
+	return nil, fmt.Errorf("manifest %s: %w", c, ErrUnknownRelease)
+}
+
+func marshalEnvelope(e *did.Envelope) (json.RawMessage, error) {
+	b, err := e.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,84 @@
+package orchestrator_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/archy-node/archy/orchestrator"
+	"github.com/archy-node/archy/orchestrator/memruntime"
+)
+
+// mapSource is an ImageSource over archive files, as the swarm would hand
+// them over, reporting progress in two steps.
+type mapSource struct {
+	mu    sync.Mutex
+	files map[string]string // cid → path
+	asked []string
+}
+
+func (s *mapSource) FetchArchive(ctx context.Context, cid string, progress func(done, total int64)) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked = append(s.asked, cid)
+	p, ok := s.files[cid]
+	if !ok {
+		return "", errors.New("no peer holds " + cid)
+	}
+	progress(50, 100)
+	progress(100, 100)
+	return p, nil
+}
+
+func TestInstallFetchesMissingImages(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	f := newFixture(t)
+	v, arch := f.app("fetched", "1.0.0", []ctr{{name: "web"}, {name: "db"}}, nil)
+	src := &mapSource{files: map[string]string{}}
+	for _, c := range v.Manifest.Containers {
+		src.files[c.Image.CID] = arch[c.Name]
+	}
+	e.cfg.Images = src
+	o := e.orch()
+	prog, cancel := o.Subscribe(256)
+	defer cancel()
+	// The web archive is handed over; db's comes from the source.
+	if err := o.Install(context.Background(), v, map[string]string{"web": arch["web"]}); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.asked) != 1 || src.asked[0] != v.Manifest.Containers[1].Image.CID {
+		t.Fatalf("source asked for %v, want only db's image", src.asked)
+	}
+	fetching := 0
+	for len(prog) > 0 {
+		p := <-prog
+		if p.Stage == orchestrator.StageFetch && p.Fraction > 0 && p.Fraction < 1 && len(p.Message) > 8 && p.Message[:8] == "fetching" {
+			fetching++
+		}
+	}
+	if fetching != 2 {
+		t.Fatalf("%d fetch progress reports, want 2", fetching)
+	}
+	st, err := o.Status("fetched")
+	if err != nil || st.Phase != "running" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
+
+func TestFetchedImageStillVerified(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	f := newFixture(t)
+	v, _ := f.app("lied", "1.0.0", []ctr{{name: "web"}}, nil)
+	_, other := f.app("lied", "2.0.0", []ctr{{name: "web"}}, nil)
+	// The source hands over another image's archive under this CID.
+	e.cfg.Images = &mapSource{files: map[string]string{v.Manifest.Containers[0].Image.CID: other["web"]}}
+	o := e.orch()
+	err := o.Install(context.Background(), v, nil)
+	if !errors.Is(err, orchestrator.ErrImageMismatch) {
+		t.Fatalf("install with a lying source: %v", err)
+	}
+	if ok, _ := e.rt.Runtime.ImageExists(context.Background(), v.Manifest.Containers[0].Image.Ref); ok {
+		t.Error("unverified image reached the engine")
+	}
+}
