@@ -169,6 +169,9 @@ func (n *Node) handleAddBlob(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = n.p2p.Pin(r.Context(), root)
 	}
+	if err == nil {
+		err = n.markPublished(sum.String())
+	}
 	if err != nil {
 		http.Error(w, "add blob: "+err.Error(), http.StatusBadRequest)
 		return

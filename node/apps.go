@@ -130,8 +130,14 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		if req.CID != "" && v.CID.String() != req.CID {
 			return badRequest(fmt.Errorf("install request: envelope signs manifest %s, not cid %s", v.CID, req.CID))
 		}
+		n.imgMu.RLock()
+		defer n.imgMu.RUnlock()
 		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
-			return n.orch.Update(r.Context(), v, req.Archives)
+			err := n.orch.Update(r.Context(), v, req.Archives)
+			if err == nil {
+				n.pruneLater()
+			}
+			return err
 		}
 		return n.orch.Install(r.Context(), v, req.Archives)
 	}))
@@ -146,8 +152,26 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		}))
 	}
 	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.withApps(func(w http.ResponseWriter, r *http.Request) error {
-		return n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
+		err := n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
+		if err == nil {
+			n.pruneLater()
+		}
+		return err
 	}))
+}
+
+// pruneLater prunes unused images in the background, on the node's
+// lifetime, bounded.
+func (n *Node) pruneLater() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.life, 5*time.Minute)
+		defer cancel()
+		if err := n.pruneImages(ctx); err != nil {
+			n.log.Warn("prune images failed", "err", err)
+		}
+	}()
 }
 
 // httpError carries the status an API error answers with (409 when an

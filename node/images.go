@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/internal/atomicfile"
 )
 
 // ErrUnknownRelease is returned when an install names a manifest CID that
@@ -77,4 +79,70 @@ func marshalEnvelope(e *did.Envelope) (json.RawMessage, error) {
 		return nil, fmt.Errorf("encode envelope: %w", err)
 	}
 	return b, nil
+}
+
+// markPublished records that this node's owner published the file sum
+// (handed it over through the API): it stays pinned whatever apps do.
+func (n *Node) markPublished(sum string) error {
+	dir := filepath.Join(n.cfg.DataDir, "published")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("record published file: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, sum), nil, 0o600); err != nil {
+		return fmt.Errorf("record published file: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) published(sum string) bool {
+	_, err := os.Stat(filepath.Join(n.cfg.DataDir, "published", sum))
+	return err == nil
+}
+
+// pruneImages lets go of the images fetched for apps that no kept release
+// pins any more (after an uninstall or an update): the archive file goes,
+// its root is unpinned unless the owner published it, and a GC frees the
+// blocks. Installs and updates wait while it runs (imgMu), so an image
+// being fetched is never taken.
+func (n *Node) pruneImages(ctx context.Context) error {
+	n.imgMu.Lock()
+	defer n.imgMu.Unlock()
+	dir := filepath.Join(n.cfg.DataDir, "images")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("prune images: %w", err)
+	}
+	inUse := n.orch.ImageCIDs()
+	freed := 0
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".tar")
+		if !ok || inUse[name] {
+			continue
+		}
+		sum, err := cas.Parse(name)
+		if err != nil {
+			continue
+		}
+		if root, ok := n.p2p.Root(sum); ok && !n.published(name) {
+			if err := n.p2p.Unpin(ctx, root); err != nil {
+				return fmt.Errorf("prune images: %w", err)
+			}
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("prune images: %w", err)
+		}
+		freed++
+	}
+	if freed == 0 {
+		return nil
+	}
+	res, err := n.p2p.GC(ctx)
+	if err != nil {
+		return fmt.Errorf("prune images: %w", err)
+	}
+	n.log.Info("images pruned", "images", freed, "gc", res)
+	return nil
 }

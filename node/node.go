@@ -91,6 +91,10 @@ func (c *Config) setDefaults() {
 
 // Node is a running archy node.
 type Node struct {
+	// imgMu: installs and updates (which fetch images) hold it shared,
+	// pruneImages exclusively.
+	imgMu sync.RWMutex
+
 	cfg     Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
@@ -265,3 +269,6 @@ func (n *Node) P2P() *p2p.Node { return n.p2p }
 
 // Discovered is the node's store of verified releases.
 func (n *Node) Discovered() *discovery.Store { return n.store }
+
+// DataDir is the node's data folder.
+func (n *Node) DataDir() string { return n.cfg.DataDir }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/archy-node/archy/registry"
 )
 
 // Config configures an Orchestrator. Zero durations take the documented
@@ -502,4 +504,33 @@ func (o *Orchestrator) engineInfo(ctx context.Context) (Info, error) {
 	o.info = &i
 	o.mu.Unlock()
 	return i, nil
+}
+
+// ImageCIDs returns the image CIDs pinned by every release the node keeps
+// (each app's current one, and the previous one an update can roll back
+// to), so the node knows which fetched images it may let go.
+func (o *Orchestrator) ImageCIDs() map[string]bool {
+	o.mu.Lock()
+	var rels []*Release
+	for _, a := range o.apps {
+		if a.state != nil {
+			rels = append(rels, a.state.Current, a.state.Previous)
+		}
+	}
+	o.mu.Unlock()
+	out := map[string]bool{}
+	for _, r := range rels {
+		if r == nil {
+			continue
+		}
+		// Parsed afresh: Manifest caches, and r is shared with operations.
+		m, err := registry.ParsePayload(r.Payload)
+		if err != nil {
+			continue
+		}
+		for _, c := range m.Containers {
+			out[c.Image.CID] = true
+		}
+	}
+	return out
 }

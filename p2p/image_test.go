@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/internal/ociimage"
 )
 
@@ -47,6 +48,18 @@ func TestImageRoundTrip(t *testing.T) {
 	checkFile(t, out, want)
 	if strings.Join(got.Manifests, ",") != strings.Join(img.Manifests, ",") {
 		t.Fatalf("pulled manifests %v, pushed %v", got.Manifests, img.Manifests)
+	}
+	// A third node knows only the archive's sum, as a manifest pins it.
+	c := newNode(t, nil)
+	connect(t, c, a)
+	sum := cas.Sum(want)
+	out2 := filepath.Join(t.TempDir(), "by-sum.tar")
+	if _, err := c.PullImage(t.Context(), sum, out2); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out2, want)
+	if r, ok := c.Root(sum); !ok || !r.Equals(root) {
+		t.Fatalf("pulled by sum as %s (%v), want %s", r, ok, root)
 	}
 }
 

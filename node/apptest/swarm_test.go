@@ -183,4 +183,23 @@ containers:
 	if code, out := call(t, inst, http.MethodDelete, "/api/v1/apps/swarmapp?purge=1", nil); code != http.StatusOK {
 		t.Fatalf("uninstall: %d %s", code, out)
 	}
+	// Uninstalled, the image is let go: unpinned, its archive and blocks
+	// gone at the next collection.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		pins, _ := inst.P2P().Store().Pins(context.Background())
+		held, _ := inst.P2P().Store().Has(context.Background(), root)
+		left, _ := os.ReadDir(filepath.Join(inst.DataDir(), "images"))
+		if len(pins) == 0 && !held && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after uninstall: pins %v, root held %v, image files %v", pins, held, left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The developer's node keeps what it published.
+	if pins, _ := pub.P2P().Store().Pins(context.Background()); len(pins) != 2 {
+		t.Fatalf("publisher pins %v, want the image and the manifest", pins)
+	}
 }
