@@ -195,7 +195,12 @@ func (n *Node) handleAddManifest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "verify manifest: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	b, err := blocks.NewBlockWithCid(v.Payload, v.CID)
+	// The envelope too, for nodes that saw a CID-only announcement.
+	err = n.keepEnvelope(v.CID, data)
+	var b blocks.Block
+	if err == nil {
+		b, err = blocks.NewBlockWithCid(v.Payload, v.CID)
+	}
 	if err == nil {
 		err = n.p2p.Store().Put(r.Context(), b)
 	}

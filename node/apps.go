@@ -114,7 +114,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 			if req.CID == "" {
 				return badRequest(errors.New("install request: give envelope or cid"))
 			}
-			env, err := n.releaseByCID(req.CID)
+			env, err := n.releaseByCID(r.Context(), req.CID)
 			if err != nil {
 				return notFound(err)
 			}

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/atomicfile"
+	"github.com/archy-node/archy/p2p/discovery"
 )
 
 // ErrUnknownRelease is returned when an install names a manifest CID that
@@ -49,14 +51,18 @@ func (s swarmImages) FetchArchive(ctx context.Context, c string, progress func(d
 
 // releaseByCID finds the signed manifest with that CID among the releases
 // this node discovered and the entries of the catalogs it follows.
-func (n *Node) releaseByCID(c string) (json.RawMessage, error) {
+func (n *Node) releaseByCID(ctx context.Context, c string) (json.RawMessage, error) {
 	want, err := cas.Parse(c)
 	if err != nil {
 		return nil, fmt.Errorf("manifest cid: %w", err)
 	}
+	var cidOnly *discovery.Release
 	for _, r := range n.store.List() {
-		if r.CID.Equals(want) && len(r.Envelope) > 0 {
-			return r.Envelope, nil
+		if r.CID.Equals(want) {
+			if len(r.Envelope) > 0 {
+				return r.Envelope, nil
+			}
+			cidOnly = r
 		}
 	}
 	for _, fl := range n.followers {
@@ -69,6 +75,16 @@ func (n *Node) releaseByCID(c string) (json.RawMessage, error) {
 				return marshalEnvelope(e.Envelope)
 			}
 		}
+	}
+	if cidOnly != nil {
+		// Announced by CID alone: fetch the envelope from the swarm now.
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		r, err := n.completeRelease(ctx, cidOnly)
+		if err != nil {
+			return nil, err
+		}
+		return r.Envelope, nil
 	}
 	return nil, fmt.Errorf("manifest %s: %w", c, ErrUnknownRelease)
 }

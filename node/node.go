@@ -198,6 +198,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 	if err != nil {
 		return nil, err
 	}
+	n.p2p.Host().SetStreamHandler(EnvelopeProtocol, n.handleEnvelope)
 	return n, nil
 }
 
@@ -224,6 +225,7 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.relay.Serve(ctx, ln) })
 	}
 	g.Go(func() error { return n.disc.Run(ctx) })
+	g.Go(func() error { return n.completeLoop(ctx) })
 	if n.orch != nil {
 		g.Go(func() error { return n.orch.Run(ctx) })
 	}

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,6 +114,25 @@ func (s *Store) Put(r *Release) (bool, error) {
 		return false, nil
 	}
 	s.releases[addr] = r
+	return true, s.saveLocked()
+}
+
+// Complete puts c, the completed form of a CID-only release (see
+// Release.Complete), in place of the release it completes, if that is
+// still what the store holds at its address; it reports whether the store
+// changed.
+func (s *Store) Complete(c *Release) (bool, error) {
+	if c.Manifest == nil || len(c.Envelope) == 0 {
+		return false, errors.New("complete release: no verified envelope")
+	}
+	addr := address(c.NostrPubKey, c.D)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.releases[addr]
+	if !ok || old.EventID != c.EventID || len(old.Envelope) > 0 {
+		return false, nil
+	}
+	s.releases[addr] = c
 	return true, s.saveLocked()
 }
 

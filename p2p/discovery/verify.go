@@ -88,21 +88,40 @@ func Verify(ev *nostr.Event, now time.Time) (*Release, error) {
 		return nil, err
 	}
 	if ev.Content == "" {
-		return r, nil // CID-only announcement: the manifest comes from the swarm, verified there
+		return r, nil // CID-only announcement: the envelope comes from the swarm (Complete)
 	}
-	env, err := did.ParseEnvelope([]byte(ev.Content))
+	if err := r.attach([]byte(ev.Content)); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Complete returns r with the signed manifest of a CID-only announcement
+// attached, after the checks Verify makes of an envelope in an event: the
+// publisher's signature, the CID, and that the manifest is the one the
+// tags name. The envelope may come from anyone.
+func (r *Release) Complete(envelope []byte) (*Release, error) {
+	c := *r
+	if err := c.attach(envelope); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (r *Release) attach(content []byte) error {
+	env, err := did.ParseEnvelope(content)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
+		return fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
 	if _, err := env.Verify(registry.ManifestPayloadType, 1, func(id string) bool { return id == r.Publisher }); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEnvelope, err)
+		return fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
 	if err := cas.Verify(r.CID, env.Payload); err != nil {
-		return nil, ErrCID
+		return ErrCID
 	}
 	v, err := registry.VerifyParsed(env)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+		return fmt.Errorf("%w: %v", ErrManifest, err)
 	}
 	m := v.Manifest
 	channel := m.Channel
@@ -110,12 +129,12 @@ func Verify(ev *nostr.Event, now time.Time) (*Release, error) {
 		channel = "stable"
 	}
 	if m.ID != r.AppID || m.Version != r.Version || m.Publisher != r.Publisher || (r.Channel != "" && r.Channel != channel) {
-		return nil, fmt.Errorf("%w: manifest names %s@%s by another publisher or channel than the tags", ErrManifest, m.ID, m.Version)
+		return fmt.Errorf("%w: manifest names %s@%s by another publisher or channel than the tags", ErrManifest, m.ID, m.Version)
 	}
 	r.Channel = channel
-	r.Envelope = []byte(ev.Content)
+	r.Envelope = content
 	r.Manifest = v
-	return r, nil
+	return nil
 }
 
 func checkBinding(raw, publisher, nostrPub string) error {

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -220,6 +221,47 @@ func TestVerifyCIDOnlyAnnouncement(t *testing.T) {
 	}
 	if r.Manifest != nil || r.CID != f.verified.CID {
 		t.Fatalf("CID-only release: %+v", r)
+	}
+
+	// The envelope, fetched from anyone, completes it only if it is the
+	// publisher's signed manifest with that CID and those tags.
+	other := newFixture(t, "1.0.0")                       // another publisher's release
+	sameKey := newFixtureWithKey(t, f.key, f.sk, "1.0.1") // the publisher's other version
+	for name, tc := range map[string]struct {
+		env  []byte
+		want error
+	}{
+		"junk":              {[]byte("{}"), ErrEnvelope},
+		"other publisher":   {other.envJSON, ErrEnvelope},
+		"other manifest":    {sameKey.envJSON, ErrCID},
+		"tampered envelope": {bytes.Replace(f.envJSON, []byte(`"sig":"`), []byte(`"sig":"A`), 1), ErrEnvelope},
+	} {
+		if _, err := r.Complete(tc.env); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	c, err := r.Complete(f.envJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Manifest == nil || !c.Manifest.CID.Equals(f.verified.CID) || r.Manifest != nil {
+		t.Fatalf("completed %+v from %+v", c, r)
+	}
+	s, err := OpenStore(t.TempDir() + "/discovered.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Complete(c); ok || err != nil {
+		t.Fatalf("completed a release the store does not hold: %v %v", ok, err)
+	}
+	if _, err := s.Put(r); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Complete(c); !ok || err != nil {
+		t.Fatalf("complete: %v %v", ok, err)
+	}
+	if got := s.List(); len(got) != 1 || got[0].Manifest == nil {
+		t.Fatalf("store holds %+v", got)
 	}
 }
 
