@@ -5,7 +5,7 @@ TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper con
 GOTAGS  := -tags "$(TAGS)"
 BIN     := bin/archy
 
-.PHONY: build test test-env unit lint bench bench-go benchstat run fuzz fuzz-list images clean
+.PHONY: build test test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
@@ -66,6 +66,15 @@ BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
 BENCHSTAT     ?= $(GO) run golang.org/x/perf/cmd/benchstat@latest
+
+# transfer-vs-kubo runs when ARCHY_KUBO names a kubo binary; `make kubo`
+# builds one from the Go module proxy into .cache/kubo/ipfs (minutes, once),
+# which `make bench` then uses.
+ARCHY_KUBO ?= $(wildcard $(CURDIR)/.cache/kubo/ipfs)
+export ARCHY_KUBO
+
+kubo:
+	bash .ci/build-kubo.sh $(CURDIR)/.cache/kubo/ipfs
 
 bench:
 	@for p in $(BENCH_FIGURE_TESTS); do \
