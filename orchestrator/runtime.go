@@ -36,6 +36,10 @@ type Runtime interface {
 	// LoadImage loads an OCI image archive from a local file and returns
 	// the image names it carried.
 	LoadImage(ctx context.Context, archivePath string) ([]string, error)
+	// SaveImage writes the image ref as an OCI archive (the layout of
+	// `podman save --format oci-archive`) to path, whole or not at all
+	// (temp file, fsync, rename); ErrNotFound if there is no such image.
+	SaveImage(ctx context.Context, ref, path string) error
 	// ImageExists reports whether an image with that name or ID is present.
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// RemoveImage removes an image by name: ErrNotFound if there is none,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,8 +15,6 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/orchestrator/podman"
-	"github.com/containers/podman/v5/pkg/bindings"
-	"github.com/containers/podman/v5/pkg/bindings/images"
 	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
@@ -233,22 +233,18 @@ func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, exportTimeout)
 	defer cancel()
-	conn, err := bindings.NewConnection(ctx, socket)
+	rt, err := podman.New(ctx, podman.Config{Socket: socket, SaveTimeout: exportTimeout})
 	if err != nil {
-		return "", fmt.Errorf("push image %s: connect to podman at %s: %w", ref, socket, err)
+		return "", fmt.Errorf("push image %s: %w (is Podman's API service running? see --podman)", ref, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("push image %s: %w", ref, err)
 	}
-	f, err := os.CreateTemp(dir, "push-*.tar")
-	if err != nil {
-		return "", fmt.Errorf("push image %s: %w", ref, err)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	path := filepath.Join(dir, "push-"+hex.EncodeToString(b[:])+".tar")
+	if err := rt.SaveImage(ctx, ref, path); err != nil {
+		return "", fmt.Errorf("push image: %w", err)
 	}
-	format := "oci-archive"
-	err = images.Export(conn, []string{ref}, f, &images.ExportOptions{Format: &format})
-	if err = errors.Join(err, f.Close()); err != nil {
-		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("push image %s: export from podman: %w", ref, err)
-	}
-	return f.Name(), nil
+	return path, nil
 }

@@ -12,6 +12,15 @@ import (
 // file or the whole new one: temp file in the same folder, fsync, rename,
 // fsync of the folder.
 func Write(path string, data []byte, perm fs.FileMode) error {
+	return WriteWith(path, perm, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// WriteWith is Write for content that fill writes to the temp file (a
+// stream): path gets it only if fill returns nil.
+func WriteWith(path string, perm fs.FileMode, fill func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -23,7 +32,7 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
+	if err := fill(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,6 +150,34 @@ func (r *Runtime) LoadImage(ctx context.Context, archivePath string) ([]string, 
 		r.images[n] = true
 	}
 	return names, nil
+}
+
+// SaveImage writes an archive LoadImage reads back as ref: an image of
+// an empty file system (the twin keeps no layers).
+func (r *Runtime) SaveImage(ctx context.Context, ref, path string) error {
+	if err := r.enter(ctx, "save image "+ref); err != nil {
+		return err
+	}
+	ok := r.images[ref]
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("save image %s: %w", ref, orchestrator.ErrNotFound)
+	}
+	root, err := os.MkdirTemp("", "memruntime-rootfs-*")
+	if err != nil {
+		return fmt.Errorf("save image %s: %w", ref, err)
+	}
+	defer os.RemoveAll(root)
+	tmp := path + ".memruntime-tmp"
+	if _, err := ociimage.Build(ctx, root, tmp, ref); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("save image %s: %w", ref, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("save image %s: %w", ref, err)
+	}
+	return nil
 }
 
 // ImageExists reports whether an image was loaded under ref.

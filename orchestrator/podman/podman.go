@@ -36,6 +36,7 @@ import (
 	dockercontainer "github.com/docker/docker/api/types/container"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/orchestrator"
 )
 
@@ -62,6 +63,8 @@ type Config struct {
 	// LoadMinRate. Defaults 60 s and 4 MiB/s (vfs storage is slow).
 	LoadBase    time.Duration
 	LoadMinRate int64 // bytes per second
+	// SaveTimeout bounds an image export (default 10 min).
+	SaveTimeout time.Duration
 	// ExecTimeout bounds an Exec when ctx has no earlier deadline.
 	// Default 30 s.
 	ExecTimeout time.Duration
@@ -80,6 +83,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, 60*time.Second)
 	def(&c.StopMargin, 15*time.Second)
 	def(&c.LoadBase, 60*time.Second)
+	def(&c.SaveTimeout, 10*time.Minute)
 	def(&c.ExecTimeout, 30*time.Second)
 	if c.LoadMinRate <= 0 {
 		c.LoadMinRate = 4 << 20
@@ -261,6 +265,23 @@ func (p *Podman) LoadImage(ctx context.Context, archivePath string) ([]string, e
 		return err
 	})
 	return names, err
+}
+
+// SaveImage exports ref as an OCI archive to path through a temp file
+// beside it.
+func (p *Podman) SaveImage(ctx context.Context, ref, path string) error {
+	return atomicfile.WriteWith(path, 0o600, func(f *os.File) error {
+		return p.call(ctx, "save image "+ref, p.cfg.SaveTimeout, func(ctx context.Context) error {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+			format := "oci-archive"
+			return images.Export(ctx, []string{ref}, f, &images.ExportOptions{Format: &format})
+		})
+	})
 }
 
 // ImageExists asks whether the image is present.

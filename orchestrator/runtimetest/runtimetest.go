@@ -406,6 +406,24 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("SaveImage", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "saved.tar")
+		if err := rt.SaveImage(ctx, image, out); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rt.LoadImage(ctx, out)
+		if err != nil || !slices.Contains(got, image) {
+			t.Fatalf("reload of the saved archive: %v %v, want %s", got, err, image)
+		}
+		missing := filepath.Join(t.TempDir(), "missing.tar")
+		if err := rt.SaveImage(ctx, "localhost/archytest-none:"+run, missing); !errors.Is(err, orchestrator.ErrNotFound) {
+			t.Fatalf("save a missing image: %v, want ErrNotFound", err)
+		}
+		if _, err := os.Stat(missing); !os.IsNotExist(err) {
+			t.Fatalf("a failed save left %s: %v", missing, err)
+		}
+	})
+
 	t.Run("RemoveImage", func(t *testing.T) {
 		ref := "localhost/archytest-rm:" + run
 		if _, err := rt.LoadImage(ctx, podmantest.BusyboxImage(t, ref, "rm "+run)); err != nil {
