@@ -165,6 +165,9 @@ const (
 // BLAKE3 of its bytes (what a manifest pins an image archive by); the
 // node answers peers that know only the sum.
 func (n *Node) handleAddBlob(w http.ResponseWriter, r *http.Request) {
+	// Nothing written from here is collected before the pin holds it.
+	end := n.p2p.Store().Session()
+	defer end()
 	root, sum, err := n.p2p.AddNamed(r.Context(), http.MaxBytesReader(w, r.Body, maxBlobUpload))
 	if err == nil {
 		err = n.p2p.Pin(r.Context(), root)

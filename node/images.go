@@ -37,6 +37,9 @@ func (s swarmImages) FetchArchive(ctx context.Context, c string, progress func(d
 		return "", fmt.Errorf("create image folder: %w", err)
 	}
 	out := filepath.Join(dir, sum.String()+".tar")
+	// Nothing fetched from here is collected before the pin holds it.
+	end := s.n.p2p.Store().Session()
+	defer end()
 	root, err := s.n.p2p.GetNamed(ctx, sum, out, progress)
 	if err != nil {
 		return "", err

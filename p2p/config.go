@@ -60,6 +60,9 @@ type Config struct {
 	// in the DHT (provider records expire after 48 h). Default 12h; a
 	// negative value turns reproviding off.
 	ReprovideInterval time.Duration
+	// GCInterval is how often blocks no pin needs are collected. Default
+	// 1h; negative turns periodic collection off.
+	GCInterval time.Duration
 	// reprovideDelay is the wait before the first reprovide (1 min;
 	// tests shorten it).
 	reprovideDelay time.Duration
@@ -116,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReprovideInterval == 0 {
 		c.ReprovideInterval = DefaultReprovide
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = time.Hour
 	}
 	if c.reprovideDelay == 0 {
 		c.reprovideDelay = time.Minute

@@ -209,3 +209,30 @@ func TestReprovideLoop(t *testing.T) {
 		}
 	}
 }
+
+func TestGCLoopCollectsUnpinned(t *testing.T) {
+	n := newNode(t, func(c *Config) { c.GCInterval = 100 * time.Millisecond })
+	// As the node's API does: a session keeps the import until it is pinned.
+	end := n.store.Session()
+	_, keepData := randomFile(t, 256<<10)
+	keep, _ := addNamed(t, n, keepData) // pinned
+	end()
+	_, dropData := randomFile(t, 256<<10)
+	drop, _, err := n.AddNamed(t.Context(), bytes.NewReader(dropData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ok, _ := n.store.Has(t.Context(), drop); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the GC loop never collected an unpinned file")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ok, _ := n.store.Has(t.Context(), keep); !ok {
+		t.Fatal("the GC loop collected a pinned file")
+	}
+}

@@ -142,6 +142,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		n.wg.Add(1)
 		go n.reprovideLoop()
 	}
+	if cfg.GCInterval > 0 {
+		n.wg.Add(1)
+		go n.gcLoop()
+	}
 	n.log.Info("p2p node started", "peer", h.ID(), "addrs", h.Addrs())
 	return n, nil
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/archy-node/archy/p2p/blockstore"
 	cid "github.com/ipfs/go-cid"
 )
+
+// The node's upkeep: reproviding and garbage collection, on periods.
 
 // Provider records in the DHT expire (48 h in go-libp2p-kad-dht), so the
 // node announces again, on a period, everything it keeps: each pinned root
@@ -75,4 +78,29 @@ func (n *Node) Reprovide(ctx context.Context) (int, error) {
 		return count, fmt.Errorf("reprovide: %w", err)
 	}
 	return count, nil
+}
+
+// gcLoop collects what no pin, fetch or import needs every GCInterval:
+// blobs fetched without a pin, and files unpinned since.
+func (n *Node) gcLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.life.Done():
+			return
+		case <-t.C:
+		}
+		res, err := n.GC(n.life)
+		switch {
+		case errors.Is(err, blockstore.ErrGCRunning):
+		case err != nil:
+			if n.life.Err() == nil {
+				n.log.Warn("garbage collection failed", "err", err)
+			}
+		case res.Removed > 0:
+			n.log.Info("garbage collected", "blocks", res.Removed, "bytes", res.Freed)
+		}
+	}
 }
