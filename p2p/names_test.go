@@ -13,7 +13,8 @@ import (
 	cid "github.com/ipfs/go-cid"
 )
 
-// dhtSwarm starts n nodes that bootstrap from the first.
+// dhtSwarm starts n nodes that bootstrap from the first and refresh their
+// routing tables, so each knows more than the bootstrap node.
 func dhtSwarm(t *testing.T, n int) []*Node {
 	t.Helper()
 	nodes := make([]*Node, n)

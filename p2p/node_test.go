@@ -169,18 +169,7 @@ func TestGetRejectsNonBLAKE3(t *testing.T) {
 
 func TestDHTProvideFind(t *testing.T) {
 	const N = 8
-	nodes := make([]*Node, N)
-	nodes[0] = newNode(t, nil)
-	boot := []string{nodes[0].Addrs()[0].String()}
-	for i := 1; i < N; i++ {
-		nodes[i] = newNode(t, func(c *Config) { c.BootstrapPeers = boot })
-	}
-	// Let every routing table learn more than the bootstrap node.
-	for _, n := range nodes {
-		if err := n.dht.Bootstrap(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := dhtSwarm(t, N)
 	src, dst := nodes[3], nodes[N-1]
 	in, data := randomFile(t, 1<<20)
 	root, err := src.AddFile(t.Context(), in)

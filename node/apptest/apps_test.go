@@ -49,32 +49,30 @@ func call(t *testing.T, n *node.Node, method, path string, body any) (int, strin
 	return resp.StatusCode, string(out)
 }
 
-// TestNodeRunsAnApp has a node install a signed app through its API on
-// real rootless Podman, serve it on 127.0.0.1, and uninstall it with
-// purge leaving no app behind.
-func TestNodeRunsAnApp(t *testing.T) {
-	sock := podmantest.Socket(t)
-	archive := podmantest.BusyboxImage(t, "localhost/archy-test/nodeapp:1", "hello from a node")
+// signedApp writes an app folder as a developer does (a busybox httpd
+// image serving body on hostPort, pinned by the loader by its archive's
+// BLAKE3 CID and OCI digest), loads it and signs it with a new key.
+func signedApp(t *testing.T, id, ref, body string, hostPort int) (*registry.Loaded, []byte, *registry.Verified, *did.Key) {
+	t.Helper()
+	archive := podmantest.BusyboxImage(t, ref, body)
 	key, err := did.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An app folder as a developer writes it; the loader pins the image by
-	// the archive's BLAKE3 CID and its OCI manifest digest.
 	dir := t.TempDir()
 	if err := os.Rename(archive, filepath.Join(dir, "image.tar")); err != nil {
 		t.Fatal(err)
 	}
 	manifest := `schema: archy.app/v1
-id: nodeapp
-name: Node app
+id: ` + id + `
+name: Test app ` + id + `
 version: 1.0.0
 publisher: ` + key.DID() + `
 containers:
   - name: web
-    image: {ref: "localhost/archy-test/nodeapp:1", archive: image.tar}
+    image: {ref: "` + ref + `", archive: image.tar}
     command: [httpd, -f, -p, "8080", -h, /www]
-    ports: [{container: 8080, host: ` + strconv.Itoa(port) + `}]
+    ports: [{container: 8080, host: ` + strconv.Itoa(hostPort) + `}]
     health: {http: {port: 8080, path: /}, interval: 500ms}
 `
 	if err := os.WriteFile(filepath.Join(dir, "manifest.yaml"), []byte(manifest), 0o644); err != nil {
@@ -89,7 +87,20 @@ containers:
 		t.Fatal(err)
 	}
 	envJSON, _ := env.Marshal()
-	archive = l.Archives["web"]
+	v, err := registry.VerifyEnvelope(envJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, envJSON, v, key
+}
+
+// TestNodeRunsAnApp has a node install a signed app through its API on
+// real rootless Podman, serve it on 127.0.0.1, and uninstall it with
+// purge leaving no app behind.
+func TestNodeRunsAnApp(t *testing.T) {
+	sock := podmantest.Socket(t)
+	l, envJSON, _, _ := signedApp(t, "nodeapp", "localhost/archy-test/nodeapp:1", "hello from a node", port)
+	archive := l.Archives["web"]
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.New(ctx, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",

@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/cas"
-	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
-	"github.com/archy-node/archy/registry"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -58,43 +56,7 @@ func TestNodeInstallsDiscoveredReleaseFromTheSwarm(t *testing.T) {
 	// A tag of its own, so the image cannot already be in Podman and the
 	// install must fetch it.
 	ref := "localhost/archy-test/swarmapp:" + hex.EncodeToString(tag[:])
-	archive := podmantest.BusyboxImage(t, ref, "hello from the swarm")
-	key, err := did.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.Rename(archive, filepath.Join(dir, "image.tar")); err != nil {
-		t.Fatal(err)
-	}
-	manifest := `schema: archy.app/v1
-id: swarmapp
-name: Swarm app
-version: 1.0.0
-publisher: ` + key.DID() + `
-containers:
-  - name: web
-    image: {ref: "` + ref + `", archive: image.tar}
-    command: [httpd, -f, -p, "8080", -h, /www]
-    ports: [{container: 8080, host: ` + strconv.Itoa(swarmPort) + `}]
-    health: {http: {port: 8080, path: /}, interval: 500ms}
-`
-	if err := os.WriteFile(filepath.Join(dir, "manifest.yaml"), []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := registry.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, _, err := registry.Sign(l.Manifest, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	envJSON, _ := env.Marshal()
-	v, err := registry.VerifyEnvelope(envJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, envJSON, v, key := signedApp(t, "swarmapp", ref, "hello from the swarm", swarmPort)
 	imageCID := l.Manifest.Containers[0].Image.CID
 
 	// The developer's node: no Podman, it only keeps and serves.
