@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,11 +38,16 @@ func figure(b *testing.B, name string, v float64) {
 
 func benchNode(b *testing.B, addrs []string, mod func(*Config)) *Node {
 	b.Helper()
+	return benchNodeLog(b, addrs, mod, testLogger(b))
+}
+
+func benchNodeLog(b *testing.B, addrs []string, mod func(*Config), log *slog.Logger) *Node {
+	b.Helper()
 	cfg := Config{DataDir: b.TempDir(), ListenAddrs: addrs, RequestTimeout: 30 * time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
-	n, err := New(context.Background(), cfg, testLogger(b))
+	n, err := New(context.Background(), cfg, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,6 +88,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	}
 	var hashT, writeT, addT time.Duration
+	var syncs syncLog
 	for range 3 * b.N {
 		t0 := time.Now()
 		_ = cas.Digest(data)
@@ -95,26 +102,48 @@ func BenchmarkIngest(b *testing.B) {
 		for o := 0; o < size; o += 1 << 20 {
 			_, _ = f.Write(data[o : o+1<<20])
 		}
+		wrote := time.Since(t0)
 		_ = f.Sync()
 		_ = f.Close()
-		best(&writeT, time.Since(t0))
+		d := time.Since(t0)
+		best(&writeT, d)
+		b.Logf("plain write: %s wall, of which fsync %s", d, d-wrote)
 		_ = os.Remove(filepath.Join(dir, "plain"))
 
-		n := benchNode(b, []string{"/ip4/127.0.0.1/tcp/0"}, nil)
+		n := benchNodeLog(b, []string{"/ip4/127.0.0.1/tcp/0"}, nil, slog.New(&syncs))
 		cpu0 := cpuTime()
 		t0 = time.Now()
 		if _, err := n.AddFile(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
-		d := time.Since(t0)
+		d = time.Since(t0)
 		best(&addT, d)
-		b.Logf("blob add: %s wall, %s cpu (process)", d, cpuTime()-cpu0)
+		b.Logf("blob add: %s wall, of which fsync %s; %s cpu (process)", d, syncs.last, cpuTime()-cpu0)
 		_ = n.Close()
 	}
 	limit := max(hashT, writeT)
 	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / (1 << 20) }
 	b.Logf("best of 3: hash %.0f MiB/s, write %.0f MiB/s, blob add %.0f MiB/s", mbps(hashT), mbps(writeT), mbps(addT))
 	figure(b, "ingest-vs-limit", limit.Seconds()/addT.Seconds())
+}
+
+// syncLog keeps the sync time of the last "file added" record, so the
+// ingest benchmark can show how much of an import is the final fsync.
+type syncLog struct{ last time.Duration }
+
+func (l *syncLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *syncLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *syncLog) WithGroup(string) slog.Handler            { return l }
+func (l *syncLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "file added" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "sync" {
+				l.last = a.Value.Duration()
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // transfer-vs-http: a 100 MiB blob between two nodes on loopback (TCP, then

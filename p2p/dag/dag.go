@@ -28,7 +28,8 @@ const MaxNodeSize = 2 << 20
 // ErrBadNode is returned when a DAG node is malformed or not a UnixFS file.
 var ErrBadNode = errors.New("malformed dag node")
 
-// PutFunc stores a block whose CID the builder has just computed.
+// PutFunc stores a block whose CID the builder has just computed. data is
+// the builder's memory, valid only during the call.
 type PutFunc func(c cid.Cid, data []byte) error
 
 // Link is a child of a node: its CID and the file bytes below it.
@@ -46,7 +47,8 @@ func Build(ctx context.Context, r io.Reader, put PutFunc) (cid.Cid, uint64, erro
 	return BuildTo(ctx, r, funcSink(put))
 }
 
-// Sink receives the blocks Build makes.
+// Sink receives the blocks Build makes. The data passed to its methods is
+// the builder's memory (reused by later builds), valid only during the call.
 type Sink interface {
 	// PutLeaf stores a raw leaf that starts at offset off of the file.
 	PutLeaf(c cid.Cid, off uint64, data []byte) error

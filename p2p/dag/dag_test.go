@@ -209,3 +209,38 @@ func TestCutMatchesReference(t *testing.T) {
 		})
 	}
 }
+
+// scan finds every position the byte-at-a-time loop finds, at each lane
+// of its rounds: masks of a few bits hit often, from any start and hash.
+func TestScanMatchesReference(t *testing.T) {
+	data := make([]byte, 1<<16)
+	_, _ = rand.Read(data)
+	for _, mask := range []uint64{maskS, maskL, 0x7 << 61, 0xF << 60, 0x3F << 58} {
+		for _, start := range []int{0, 1, 5, 63} {
+			i, h, hits := start, uint64(0x1234567)*uint64(start), 0
+			ri, rh := i, h
+			for {
+				j, hj, ok := scan(data, i, h, mask)
+				var rok bool
+				for rok = false; ri < len(data); ri++ {
+					rh = rh<<1 + gear[data[ri]]
+					if rh&mask == 0 {
+						rok = true
+						break
+					}
+				}
+				if j != ri || hj != rh || ok != rok {
+					t.Fatalf("mask %#x from %d: scan (%d, %#x, %v), reference (%d, %#x, %v)", mask, start, j, hj, ok, ri, rh, rok)
+				}
+				if !ok {
+					break
+				}
+				hits++
+				i, h, ri = j+1, hj, ri+1
+			}
+			if mask == 0xF<<60 && hits < 1000 {
+				t.Fatalf("mask %#x: only %d hits", mask, hits)
+			}
+		}
+	}
+}

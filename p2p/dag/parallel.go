@@ -35,6 +35,15 @@ var segmentSize = 4 << 20
 
 const maxSegments = 6
 
+// Segment buffers and the buffers of chunks that straddle two segments
+// outlive a build: memory the process has not touched yet costs a page
+// fault per 4 KiB (a copy into it measured 1.5 GB/s here, half the speed
+// of hashing it), and the allocations made the GC stop the scans.
+var (
+	segPool  sync.Pool // *[]byte of cap segPrefix+segmentSize or more
+	joinPool sync.Pool // *[]byte of cap MaxChunk
+)
+
 type candidate struct {
 	pos    uint64 // stream offset
 	strict bool   // also passes maskS
@@ -143,7 +152,11 @@ func buildParallel(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64
 				return
 			}
 			if buf == nil {
-				buf = make([]byte, segPrefix+segmentSize)
+				if p, ok := segPool.Get().(*[]byte); ok && cap(*p) >= segPrefix+segmentSize {
+					buf = (*p)[:segPrefix+segmentSize]
+				} else {
+					buf = make([]byte, segPrefix+segmentSize)
+				}
 			}
 			s := &segment{buf: buf, base: base, scanned: make(chan struct{}), free: free}
 			s.refs.Store(1) // the selector's
@@ -227,6 +240,12 @@ func buildParallel(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64
 	<-writerDone
 	close(work)
 	wg.Wait()
+	// Every segment is released now; keep their buffers for the next build.
+	for len(free) > 0 {
+		if buf := <-free; buf != nil {
+			segPool.Put(&buf)
+		}
+	}
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -271,14 +290,19 @@ func selectChunks(ctx context.Context, segs <-chan *segment, work chan<- func(),
 					d := sg.data()
 					return d[from-sg.base : to-sg.base : to-sg.base], sg.release
 				}
-				out := make([]byte, 0, to-from)
+				p, ok := joinPool.Get().(*[]byte)
+				if !ok {
+					b := make([]byte, MaxChunk)
+					p = &b
+				}
+				out := (*p)[:0]
 				for _, t := range held[i:] {
 					lo, hi := max(from, t.base), min(to, t.end())
 					if lo < hi {
 						out = append(out, t.data()[lo-t.base:hi-t.base]...)
 					}
 				}
-				return out, func() {}
+				return out, func() { joinPool.Put(p) }
 			}
 		}
 		return nil, func() {}

@@ -59,3 +59,34 @@ func TestParallelStopsOnError(t *testing.T) {
 		t.Fatal("a cancelled build succeeded")
 	}
 }
+
+// Builds running at once, and one after another, share the pooled buffers
+// without seeing each other's bytes.
+func TestParallelBuildsShareBuffers(t *testing.T) {
+	inputs := [][]byte{randBytes(9<<20 + 1), randBytes(3 << 20), randBytes(13<<20 + 4097)}
+	want := make([]cid.Cid, len(inputs))
+	for i, in := range inputs {
+		c, _, err := buildSerial(context.Background(), bytes.NewReader(in), funcSink((&memStore{m: map[cid.Cid][]byte{}}).put))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = c
+	}
+	for round := range 2 {
+		errs := make(chan error, len(inputs))
+		for i, in := range inputs {
+			go func() {
+				got, _, err := buildParallel(context.Background(), bytes.NewReader(in), funcSink((&memStore{m: map[cid.Cid][]byte{}}).put))
+				if err == nil && got != want[i] {
+					err = fmt.Errorf("round %d, input %d: root %s, serial %s", round, i, got, want[i])
+				}
+				errs <- err
+			}()
+		}
+		for range inputs {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
