@@ -115,6 +115,10 @@ func TestNodeRunStatusPeers(t *testing.T) {
 	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") {
 		t.Fatalf("uninstall with apps off: %v", err)
 	}
+	// A CID is asked of the node (not read as a folder).
+	if _, _, err := execArchy(t, "app", "install", "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") {
+		t.Fatalf("install by cid with apps off: %v", err)
+	}
 	if _, _, err := execArchy(t, "node", "status", "--data", t.TempDir()); err == nil {
 		t.Fatal("status found a node in an empty data folder")
 	}
