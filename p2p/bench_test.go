@@ -20,6 +20,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +56,33 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// usage is what the process has used so far: CPU time, of which in the
+// kernel, and page faults (memory touched for the first time, by the heap
+// or the page cache: costly on this machine, a VM).
+type usage struct {
+	cpu, sys time.Duration
+	faults   int64
+}
+
+func usageNow() usage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return usage{
+		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		sys:    time.Duration(ru.Stime.Nano()),
+		faults: ru.Minflt + ru.Majflt,
+	}
+}
+
+// String says what was used since u, and how large the Go heap is now.
+func (u usage) String() string {
+	v := usageNow()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return fmt.Sprintf("%s of CPU (%s in the kernel), %d page faults, heap %d MiB",
+		(v.cpu - u.cpu).Round(time.Millisecond), (v.sys - u.sys).Round(time.Millisecond), v.faults-u.faults, ms.HeapSys>>20)
 }
 
 func writeRandom(b *testing.B, size int) (string, []byte) {
@@ -212,6 +241,19 @@ func ociArchive(layers [][]byte) []byte {
 	return buf.Bytes()
 }
 
+// cpuProfile writes a CPU profile of what follows to path, until stop.
+func cpuProfile(b *testing.B, path string) (stop func()) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
+}
+
 func randomLayers(n, size int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
@@ -292,7 +334,11 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 			}
 		}
 	}
-	cpu0 := cpuTime()
+	stopProfile := func() {}
+	if p := os.Getenv("ARCHY_FLASH_CPUPROFILE"); p != "" {
+		stopProfile = cpuProfile(b, p+suffix)
+	}
+	use := usageNow()
 	start := time.Now()
 	errc := make(chan error, peers)
 	last := make(chan time.Duration, peers)
@@ -313,7 +359,8 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 		times = append(times, t.Round(10*time.Millisecond).String())
 		lastT = max(lastT, t)
 	}
-	b.Logf("flash%s: nodes done after %s; %s of CPU in %s", suffix, strings.Join(times, " "), (cpuTime() - cpu0).Round(time.Millisecond), lastT.Round(time.Millisecond))
+	stopProfile()
+	b.Logf("flash%s: nodes done after %s; %s in %s", suffix, strings.Join(times, " "), use, lastT.Round(time.Millisecond))
 	baseline := time.Duration(float64(peers*size) / rateBs * float64(time.Second))
 	b.Logf("%s: size %d MiB, last node done after %s, origin sent %d MiB (%d refusals, %d last-resort pieces)",
 		"flash"+suffix, size>>20, lastT, origin.ex.sent.Load()>>20, origin.ex.refusals.Load(), origin.ex.resorts.Load())
