@@ -572,6 +572,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	fail := func(rest []int, status int, hints []peer.ID, err error) {
 		if len(done) > 0 {
 			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
+			done = []int{} // reported; the event keeps the old slice
 		}
 		if len(rest) > 0 {
 			if err != nil {
