@@ -61,9 +61,12 @@ func cpuTime() time.Duration {
 // usage is what the process has used so far: CPU time, of which in the
 // kernel, and page faults (memory touched for the first time, by the heap
 // or the page cache: costly on this machine, a VM).
+// It also counts the time its threads were ready to run but waited for a
+// core (other jobs on the machine): a run that waited long says more about
+// the machine than about the code.
 type usage struct {
-	cpu, sys time.Duration
-	faults   int64
+	cpu, sys, waited time.Duration
+	faults           int64
 }
 
 func usageNow() usage {
@@ -72,8 +75,28 @@ func usageNow() usage {
 	return usage{
 		cpu:    time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
 		sys:    time.Duration(ru.Stime.Nano()),
+		waited: runQueueWait(),
 		faults: ru.Minflt + ru.Majflt,
 	}
+}
+
+// runQueueWait sums, over the process's threads, the time spent runnable
+// but not running (/proc/PID/task/TID/schedstat, second field); 0 where
+// the kernel does not keep it.
+func runQueueWait() time.Duration {
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		var run, wait int64
+		if _, err := fmt.Sscan(string(b), &run, &wait); err == nil {
+			sum += time.Duration(wait)
+		}
+	}
+	return sum
 }
 
 // String says what was used since u, and how large the Go heap is now.
@@ -81,8 +104,9 @@ func (u usage) String() string {
 	v := usageNow()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return fmt.Sprintf("%s of CPU (%s in the kernel), %d page faults, heap %d MiB",
-		(v.cpu - u.cpu).Round(time.Millisecond), (v.sys - u.sys).Round(time.Millisecond), v.faults-u.faults, ms.HeapSys>>20)
+	return fmt.Sprintf("%s of CPU (%s in the kernel), %s waiting for a core, %d page faults, heap %d MiB",
+		(v.cpu - u.cpu).Round(time.Millisecond), (v.sys - u.sys).Round(time.Millisecond),
+		(v.waited - u.waited).Round(time.Millisecond), v.faults-u.faults, ms.HeapSys>>20)
 }
 
 func writeRandom(b *testing.B, size int) (string, []byte) {
