@@ -22,9 +22,10 @@ import (
 
 // Fetch tuning.
 const (
-	peerWindow      = 4 << 20 // bytes in flight to one peer
-	seedWindow      = 1 << 20 // to a complete peer, when others exist
-	batchBytes      = 1 << 20 // bytes asked in one GET
+	peerWindow      = 4 << 20  // bytes in flight to one peer
+	fetchWindow     = 16 << 20 // to all peers of one fetch
+	seedWindow      = 1 << 20  // to a complete peer, when others exist
+	batchBytes      = 1 << 20  // bytes asked in one GET
 	lastResortAfter = 2 * time.Second
 	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
 )
@@ -47,6 +48,7 @@ type fetch struct {
 	pack      *blockstore.PackWriter // where pieces go
 	offs      []int64                // per piece: its offset in the file
 	peers     map[peer.ID]*fetchPeer
+	bytes     int64             // in flight, over all peers
 	inflight  []peer.ID         // per piece: who is asked, "" if nobody
 	holders   []int             // per piece: peers that advertise it
 	partial   []int             // per piece: of those, peers that are not complete
@@ -403,11 +405,13 @@ func (f *fetch) apply(ev fetchEvent) {
 			f.inflight[i] = ""
 		}
 		fp.bytes -= f.size(ev.idxs)
+		f.bytes -= f.size(ev.idxs)
 	case evFailed:
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
 		fp.bytes -= f.size(ev.idxs)
+		f.bytes -= f.size(ev.idxs)
 		switch ev.status {
 		case statusDontHave:
 			for _, i := range ev.idxs {
@@ -495,61 +499,76 @@ func (f *fetch) schedule() {
 		}
 		return -1
 	})
+	// One batch per peer a round, so that the fetch's window is spread
+	// over the peers instead of filling the first ones'.
 	now := time.Now()
-	for _, fp := range ps {
-		// A seed (perhaps a publisher on a thin uplink, super-seeding) gets
-		// a short queue: what it promises to one peer arrives soon, so the
-		// peers it refused find the piece at that peer in time.
-		window := int64(peerWindow)
-		if fp.complete && len(ps) > 1 {
-			window = seedWindow
-		}
-		for fp.bytes < window {
-			var batch []int
-			var bytes int64
-			last := false
-			for _, i := range want {
-				if f.inflight[i] != "" || !fp.has[i] {
-					continue
-				}
-				if fp.complete && f.partial[i] > 0 {
-					continue
-				}
-				lr := false
-				if t, ok := fp.refused[i]; ok {
-					// A refusing seed named peers it sent the piece to:
-					// give them lastResortAfter to show it. Then ask the
-					// seed again (it names the peers it knows have it
-					// now, or serves the piece if those uploads failed),
-					// and as a last resort, which it always serves, once
-					// the peers it named are gone, or after long.
-					if f.holders[i] > 1 || now.Sub(t) < lastResortAfter {
-						continue
-					}
-					lr = !f.hintsAlive(i) || now.Sub(f.refusedAt[i]) >= 5*lastResortAfter
-				}
-				if len(batch) > 0 && lr != last {
-					continue
-				}
-				last = lr
-				batch = append(batch, i)
-				bytes += int64(f.rs.leaves[i].Size)
-				if bytes >= batchBytes || len(batch) == maxGetPieces {
-					break
-				}
-			}
-			if len(batch) == 0 {
+	for more := true; more && f.bytes < fetchWindow; {
+		more = false
+		for _, fp := range ps {
+			if f.bytes >= fetchWindow {
 				break
+			}
+			// A seed (perhaps a publisher on a thin uplink, super-seeding)
+			// gets a short queue: what it promises to one peer arrives
+			// soon, so the peers it refused find the piece there in time.
+			window := int64(peerWindow)
+			if fp.complete && len(ps) > 1 {
+				window = seedWindow
+			}
+			if fp.bytes >= window {
+				continue
+			}
+			batch, bytes, last := f.batch(fp, want, now)
+			if len(batch) == 0 {
+				continue
 			}
 			for _, i := range batch {
 				f.inflight[i] = fp.id
 				delete(fp.refused, i)
 			}
 			fp.bytes += bytes
-			p, lr := fp.id, last
-			f.goFn(func() { f.get(p, batch, lr) })
+			f.bytes += bytes
+			more = true
+			p := fp.id
+			f.goFn(func() { f.get(p, batch, last) })
 		}
 	}
+}
+
+// batch picks the next pieces to ask fp for, from want (rarest first),
+// up to batchBytes; last says they are asked as a last resort.
+func (f *fetch) batch(fp *fetchPeer, want []int, now time.Time) (batch []int, bytes int64, last bool) {
+	for _, i := range want {
+		if f.inflight[i] != "" || !fp.has[i] {
+			continue
+		}
+		if fp.complete && f.partial[i] > 0 {
+			continue
+		}
+		lr := false
+		if t, ok := fp.refused[i]; ok {
+			// A refusing seed named peers it sent the piece to: give them
+			// lastResortAfter to show it. Then ask the seed again (it
+			// names the peers it knows have it now, or serves the piece
+			// if those uploads failed), and as a last resort, which it
+			// always serves, once the peers it named are gone, or after
+			// long.
+			if f.holders[i] > 1 || now.Sub(t) < lastResortAfter {
+				continue
+			}
+			lr = !f.hintsAlive(i) || now.Sub(f.refusedAt[i]) >= 5*lastResortAfter
+		}
+		if len(batch) > 0 && lr != last {
+			continue
+		}
+		last = lr
+		batch = append(batch, i)
+		bytes += int64(f.rs.leaves[i].Size)
+		if bytes >= batchBytes || len(batch) == maxGetPieces {
+			break
+		}
+	}
+	return batch, bytes, last
 }
 
 // hintsAlive reports whether a peer named in a refusal of piece i is
@@ -619,13 +638,19 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 		return
 	}
 	_ = s.CloseWrite()
-	r := bufio.NewReaderSize(s, 64<<10)
+	// A small buffer: piece bytes bypass it (io.ReadFull into the piece
+	// buffer), only statuses and sizes go through it.
+	r := bufio.NewReaderSize(s, 4<<10)
 	var total int64
+	// The piece buffer is taken when the first piece arrives, not while
+	// the request waits behind others at the peer.
 	var buf []byte
-	if pb := f.e.sendBufs.Get().(*[]byte); pb != nil {
-		defer f.e.sendBufs.Put(pb)
-		buf = *pb
-	}
+	var pb *[]byte
+	defer func() {
+		if pb != nil {
+			f.e.sendBufs.Put(pb)
+		}
+	}()
 	for k, i := range idxs {
 		leaf := f.rs.leaves[i]
 		st, err := r.ReadByte()
@@ -669,6 +694,10 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 			f.e.strike(p)
 			fail(idxs[k:], -1, nil, err)
 			return
+		}
+		if pb == nil {
+			pb = f.e.sendBufs.Get().(*[]byte)
+			buf = *pb
 		}
 		if cap(buf) < int(size) {
 			buf = make([]byte, size)
