@@ -38,8 +38,7 @@ type blockExchange struct {
 	resorts   atomic.Int64    // pieces served as a last resort
 	onBlock   func(got int64) // test hook, called after each stored block
 
-	sendBufs  sync.Pool // *[]byte of dag.MaxChunk, one per GET being served or asked
-	chunkBufs sync.Pool // *[]byte of sendChunk, one per GET streaming pieces from packs
+	bufs bufPool // piece buffers of GETs being served or asked
 
 	// Test hooks that make this node misbehave as a server.
 	corrupt bool          // flip a byte of every piece sent
@@ -54,8 +53,6 @@ func newExchange(n *Node) *blockExchange {
 		strikes: map[peer.ID]int{},
 		banned:  n.bans,
 	}
-	e.sendBufs.New = func() any { b := make([]byte, dag.MaxChunk); return &b }
-	e.chunkBufs.New = func() any { b := make([]byte, sendChunk); return &b }
 	if n.cfg.UploadRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), sendChunk)
 	}
@@ -432,8 +429,8 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		}
 		if sec, ok := e.n.store.SectionToSend(rs.leaves[i].Cid); ok {
 			if chunk == nil {
-				chunk = e.chunkBufs.Get().(*[]byte)
-				defer e.chunkBufs.Put(chunk)
+				chunk = e.bufs.get(sendChunk)
+				defer e.bufs.put(chunk)
 			}
 			sent, err := e.stream(w, sec, *chunk)
 			if err != nil {
@@ -444,8 +441,8 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 		}
 		if buf == nil {
-			buf = e.sendBufs.Get().(*[]byte)
-			defer e.sendBufs.Put(buf)
+			buf = e.bufs.get(dag.MaxChunk)
+			defer e.bufs.put(buf)
 		}
 		data, err := e.n.store.ReadToSend(e.n.life, rs.leaves[i].Cid, *buf)
 		if err != nil {

@@ -643,12 +643,11 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	r := bufio.NewReaderSize(s, 4<<10)
 	var total int64
 	// The piece buffer is taken when the first piece arrives, not while
-	// the request waits behind others at the peer.
-	var buf []byte
-	var pb *[]byte
+	// the request waits behind others at the peer, and fits the pieces.
+	var buf *[]byte
 	defer func() {
-		if pb != nil {
-			f.e.sendBufs.Put(pb)
+		if buf != nil {
+			f.e.bufs.put(buf)
 		}
 	}()
 	for k, i := range idxs {
@@ -695,14 +694,14 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 			fail(idxs[k:], -1, nil, err)
 			return
 		}
-		if pb == nil {
-			pb = f.e.sendBufs.Get().(*[]byte)
-			buf = *pb
+		if buf != nil && len(*buf) < int(size) {
+			f.e.bufs.put(buf)
+			buf = nil
 		}
-		if cap(buf) < int(size) {
-			buf = make([]byte, size)
+		if buf == nil {
+			buf = f.e.bufs.get(int(size))
 		}
-		data := buf[:size]
+		data := (*buf)[:size]
 		if _, err := io.ReadFull(r, data); err != nil {
 			f.abandon(p, ctx, err)
 			fail(idxs[k:], -1, nil, err)
