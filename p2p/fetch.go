@@ -67,6 +67,12 @@ type fetchPeer struct {
 	gone     bool      // its watch ended before it was complete
 	since    time.Time // when it went dead or gone
 	refused  map[int]time.Time
+
+	// The peer's lifetime in this fetch, for its requests: cancelled when
+	// it is dropped, so its other requests end at once and their pieces
+	// go to other peers.
+	ctx  context.Context
+	drop context.CancelFunc
 }
 
 type fetchEvent struct {
@@ -273,6 +279,7 @@ func (f *fetch) revive() {
 	now := time.Now()
 	for id, fp := range f.peers {
 		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.isBanned(id) {
+			fp.drop()
 			delete(f.peers, id)
 			f.addPeer(id)
 		}
@@ -305,6 +312,7 @@ func (f *fetch) addPeer(p peer.ID) {
 		return
 	}
 	fp := &fetchPeer{id: p, has: make([]bool, len(f.rs.leaves)), refused: map[int]time.Time{}}
+	fp.ctx, fp.drop = context.WithCancel(f.ctx)
 	f.peers[p] = fp
 	f.goFn(func() { f.watch(p) })
 }
@@ -434,7 +442,10 @@ func (f *fetch) apply(ev fetchEvent) {
 				f.addPeer(h)
 			}
 		default: // bad block, too slow, stream error: abandon the peer
-			fp.dead, fp.since = true, time.Now()
+			if !fp.dead {
+				fp.dead, fp.since = true, time.Now()
+				fp.drop()
+			}
 			f.dropHas(fp)
 		}
 	}
@@ -529,8 +540,8 @@ func (f *fetch) schedule() {
 			fp.bytes += bytes
 			f.bytes += bytes
 			more = true
-			p := fp.id
-			f.goFn(func() { f.get(p, batch, last) })
+			p, ctx := fp.id, fp.ctx
+			f.goFn(func() { f.get(ctx, p, batch, last) })
 		}
 	}
 }
@@ -585,7 +596,7 @@ func (f *fetch) hintsAlive(i int) bool {
 // get asks p for pieces, verifies and stores each as it arrives, and
 // reports. A bad block ends the request at once (and strikes p); so does
 // a peer slower than MinRate or over its byte cap.
-func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
+func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool) {
 	n := f.e.n
 	done := []int{}
 	fail := func(rest []int, status int, hints []peer.ID, err error) {
@@ -611,7 +622,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	// small piece queued behind others at a busy (honest) peer is not a
 	// trickle, and abandoning that peer would cost far more than waiting.
 	limit := time.Duration(float64(max(want, batchBytes))/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
-	ctx, cancel := context.WithTimeout(f.ctx, min(limit, n.cfg.RequestTimeout))
+	ctx, cancel := context.WithTimeout(ctx, min(limit, n.cfg.RequestTimeout))
 	defer cancel()
 	s, err := n.host.NewStream(ctx, p, PieceProtocol)
 	if err != nil {
