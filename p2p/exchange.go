@@ -38,7 +38,7 @@ type blockExchange struct {
 	resorts   atomic.Int64    // pieces served as a last resort
 	onBlock   func(got int64) // test hook, called after each stored block
 
-	sendBufs sync.Pool // *[]byte of dag.MaxChunk, one per GET being served or asked
+	bufs bufPool // piece buffers of GETs being served or asked
 
 	// Test hooks that make this node misbehave as a server.
 	corrupt bool          // flip a byte of every piece sent
@@ -53,9 +53,8 @@ func newExchange(n *Node) *blockExchange {
 		strikes: map[peer.ID]int{},
 		banned:  n.bans,
 	}
-	e.sendBufs.New = func() any { b := make([]byte, dag.MaxChunk); return &b }
 	if n.cfg.UploadRate > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), 64<<10)
+		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), sendChunk)
 	}
 	n.host.SetStreamHandler(PieceProtocol, e.handle)
 	return e
@@ -256,6 +255,10 @@ func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid)
 	return w.Flush()
 }
 
+// sendChunk is how much of a piece is read from disk and written to the
+// stream at a time; the upload cap's bucket holds as much.
+const sendChunk = 64 << 10
+
 // upload writes data through the upload cap.
 func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
 	if e.corrupt && piece {
@@ -263,7 +266,7 @@ func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
 		data[len(data)/2] ^= 0xff
 	}
 	for len(data) > 0 {
-		n := min(len(data), 64<<10)
+		n := min(len(data), sendChunk)
 		if w.Buffered() > 0 && w.Available() > 0 {
 			// Top the buffer up exactly: it then flushes, and the rest of
 			// the piece goes to the stream without a copy into it.
@@ -367,7 +370,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		}
 	}
 	rs := e.state(e.n.life, root)
-	var buf *[]byte
+	var buf, chunk *[]byte
 	// Pieces recorded as sent to p: if the request fails, p is taken off
 	// their lists, so askers are not pointed at a peer that never got them.
 	var recorded []uint64
@@ -424,9 +427,22 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 			continue
 		}
+		if sec, ok := e.n.store.SectionToSend(rs.leaves[i].Cid); ok {
+			if chunk == nil {
+				chunk = e.bufs.get(sendChunk)
+				defer e.bufs.put(chunk)
+			}
+			sent, err := e.stream(w, sec, *chunk)
+			if err != nil {
+				return err
+			}
+			if sent {
+				continue
+			}
+		}
 		if buf == nil {
-			buf = e.sendBufs.Get().(*[]byte)
-			defer e.sendBufs.Put(buf)
+			buf = e.bufs.get(dag.MaxChunk)
+			defer e.bufs.put(buf)
 		}
 		data, err := e.n.store.ReadToSend(e.n.life, rs.leaves[i].Cid, *buf)
 		if err != nil {
@@ -446,6 +462,42 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 	}
 	recorded = nil // delivered
 	return nil
+}
+
+// stream sends a piece from its place in a pack, a chunk at a time, so a
+// node serving many requests at once holds a chunk for each, not a piece.
+// sent is false, and nothing written, when the first chunk cannot be read
+// (the pack went away): the caller falls back to a whole read.
+func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte) (sent bool, err error) {
+	size := sec.Size()
+	read := func(off int64) (int, error) {
+		want := int(min(int64(len(chunk)), size-off))
+		n, err := sec.ReadAt(chunk[:want], off)
+		if n < want {
+			return n, fmt.Errorf("read piece: %w", err)
+		}
+		return n, nil
+	}
+	n, err := read(0)
+	if err != nil {
+		return false, nil
+	}
+	_ = w.WriteByte(statusOK)
+	writeUvarint(w, uint64(size))
+	for off := int64(0); ; {
+		if err := e.upload(w, chunk[:n], true); err != nil {
+			return false, err
+		}
+		if off += int64(n); off == size {
+			break
+		}
+		if n, err = read(off); err != nil {
+			return false, err
+		}
+	}
+	e.sent.Add(size)
+	e.n.met.bytesOut.Add(float64(size))
+	return true, nil
 }
 
 // getBlock fetches one block by CID from p, verified.

@@ -22,9 +22,10 @@ import (
 
 // Fetch tuning.
 const (
-	peerWindow      = 4 << 20 // bytes in flight to one peer
-	seedWindow      = 1 << 20 // to a complete peer, when others exist
-	batchBytes      = 1 << 20 // bytes asked in one GET
+	peerWindow      = 4 << 20  // bytes in flight to one peer
+	fetchWindow     = 16 << 20 // to all peers of one fetch
+	seedWindow      = 1 << 20  // to a complete peer, when others exist
+	batchBytes      = 1 << 20  // bytes asked in one GET
 	lastResortAfter = 2 * time.Second
 	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
 )
@@ -47,6 +48,7 @@ type fetch struct {
 	pack      *blockstore.PackWriter // where pieces go
 	offs      []int64                // per piece: its offset in the file
 	peers     map[peer.ID]*fetchPeer
+	bytes     int64             // in flight, over all peers
 	inflight  []peer.ID         // per piece: who is asked, "" if nobody
 	holders   []int             // per piece: peers that advertise it
 	partial   []int             // per piece: of those, peers that are not complete
@@ -65,6 +67,12 @@ type fetchPeer struct {
 	gone     bool      // its watch ended before it was complete
 	since    time.Time // when it went dead or gone
 	refused  map[int]time.Time
+
+	// The peer's lifetime in this fetch, for its requests: cancelled when
+	// it is dropped, so its other requests end at once and their pieces
+	// go to other peers.
+	ctx  context.Context
+	drop context.CancelFunc
 }
 
 type fetchEvent struct {
@@ -271,6 +279,7 @@ func (f *fetch) revive() {
 	now := time.Now()
 	for id, fp := range f.peers {
 		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.isBanned(id) {
+			fp.drop()
 			delete(f.peers, id)
 			f.addPeer(id)
 		}
@@ -303,6 +312,7 @@ func (f *fetch) addPeer(p peer.ID) {
 		return
 	}
 	fp := &fetchPeer{id: p, has: make([]bool, len(f.rs.leaves)), refused: map[int]time.Time{}}
+	fp.ctx, fp.drop = context.WithCancel(f.ctx)
 	f.peers[p] = fp
 	f.goFn(func() { f.watch(p) })
 }
@@ -403,11 +413,13 @@ func (f *fetch) apply(ev fetchEvent) {
 			f.inflight[i] = ""
 		}
 		fp.bytes -= f.size(ev.idxs)
+		f.bytes -= f.size(ev.idxs)
 	case evFailed:
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
 		fp.bytes -= f.size(ev.idxs)
+		f.bytes -= f.size(ev.idxs)
 		switch ev.status {
 		case statusDontHave:
 			for _, i := range ev.idxs {
@@ -430,7 +442,10 @@ func (f *fetch) apply(ev fetchEvent) {
 				f.addPeer(h)
 			}
 		default: // bad block, too slow, stream error: abandon the peer
-			fp.dead, fp.since = true, time.Now()
+			if !fp.dead {
+				fp.dead, fp.since = true, time.Now()
+				fp.drop()
+			}
 			f.dropHas(fp)
 		}
 	}
@@ -495,61 +510,76 @@ func (f *fetch) schedule() {
 		}
 		return -1
 	})
+	// One batch per peer a round, so that the fetch's window is spread
+	// over the peers instead of filling the first ones'.
 	now := time.Now()
-	for _, fp := range ps {
-		// A seed (perhaps a publisher on a thin uplink, super-seeding) gets
-		// a short queue: what it promises to one peer arrives soon, so the
-		// peers it refused find the piece at that peer in time.
-		window := int64(peerWindow)
-		if fp.complete && len(ps) > 1 {
-			window = seedWindow
-		}
-		for fp.bytes < window {
-			var batch []int
-			var bytes int64
-			last := false
-			for _, i := range want {
-				if f.inflight[i] != "" || !fp.has[i] {
-					continue
-				}
-				if fp.complete && f.partial[i] > 0 {
-					continue
-				}
-				lr := false
-				if t, ok := fp.refused[i]; ok {
-					// A refusing seed named peers it sent the piece to:
-					// give them lastResortAfter to show it. Then ask the
-					// seed again (it names the peers it knows have it
-					// now, or serves the piece if those uploads failed),
-					// and as a last resort, which it always serves, once
-					// the peers it named are gone, or after long.
-					if f.holders[i] > 1 || now.Sub(t) < lastResortAfter {
-						continue
-					}
-					lr = !f.hintsAlive(i) || now.Sub(f.refusedAt[i]) >= 5*lastResortAfter
-				}
-				if len(batch) > 0 && lr != last {
-					continue
-				}
-				last = lr
-				batch = append(batch, i)
-				bytes += int64(f.rs.leaves[i].Size)
-				if bytes >= batchBytes || len(batch) == maxGetPieces {
-					break
-				}
-			}
-			if len(batch) == 0 {
+	for more := true; more && f.bytes < fetchWindow; {
+		more = false
+		for _, fp := range ps {
+			if f.bytes >= fetchWindow {
 				break
+			}
+			// A seed (perhaps a publisher on a thin uplink, super-seeding)
+			// gets a short queue: what it promises to one peer arrives
+			// soon, so the peers it refused find the piece there in time.
+			window := int64(peerWindow)
+			if fp.complete && len(ps) > 1 {
+				window = seedWindow
+			}
+			if fp.bytes >= window {
+				continue
+			}
+			batch, bytes, last := f.batch(fp, want, now)
+			if len(batch) == 0 {
+				continue
 			}
 			for _, i := range batch {
 				f.inflight[i] = fp.id
 				delete(fp.refused, i)
 			}
 			fp.bytes += bytes
-			p, lr := fp.id, last
-			f.goFn(func() { f.get(p, batch, lr) })
+			f.bytes += bytes
+			more = true
+			p, ctx := fp.id, fp.ctx
+			f.goFn(func() { f.get(ctx, p, batch, last) })
 		}
 	}
+}
+
+// batch picks the next pieces to ask fp for, from want (rarest first),
+// up to batchBytes; last says they are asked as a last resort.
+func (f *fetch) batch(fp *fetchPeer, want []int, now time.Time) (batch []int, bytes int64, last bool) {
+	for _, i := range want {
+		if f.inflight[i] != "" || !fp.has[i] {
+			continue
+		}
+		if fp.complete && f.partial[i] > 0 {
+			continue
+		}
+		lr := false
+		if t, ok := fp.refused[i]; ok {
+			// A refusing seed named peers it sent the piece to: give them
+			// lastResortAfter to show it. Then ask the seed again (it
+			// names the peers it knows have it now, or serves the piece
+			// if those uploads failed), and as a last resort, which it
+			// always serves, once the peers it named are gone, or after
+			// long.
+			if f.holders[i] > 1 || now.Sub(t) < lastResortAfter {
+				continue
+			}
+			lr = !f.hintsAlive(i) || now.Sub(f.refusedAt[i]) >= 5*lastResortAfter
+		}
+		if len(batch) > 0 && lr != last {
+			continue
+		}
+		last = lr
+		batch = append(batch, i)
+		bytes += int64(f.rs.leaves[i].Size)
+		if bytes >= batchBytes || len(batch) == maxGetPieces {
+			break
+		}
+	}
+	return batch, bytes, last
 }
 
 // hintsAlive reports whether a peer named in a refusal of piece i is
@@ -566,12 +596,13 @@ func (f *fetch) hintsAlive(i int) bool {
 // get asks p for pieces, verifies and stores each as it arrives, and
 // reports. A bad block ends the request at once (and strikes p); so does
 // a peer slower than MinRate or over its byte cap.
-func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
+func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool) {
 	n := f.e.n
 	done := []int{}
 	fail := func(rest []int, status int, hints []peer.ID, err error) {
 		if len(done) > 0 {
 			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
+			done = []int{} // reported; the event keeps the old slice
 		}
 		if len(rest) > 0 {
 			if err != nil {
@@ -591,7 +622,7 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 	// small piece queued behind others at a busy (honest) peer is not a
 	// trickle, and abandoning that peer would cost far more than waiting.
 	limit := time.Duration(float64(max(want, batchBytes))/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
-	ctx, cancel := context.WithTimeout(f.ctx, min(limit, n.cfg.RequestTimeout))
+	ctx, cancel := context.WithTimeout(ctx, min(limit, n.cfg.RequestTimeout))
 	defer cancel()
 	s, err := n.host.NewStream(ctx, p, PieceProtocol)
 	if err != nil {
@@ -618,13 +649,18 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 		return
 	}
 	_ = s.CloseWrite()
-	r := bufio.NewReaderSize(s, 64<<10)
+	// A small buffer: piece bytes bypass it (io.ReadFull into the piece
+	// buffer), only statuses and sizes go through it.
+	r := bufio.NewReaderSize(s, 4<<10)
 	var total int64
-	var buf []byte
-	if pb := f.e.sendBufs.Get().(*[]byte); pb != nil {
-		defer f.e.sendBufs.Put(pb)
-		buf = *pb
-	}
+	// The piece buffer is taken when the first piece arrives, not while
+	// the request waits behind others at the peer, and fits the pieces.
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			f.e.bufs.put(buf)
+		}
+	}()
 	for k, i := range idxs {
 		leaf := f.rs.leaves[i]
 		st, err := r.ReadByte()
@@ -669,10 +705,14 @@ func (f *fetch) get(p peer.ID, idxs []int, lastResort bool) {
 			fail(idxs[k:], -1, nil, err)
 			return
 		}
-		if cap(buf) < int(size) {
-			buf = make([]byte, size)
+		if buf != nil && len(*buf) < int(size) {
+			f.e.bufs.put(buf)
+			buf = nil
 		}
-		data := buf[:size]
+		if buf == nil {
+			buf = f.e.bufs.get(int(size))
+		}
+		data := (*buf)[:size]
 		if _, err := io.ReadFull(r, data); err != nil {
 			f.abandon(p, ctx, err)
 			fail(idxs[k:], -1, nil, err)

@@ -186,6 +186,24 @@ func (s *Store) ReadToSend(_ context.Context, c cid.Cid, buf []byte) ([]byte, er
 	return s.get(c, false)
 }
 
+// SectionToSend returns block c's bytes in its pack, to be streamed to a
+// peer without a buffer the size of the block, when a pack holds c and
+// its bytes need no check before they are sent (the pack is synced, or
+// its writer is still open: ReadToSend's rule). ok is false otherwise;
+// use ReadToSend then. A read may fail if the pack is deleted meanwhile.
+func (s *Store) SectionToSend(c cid.Cid) (r *io.SectionReader, ok bool) {
+	d, err := digestOf(c)
+	if err != nil {
+		return nil, false
+	}
+	for _, l := range s.lookup(d) {
+		if !l.p.unsynced.Load() {
+			return io.NewSectionReader(l.p.f, l.off, int64(l.size)), true
+		}
+	}
+	return nil, false
+}
+
 func (s *Store) get(c cid.Cid, verify bool) ([]byte, error) {
 	d, err := digestOf(c)
 	if err != nil {
