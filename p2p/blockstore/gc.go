@@ -270,12 +270,6 @@ type gone struct {
 // in one that still holds needed blocks, holes are punched over the others
 // (see punch).
 func (s *Store) collectPacks(ctx context.Context, keep map[[cas.DigestSize]byte]struct{}, res *GCResult) error {
-	type plan struct {
-		p    *pack
-		dead []gone
-		need int
-	}
-	var plans []plan
 	s.mu.Lock()
 	cutoff, inSession := s.oldestSession()
 	s.pmu.RLock()
@@ -296,8 +290,20 @@ func (s *Store) collectPacks(ctx context.Context, keep map[[cas.DigestSize]byte]
 			alone[p] = struct{}{}
 		}
 	}
+	s.pmu.RUnlock()
+	s.mu.Unlock()
+
+	// One pack at a time, so the index is read-locked only briefly (a
+	// waiting writer would hold up reads), and each pack sees the copies
+	// the ones before it dropped.
 	for p := range alone {
-		pl := plan{p: p}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var dead []gone
+		need := 0
+		s.mu.Lock()
+		s.pmu.RLock()
 		for _, d := range uniq(p.blocks) {
 			_, kept := keep[d]
 			_, isFresh := s.fresh[d]
@@ -318,31 +324,22 @@ func (s *Store) collectPacks(ctx context.Context, keep map[[cas.DigestSize]byte]
 				switch {
 				case l.p != p:
 				case isFresh || (kept && !spare && l == owner):
-					pl.need++
+					need++
 				default:
-					pl.dead = append(pl.dead, gone{d: d, l: l})
+					dead = append(dead, gone{d: d, l: l})
 				}
 			}
 		}
-		plans = append(plans, pl)
-	}
-	s.pmu.RUnlock()
-	s.mu.Unlock()
-
-	for _, pl := range plans {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+		s.pmu.RUnlock()
+		s.mu.Unlock()
+		res.Kept += need
 		switch {
-		case pl.need == 0:
-			s.deleteIfDead(pl.p, res)
-		case len(pl.dead) > 0:
-			res.Kept += pl.need
-			if err := s.punch(pl.p, pl.dead, res); err != nil {
+		case need == 0:
+			s.deleteIfDead(p, res)
+		case len(dead) > 0:
+			if err := s.punch(p, dead, res); err != nil {
 				return err
 			}
-		default:
-			res.Kept += pl.need
 		}
 	}
 	return nil
@@ -373,7 +370,11 @@ func (s *Store) busyLocked(p *pack) bool {
 func (s *Store) deleteIfDead(p *pack, res *GCResult) {
 	p.gcMu.Lock()
 	defer p.gcMu.Unlock()
+	// s.mu stays held until p is out of the index: a block written
+	// meanwhile is either marked fresh before the check or, finding p
+	// gone, written anew.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.pmu.RLock()
 	live := s.busyLocked(p)
 	for _, d := range p.blocks {
@@ -383,7 +384,6 @@ func (s *Store) deleteIfDead(p *pack, res *GCResult) {
 		_, live = s.fresh[d]
 	}
 	s.pmu.RUnlock()
-	s.mu.Unlock()
 	if live {
 		res.Kept += len(p.blocks)
 		return
@@ -471,6 +471,8 @@ func (s *Store) punch(p *pack, dead []gone, res *GCResult) error {
 			return fmt.Errorf("punch pack %s: %w", p.id, err)
 		}
 		if errors.Is(perr, unix.EOPNOTSUPP) {
+			// holesOK said yes, so not expected; the blocks stay
+			// forgotten (nothing needs them) and their bytes go with p.
 			s.log.Debug("gc: file system does not punch holes; packs are freed only whole", "pack", p.id)
 			break
 		}

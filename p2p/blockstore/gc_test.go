@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/archy-node/archy/cas"
@@ -304,4 +305,62 @@ func TestGCStaleLookupVerifies(t *testing.T) {
 	if !s.untrusted(ls[0].p, gen) {
 		t.Fatal("a read of a punched block would not verify")
 	}
+}
+
+// A writer refilling a pack (a GetFile of an unpinned version) while GC
+// punches and deletes it: whatever the writer put reads back right while
+// the writer is open.
+func TestGCRacesRefill(t *testing.T) {
+	s := open(t)
+	defer s.Close()
+	ctx := t.Context()
+	g := testDAG{}
+	var leaves [][]byte
+	for range 16 {
+		leaves = append(leaves, randBlock(16<<10).RawData())
+	}
+	root, _ := g.addFile(t, s, leaves...)
+	keepRoot, _ := g.addFile(t, s)
+	g[keepRoot] = []cid.Cid{cas.Sum(leaves[0])}
+	if err := s.Pin(ctx, keepRoot); err != nil {
+		t.Fatal(err)
+	}
+	var punches atomic.Int32
+	for range 100 {
+		// A collection starts as the writer opens the pack again.
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			res, err := s.GC(ctx, g.links)
+			if err != nil {
+				t.Error(err)
+			}
+			if res.Punched > 0 {
+				punches.Add(1)
+			}
+		})
+		w, err := s.PackFor(root, int64(16*(16<<10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range leaves {
+			if off := int64(i * (16 << 10)); !w.Holds(cas.Sum(l), off) {
+				if err := w.Put(cas.Sum(l), off, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := w.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range leaves {
+			if got, err := s.GetToSend(ctx, cas.Sum(l)); err != nil || !bytes.Equal(got, l) {
+				t.Fatalf("leaf %d with the writer open: %v", i, err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	t.Logf("%d collections punched holes", punches.Load())
 }
