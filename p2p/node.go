@@ -78,6 +78,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.SetLogger(logger)
 	boot, _ := parsePeers(cfg.BootstrapPeers)
 	if cfg.PublicDHT && len(boot) == 0 {
 		boot = dht.GetDefaultBootstrapPeerAddrInfos()

@@ -100,7 +100,7 @@ func (n *Node) gcLoop() {
 				n.log.Warn("garbage collection failed", "err", err)
 			}
 		case res.Removed > 0:
-			n.log.Info("garbage collected", "blocks", res.Removed, "bytes", res.Freed)
+			n.log.Info("garbage collected", "blocks", res.Removed, "bytes", res.Freed, "punched", res.Punched)
 		}
 	}
 }

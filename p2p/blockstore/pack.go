@@ -31,7 +31,9 @@ import (
 // GetFile hands it out with a hard link instead of writing it again.
 //
 // Layout: DIR/packs/<id>.pack (the bytes) and DIR/packs/<id>.idx (what is
-// in it: fixed-size records, appended; a torn last record is ignored).
+// in it: fixed-size records, appended; a torn last record is ignored). GC
+// frees the blocks of a pack that nothing needs by punching holes over
+// them and appending a record that says they are gone (see Store.GC).
 // Every block read from a pack is verified against its digest like any
 // other (unless verify-on-read is off), so a pack damaged on disk, or
 // edited through a hard link, yields missing blocks, never bad ones.
@@ -41,6 +43,7 @@ const (
 	recBlock  = 'B' // 'B' 3×0 size:u32 off:u64 digest:32
 	recRoot   = 'R' // 'R' len:u8 cid[len] … size:u64 at [40:48]
 	recSynced = 'S' // the blocks recorded before it were fsynced first
+	recGone   = 'D' // as 'B': that block is no longer held (GC punched it)
 )
 
 // pack is one pack file.
@@ -56,6 +59,10 @@ type pack struct {
 	blocks  [][cas.DigestSize]byte
 	writers int // open PackWriters
 	deleted bool
+
+	// gcMu is held by GC while it deletes the pack or punches holes in
+	// it; PackFor waits for it, so no writer puts bytes where GC punches.
+	gcMu sync.Mutex
 }
 
 // loc is where a block sits in a pack.
@@ -71,6 +78,13 @@ type packIndex struct {
 	index  map[[cas.DigestSize]byte][]loc
 	packs  map[string]*pack
 	byRoot map[cid.Cid]*pack
+
+	// punches counts GC's hole punches, bumped after the blocks are
+	// dropped from the index and before their bytes go: a read that found
+	// a block before the drop and sees the count change verifies what it
+	// read, even where the store otherwise trusts its disk.
+	punches atomic.Uint64
+	holes   atomic.Int32 // the file system punches holes: 0 not known yet, 1 yes, 2 no
 }
 
 func (s *Store) packDir() string { return filepath.Join(s.dir, "packs") }
@@ -112,7 +126,7 @@ func (s *Store) loadPack(id string) error {
 		return err
 	}
 	p := &pack{id: id, f: f, created: fi.ModTime()}
-	dirty := false
+	dirty, gone := false, false
 	for len(recs) >= recSize {
 		r := recs[:recSize]
 		recs = recs[recSize:]
@@ -127,6 +141,11 @@ func (s *Store) loadPack(id string) error {
 			}
 			s.addLoc(p, d, off, size)
 			dirty = true
+		case recGone:
+			var d [cas.DigestSize]byte
+			copy(d[:], r[16:48])
+			s.removeLoc(p, d, int64(binary.LittleEndian.Uint64(r[8:16])))
+			gone = true
 		case recSynced:
 			dirty = false
 		case recRoot:
@@ -142,6 +161,9 @@ func (s *Store) loadPack(id string) error {
 			s.byRoot[c] = p
 		}
 	}
+	if gone {
+		s.reblock(p)
+	}
 	p.unsynced.Store(dirty)
 	s.packs[id] = p
 	return nil
@@ -156,6 +178,47 @@ func (s *Store) addLoc(p *pack, d [cas.DigestSize]byte, off int64, size uint32) 
 	}
 	s.index[d] = append(s.index[d], loc{p: p, off: off, size: size})
 	p.blocks = append(p.blocks, d)
+}
+
+// removeLoc forgets that p holds d at off, but leaves p.blocks to
+// reblock; s.pmu held for writing (or not yet shared).
+func (s *Store) removeLoc(p *pack, d [cas.DigestSize]byte, off int64) {
+	ls := s.index[d][:0]
+	found := false
+	for _, l := range s.index[d] {
+		if l.p == p && l.off == off {
+			found = true
+		} else {
+			ls = append(ls, l)
+		}
+	}
+	if !found {
+		return
+	}
+	if len(ls) == 0 {
+		delete(s.index, d)
+	} else {
+		s.index[d] = ls
+	}
+}
+
+// reblock makes p.blocks list again what the index says p holds (once per
+// location) after removeLoc; s.pmu held for writing (or not yet shared).
+func (s *Store) reblock(p *pack) {
+	seen := make(map[[cas.DigestSize]byte]struct{}, len(p.blocks))
+	out := make([][cas.DigestSize]byte, 0, len(p.blocks))
+	for _, d := range p.blocks {
+		if _, ok := seen[d]; ok {
+			continue
+		}
+		seen[d] = struct{}{}
+		for _, l := range s.index[d] {
+			if l.p == p {
+				out = append(out, d)
+			}
+		}
+	}
+	p.blocks = out
 }
 
 // dropLoc forgets one location of d (a damaged copy).
@@ -176,6 +239,13 @@ func (s *Store) dropLoc(d [cas.DigestSize]byte, bad loc) {
 	}
 }
 
+// untrusted reports whether bytes just read from p must be verified even
+// where the store trusts its disk: p may have lost them in a crash, or GC
+// may have punched them since gen was read (before the lookup).
+func (s *Store) untrusted(p *pack, gen uint64) bool {
+	return p.unsynced.Load() || s.punches.Load() != gen
+}
+
 func (s *Store) lookup(d [cas.DigestSize]byte) []loc {
 	s.pmu.RLock()
 	defer s.pmu.RUnlock()
@@ -185,13 +255,14 @@ func (s *Store) lookup(d [cas.DigestSize]byte) []loc {
 // readPacked returns d's bytes from a pack, verified if asked; ok is false
 // when no pack holds a good copy.
 func (s *Store) readPacked(d [cas.DigestSize]byte, verify bool) ([]byte, bool) {
+	gen := s.punches.Load()
 	for _, l := range s.lookup(d) {
 		data := make([]byte, l.size)
 		if _, err := l.p.f.ReadAt(data, l.off); err != nil {
 			s.dropLoc(d, l)
 			continue
 		}
-		if (verify || l.p.unsynced.Load()) && cas.Digest(data) != d {
+		if (verify || s.untrusted(l.p, gen)) && cas.Digest(data) != d {
 			s.dropLoc(d, l)
 			continue
 		}
@@ -296,11 +367,26 @@ func (s *Store) PackFor(root cid.Cid, size int64) (*PackWriter, error) {
 	if err := cas.Check(root); err != nil {
 		return nil, fmt.Errorf("open pack: %w", err)
 	}
-	s.pmu.Lock()
-	p := s.byRoot[root]
-	if p != nil && !p.deleted && p.size == size {
+	for {
+		s.pmu.Lock()
+		p := s.byRoot[root]
+		if p == nil || p.deleted || p.size != size {
+			s.pmu.Unlock()
+			return s.createPack(root, size)
+		}
 		p.writers++
 		s.pmu.Unlock()
+		// A collection that saw no writer may be deleting p or punching
+		// holes in it: wait for it to finish, then use p if it is still there.
+		p.gcMu.Lock()
+		p.gcMu.Unlock() //nolint:staticcheck // an empty critical section: a wait
+		s.pmu.RLock()
+		deleted := p.deleted
+		s.pmu.RUnlock()
+		if deleted {
+			s.releasePack(p)
+			continue
+		}
 		idx, err := os.OpenFile(filepath.Join(s.packDir(), p.id+".idx"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			s.releasePack(p)
@@ -308,8 +394,6 @@ func (s *Store) PackFor(root cid.Cid, size int64) (*PackWriter, error) {
 		}
 		return &PackWriter{s: s, p: p, idx: idx, next: size}, nil
 	}
-	s.pmu.Unlock()
-	return s.createPack(root, size)
 }
 
 func (s *Store) createPack(root cid.Cid, size int64) (*PackWriter, error) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,7 @@ var ErrNotFound = ipld.ErrNotFound{}
 // block file is either absent or complete.
 type Store struct {
 	dir string
+	log *slog.Logger
 	packIndex
 
 	// VerifyOnRead makes Get re-hash each block it reads from disk (default
@@ -76,7 +78,7 @@ func Open(dir string) (*Store, error) {
 			_ = os.Remove(filepath.Join(dir, "tmp", e.Name()))
 		}
 	}
-	s := &Store{dir: dir, verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}}
+	s := &Store{dir: dir, log: slog.New(slog.DiscardHandler), verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}}
 	if err := s.loadPacks(); err != nil {
 		return nil, err
 	}
@@ -99,6 +101,9 @@ func (s *Store) Close() error {
 
 // SetVerifyOnRead turns re-hashing on read on or off.
 func (s *Store) SetVerifyOnRead(v bool) { s.verifyOnRead = v }
+
+// SetLogger sets where the store logs (nowhere by default).
+func (s *Store) SetLogger(l *slog.Logger) { s.log = l }
 
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
@@ -168,6 +173,7 @@ func (s *Store) ReadToSend(_ context.Context, c cid.Cid, buf []byte) ([]byte, er
 	if err != nil {
 		return nil, ipld.ErrNotFound{Cid: c}
 	}
+	gen := s.punches.Load()
 	for _, l := range s.lookup(d) {
 		if int(l.size) > cap(buf) {
 			break
@@ -177,7 +183,7 @@ func (s *Store) ReadToSend(_ context.Context, c cid.Cid, buf []byte) ([]byte, er
 			s.dropLoc(d, l)
 			continue
 		}
-		if l.p.unsynced.Load() && cas.Digest(data) != d {
+		if s.untrusted(l.p, gen) && cas.Digest(data) != d {
 			s.dropLoc(d, l)
 			continue
 		}
