@@ -427,12 +427,12 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 			continue
 		}
-		if sec, ok := e.n.store.SectionToSend(rs.leaves[i].Cid); ok {
+		if sec, gen, ok := e.n.store.SectionToSend(rs.leaves[i].Cid); ok {
 			if chunk == nil {
 				chunk = e.bufs.get(sendChunk)
 				defer e.bufs.put(chunk)
 			}
-			sent, err := e.stream(w, sec, *chunk)
+			sent, err := e.stream(w, sec, *chunk, func() bool { return e.n.store.Intact(rs.leaves[i].Cid, sec, gen) })
 			if err != nil {
 				return err
 			}
@@ -468,7 +468,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 // node serving many requests at once holds a chunk for each, not a piece.
 // sent is false, and nothing written, when the first chunk cannot be read
 // (the pack went away): the caller falls back to a whole read.
-func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte) (sent bool, err error) {
+func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte, intact func() bool) (sent bool, err error) {
 	size := sec.Size()
 	read := func(off int64) (int, error) {
 		want := int(min(int64(len(chunk)), size-off))
@@ -485,6 +485,11 @@ func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []b
 	_ = w.WriteByte(statusOK)
 	writeUvarint(w, uint64(size))
 	for off := int64(0); ; {
+		if off+int64(n) == size && !intact() {
+			// GC punched the block while it was read: break the stream
+			// before the piece is whole, rather than send bad bytes.
+			return false, errPunched
+		}
 		if err := e.upload(w, chunk[:n], true); err != nil {
 			return false, err
 		}
@@ -541,4 +546,7 @@ func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]b
 	return data, nil
 }
 
-var errNotHeld = errors.New("peer does not hold the block")
+var (
+	errNotHeld = errors.New("peer does not hold the block")
+	errPunched = errors.New("block collected while it was sent")
+)

@@ -364,3 +364,41 @@ func TestGCRacesRefill(t *testing.T) {
 	}
 	t.Logf("%d collections punched holes", punches.Load())
 }
+
+// A section handed out for sending is checked again when GC punched since:
+// a block punched under the sender reads as a hole, and Intact says so,
+// while a block of the same pack that was not punched still passes.
+func TestSectionIntactAfterPunch(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g := testDAG{}
+	keep, drop := randBlock(64<<10).RawData(), randBlock(64<<10).RawData()
+	_, p := g.addFile(t, s, keep, drop)
+	sec, gen, ok := s.SectionToSend(cas.Sum(drop))
+	keepSec, keepGen, ok2 := s.SectionToSend(cas.Sum(keep))
+	if !ok || !ok2 {
+		t.Fatal("no section for a synced pack's block")
+	}
+	if !s.Intact(cas.Sum(drop), sec, gen) {
+		t.Fatal("untouched block reported damaged")
+	}
+	// GC punches drop (as punch does: the generation first, then the hole).
+	s.punches.Add(1)
+	f, err := os.OpenFile(p.f.Name(), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, len(drop)), int64(len(keep))); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if s.Intact(cas.Sum(drop), sec, gen) {
+		t.Fatal("a punched block reported intact")
+	}
+	if !s.Intact(cas.Sum(keep), keepSec, keepGen) {
+		t.Fatal("a block left alone reported damaged after a punch elsewhere")
+	}
+}

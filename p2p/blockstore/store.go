@@ -196,18 +196,38 @@ func (s *Store) ReadToSend(_ context.Context, c cid.Cid, buf []byte) ([]byte, er
 // peer without a buffer the size of the block, when a pack holds c and
 // its bytes need no check before they are sent (the pack is synced, or
 // its writer is still open: ReadToSend's rule). ok is false otherwise;
-// use ReadToSend then. A read may fail if the pack is deleted meanwhile.
-func (s *Store) SectionToSend(c cid.Cid) (r *io.SectionReader, ok bool) {
+// use ReadToSend then. A read may fail if the pack is deleted meanwhile,
+// or read a hole if GC punches it: ask Intact, with gen, before the last
+// bytes go out.
+func (s *Store) SectionToSend(c cid.Cid) (r *io.SectionReader, gen uint64, ok bool) {
 	d, err := digestOf(c)
 	if err != nil {
-		return nil, false
+		return nil, 0, false
 	}
+	gen = s.punches.Load()
 	for _, l := range s.lookup(d) {
 		if !l.p.unsynced.Load() {
-			return io.NewSectionReader(l.p.f, l.off, int64(l.size)), true
+			return io.NewSectionReader(l.p.f, l.off, int64(l.size)), gen, true
 		}
 	}
-	return nil, false
+	return nil, 0, false
+}
+
+// Intact reports whether the bytes of sec (what SectionToSend gave for c
+// with gen) are c's: at once when GC punched no hole since gen, else by
+// reading sec again and hashing it. A sender asks before its last bytes
+// go out, so a block punched under it ends in a broken stream, never in
+// a bad block that gets the sender struck.
+func (s *Store) Intact(c cid.Cid, sec *io.SectionReader, gen uint64) bool {
+	if s.punches.Load() == gen {
+		return true
+	}
+	h := cas.NewHasher()
+	if _, err := io.Copy(h, io.NewSectionReader(sec, 0, sec.Size())); err != nil {
+		return false
+	}
+	d, err := digestOf(c)
+	return err == nil && h.Digest() == d
 }
 
 func (s *Store) get(c cid.Cid, verify bool) ([]byte, error) {
