@@ -68,6 +68,12 @@ type fetchPeer struct {
 	since    time.Time // when it went dead or gone
 	refused  map[int]time.Time
 
+	// Its delivery rate: bytes delivered over the time it had requests
+	// in flight.
+	got       int64
+	busy      time.Duration
+	busySince time.Time // zero while nothing is in flight
+
 	// The peer's lifetime in this fetch, for its requests: cancelled when
 	// it is dropped, so its other requests end at once and their pieces
 	// go to other peers.
@@ -85,12 +91,13 @@ type fetchEvent struct {
 }
 
 const (
-	evPeer     = iota // a peer to watch
-	evHave            // p holds idxs
-	evComplete        // p holds everything
-	evGone            // p's watch ended
-	evDone            // idxs stored
-	evFailed          // idxs not delivered by p (status says why)
+	evPeer      = iota // a peer to watch
+	evConnected        // a peer connected while the fetch runs
+	evHave             // p holds idxs
+	evComplete         // p holds everything
+	evGone             // p's watch ended
+	evDone             // idxs stored
+	evFailed           // idxs not delivered by p (status says why)
 )
 
 // newFetch starts a fetch's lifetime; close ends it and waits.
@@ -214,7 +221,25 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 	for _, p := range n.host.Network().Peers() {
 		f.addPeer(p)
 	}
-	f.goFn(func() { f.discover() })
+	// Peers that connect while the fetch runs (one that reconnects, a
+	// node found by mDNS or by another fetch) join it; the DHT is asked
+	// again every rediscoverEvery.
+	joined := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		f.goFn(func() { f.emit(fetchEvent{kind: evConnected, p: p}) })
+	}}
+	n.host.Network().Notify(joined)
+	defer n.host.Network().StopNotify(joined)
+	f.goFn(func() {
+		for {
+			f.discover()
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-time.After(rediscoverEvery):
+			}
+		}
+	})
 
 	stall := time.NewTimer(n.cfg.RequestTimeout)
 	defer stall.Stop()
@@ -272,6 +297,10 @@ func (f *fetch) debugTail() {
 // ended) is left alone before the fetch tries it again. Banned peers are
 // never retried.
 const reviveAfter = 5 * time.Second
+
+// rediscoverEvery is how often a running fetch asks the DHT for providers
+// again.
+const rediscoverEvery = 30 * time.Second
 
 // revive gives peers given up on a new chance once they have been out for
 // reviveAfter and nothing of theirs is in flight.
@@ -374,7 +403,18 @@ func (f *fetch) watch(p peer.ID) {
 
 // apply folds an event into the fetch state.
 func (f *fetch) apply(ev fetchEvent) {
-	if ev.kind == evPeer {
+	switch ev.kind {
+	case evPeer:
+		f.addPeer(ev.p)
+		return
+	case evConnected:
+		// A peer whose watch ended (it went away) gets a new one at once
+		// when it comes back; one dropped for misbehaving waits for
+		// revive.
+		if fp := f.peers[ev.p]; fp != nil && fp.gone && !fp.dead && fp.bytes == 0 {
+			fp.drop()
+			delete(f.peers, ev.p)
+		}
 		f.addPeer(ev.p)
 		return
 	}
@@ -412,13 +452,14 @@ func (f *fetch) apply(ev fetchEvent) {
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
-		fp.bytes -= f.size(ev.idxs)
+		fp.got += f.size(ev.idxs)
+		fp.charge(-f.size(ev.idxs), time.Now())
 		f.bytes -= f.size(ev.idxs)
 	case evFailed:
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
-		fp.bytes -= f.size(ev.idxs)
+		fp.charge(-f.size(ev.idxs), time.Now())
 		f.bytes -= f.size(ev.idxs)
 		switch ev.status {
 		case statusDontHave:
@@ -522,9 +563,9 @@ func (f *fetch) schedule() {
 			// A seed (perhaps a publisher on a thin uplink, super-seeding)
 			// gets a short queue: what it promises to one peer arrives
 			// soon, so the peers it refused find the piece there in time.
-			window := int64(peerWindow)
+			window := fp.window(now)
 			if fp.complete && len(ps) > 1 {
-				window = seedWindow
+				window = min(window, seedWindow)
 			}
 			if fp.bytes >= window {
 				continue
@@ -537,12 +578,41 @@ func (f *fetch) schedule() {
 				f.inflight[i] = fp.id
 				delete(fp.refused, i)
 			}
-			fp.bytes += bytes
+			fp.charge(bytes, now)
 			f.bytes += bytes
 			more = true
 			p, ctx := fp.id, fp.ctx
 			f.goFn(func() { f.get(ctx, p, batch, last) })
 		}
+	}
+}
+
+// window is how many bytes may be in flight to fp: about a second of
+// what it delivers, at least one batch and at most peerWindow; one batch
+// until it has delivered. A slow peer so holds few pieces, and the end of
+// a fetch does not wait long on what it holds while faster peers idle.
+func (fp *fetchPeer) window(now time.Time) int64 {
+	busy := fp.busy
+	if !fp.busySince.IsZero() {
+		busy += now.Sub(fp.busySince)
+	}
+	if fp.got == 0 || busy <= 0 {
+		return batchBytes
+	}
+	rate := float64(fp.got) / busy.Seconds()
+	return int64(min(max(rate, batchBytes), peerWindow))
+}
+
+// charge adds delta to the bytes in flight to fp and keeps its busy time.
+func (fp *fetchPeer) charge(delta int64, now time.Time) {
+	was := fp.bytes
+	fp.bytes += delta
+	switch {
+	case was <= 0 && fp.bytes > 0:
+		fp.busySince = now
+	case was > 0 && fp.bytes <= 0 && !fp.busySince.IsZero():
+		fp.busy += now.Sub(fp.busySince)
+		fp.busySince = time.Time{}
 	}
 }
 

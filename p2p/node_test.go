@@ -298,3 +298,41 @@ func TestResumeAfterCancel(t *testing.T) {
 func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
 	return context.WithCancel(t.Context())
 }
+
+// A peer that connects while a fetch runs joins it: the fetch started
+// with only a seed capped at 512 KiB/s (16 s for the file) and finishes
+// soon after a fast seed connects, mostly from it.
+func TestPeerJoinsRunningFetch(t *testing.T) {
+	const size = 8 << 20
+	slow := newNode(t, func(c *Config) { c.UploadRate = 512 << 10; c.MinRate = 1 })
+	fast := newNode(t, nil)
+	dst := newNode(t, func(c *Config) { c.MinRate = 1 })
+	_, data := randomFile(t, size)
+	root, err := slow.Add(t.Context(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := fast.Add(t.Context(), bytes.NewReader(data)); err != nil || !r.Equals(root) {
+		t.Fatalf("fast seed root %s (%v), want %s", r, err, root)
+	}
+	connect(t, dst, slow)
+	out := filepath.Join(t.TempDir(), "out.bin")
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- dst.GetFile(t.Context(), root, out) }()
+	time.Sleep(500 * time.Millisecond)
+	connect(t, dst, fast)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("fetch did not finish")
+	}
+	took := time.Since(start)
+	checkFile(t, out, data)
+	if took > 5*time.Second || fast.ex.sent.Load() < size/2 {
+		t.Fatalf("took %v; the fast seed sent %d of %d bytes: it did not join the running fetch", took, fast.ex.sent.Load(), size)
+	}
+}
