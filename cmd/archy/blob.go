@@ -14,6 +14,7 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p"
+	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
 
@@ -92,7 +93,13 @@ func newBlobAddCmd(fl *blobFlags) *cobra.Command {
 			defer n.Close()
 			addCtx, cancel := context.WithTimeout(ctx, fl.timeout)
 			defer cancel()
-			c, err := n.AddFile(addCtx, args[0])
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("add file: %w", err)
+			}
+			defer f.Close()
+			// Named too, so peers that know only the file's sum find it.
+			c, sum, err := n.AddNamed(addCtx, f)
 			if err != nil {
 				return err
 			}
@@ -102,7 +109,7 @@ func newBlobAddCmd(fl *blobFlags) *cobra.Command {
 				}
 			}
 			if fl.json {
-				_ = json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"cid": cas.String(c)})
+				_ = json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"cid": cas.String(c), "sum": cas.String(sum)})
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), cas.String(c))
 			}
@@ -112,8 +119,10 @@ func newBlobAddCmd(fl *blobFlags) *cobra.Command {
 			for _, a := range n.Addrs() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "serving on %s\n", a)
 			}
-			if err := n.Provide(ctx, c); err != nil && len(fl.peers) > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+			for _, k := range []cid.Cid{c, sum} {
+				if err := n.Provide(ctx, k); err != nil && len(fl.peers) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
+				}
 			}
 			<-ctx.Done()
 			return nil
@@ -132,7 +141,10 @@ func newBlobGetCmd(fl *blobFlags) *cobra.Command {
 		Short: "Fetch a file by CID from peers, verifying every block",
 		Long: "Fetch a file by CID from peers (--peer, the DHT), verify every block\n" +
 			"against its BLAKE3 address and write it to FILE. FILE appears only\n" +
-			"when complete; an interrupted get resumes from the blocks it holds.",
+			"when complete; an interrupted get resumes from the blocks it holds.\n" +
+			"CID is the file's root (bafyb4i…, what blob add prints) or the BLAKE3\n" +
+			"of its bytes (bafkr4i…): peers then name the root, and FILE appears\n" +
+			"only if its bytes hash to the CID.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -151,7 +163,13 @@ func newBlobGetCmd(fl *blobFlags) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			if err := n.GetFile(ctx, c, out); err != nil {
+			if c.Type() == cas.Raw {
+				// A file's sum (as manifests pin image archives): peers
+				// name its root; the file is kept only if it hashes to c.
+				if c, err = n.GetNamed(ctx, c, out, nil); err != nil {
+					return err
+				}
+			} else if err := n.GetFile(ctx, c, out); err != nil {
 				return err
 			}
 			if pin {
