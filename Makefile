@@ -45,7 +45,7 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
-		$(GO) test $(GOTAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		bash .ci/fuzz-one.sh "$(GO)" "$(TAGS)" $$pkg $$fn $(FUZZTIME) || exit 1; \
 	done
 
 fuzz-list:
