@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nbd-wtf/go-nostr"
-
-	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/p2p/discovery"
-	"github.com/archy-node/archy/registry"
 )
 
 // TestCIDOnlyReleaseCompletedFromTheSwarm: a release announced by CID
@@ -24,23 +19,7 @@ func TestCIDOnlyReleaseCompletedFromTheSwarm(t *testing.T) {
 	boot := []string{a.P2P().AddrInfo().Addrs[0].String() + "/p2p/" + a.P2P().ID().String()}
 	b := startNode(t, a.RelayURLs()[:1], boot)
 
-	key, err := did.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &registry.Manifest{Schema: registry.Schema, ID: "big", Name: "Big", Version: "1.0.0", Publisher: key.DID(),
-		Containers: []registry.Container{{Name: "web", Image: registry.Image{
-			CID:    "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4",
-			Digest: "sha256:" + strings.Repeat("ab", 32)}}}}
-	env, _, err := registry.Sign(m, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	envJSON, _ := env.Marshal()
-	v, err := registry.VerifyEnvelope(envJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, v, envJSON := signedRelease(t, "big")
 	// The developer hands the manifest to their node, which keeps the
 	// envelope and provides the CID.
 	req, _ := http.NewRequest(http.MethodPost, a.APIURL()+"/api/v1/manifests", bytes.NewReader(envJSON))
@@ -51,16 +30,7 @@ func TestCIDOnlyReleaseCompletedFromTheSwarm(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	sk := nostr.GeneratePrivateKey()
-	pk, _ := nostr.GetPublicKey(sk)
-	bind, err := discovery.Binding(key, pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now(), MaxContent: 1}).Events(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs, _ := announce(t, key, v, envJSON, time.Now(), 1) // too big for an event: CID only
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := discovery.Publish(ctx, a.RelayURLs()[:1], 5*time.Second, evs...); err != nil {

@@ -113,11 +113,19 @@ func TestNodeAPIAndToken(t *testing.T) {
 // Nostr key bound to that DID.
 func release(t *testing.T, at time.Time) (*registry.Verified, []nostr.Event, string) {
 	t.Helper()
+	key, v, envJSON := signedRelease(t, "hello")
+	evs, sk := announce(t, key, v, envJSON, at, 0)
+	return v, evs, sk
+}
+
+// signedRelease signs a one-container manifest of app id by a new key.
+func signedRelease(t *testing.T, id string) (*did.Key, *registry.Verified, []byte) {
+	t.Helper()
 	key, err := did.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &registry.Manifest{Schema: registry.Schema, ID: "hello", Name: "Hello", Version: "1.0.0", Publisher: key.DID(),
+	m := &registry.Manifest{Schema: registry.Schema, ID: id, Name: id, Version: "1.0.0", Publisher: key.DID(),
 		Containers: []registry.Container{{Name: "web", Image: registry.Image{
 			CID:    "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4",
 			Digest: "sha256:" + strings.Repeat("ab", 32)}}}}
@@ -130,17 +138,24 @@ func release(t *testing.T, at time.Time) (*registry.Verified, []nostr.Event, str
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, v, envJSON
+}
+
+// announce makes the NIP-78 events of a release under a new Nostr key
+// bound to key's DID (maxContent 0: the default inline limit).
+func announce(t *testing.T, key *did.Key, v *registry.Verified, envJSON []byte, at time.Time, maxContent int) ([]nostr.Event, string) {
+	t.Helper()
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)
 	bind, err := discovery.Binding(key, pk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: at}).Events(sk)
+	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: at, MaxContent: maxContent}).Events(sk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v, evs, sk
+	return evs, sk
 }
 
 // TestThreeNodesDiscover publishes a release on node A's embedded relay;
