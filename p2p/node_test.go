@@ -336,3 +336,46 @@ func TestPeerJoinsRunningFetch(t *testing.T) {
 		t.Fatalf("took %v; the fast seed sent %d of %d bytes: it did not join the running fetch", took, fast.ex.sent.Load(), size)
 	}
 }
+
+// A flash crowd over real TCP hosts: eight nodes fetch a file at once from
+// an origin with a thin uplink (super-seeding, 4 MiB/s); every node ends
+// with the whole verified file, and the origin sends about one copy (the
+// swarm feeds itself). Byte counts, so it holds on a loaded machine too.
+func TestFlashCrowdOriginSendsAboutOneCopy(t *testing.T) {
+	const size, crowd = 8 << 20, 8
+	origin := newNode(t, func(c *Config) { c.SuperSeed = true; c.UploadRate = 4 << 20 })
+	_, data := randomFile(t, size)
+	root, err := origin.Add(t.Context(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*Node, crowd)
+	for i := range nodes {
+		nodes[i] = newNode(t, nil)
+		connect(t, nodes[i], origin)
+	}
+	for i := range nodes {
+		for j := range i {
+			connect(t, nodes[i], nodes[j])
+		}
+	}
+	errs := make(chan error, crowd)
+	outs := make([]string, crowd)
+	for i, n := range nodes {
+		outs[i] = filepath.Join(t.TempDir(), "out.bin")
+		go func() { errs <- n.GetFile(t.Context(), root, outs[i]) }()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range outs {
+		checkFile(t, o, data)
+	}
+	copies := float64(origin.ex.sent.Load()) / size
+	t.Logf("origin sent %.2f copies to %d nodes", copies, crowd)
+	if copies > 1.3 {
+		t.Fatalf("origin sent %.2f copies of the file to %d nodes, want at most 1.3", copies, crowd)
+	}
+}
