@@ -63,6 +63,77 @@ type health struct {
 	lastErr  string
 	retries  int
 	starting bool
+	since    time.Time // when it was (re)started, or first probed
+}
+
+// Unhealthy containers are restarted, with a growing pause between
+// restarts of one container so a broken one does not spin.
+const (
+	restartBackoffMin = 10 * time.Second
+	restartBackoffMax = 5 * time.Minute
+	// restartForgetAfter: healthy this long after a restart, a container
+	// starts again from the shortest pause.
+	restartForgetAfter = 10 * time.Minute
+)
+
+// backoff is when a container may be restarted again.
+type backoff struct {
+	n    int
+	last time.Time
+	next time.Time
+}
+
+// unhealthyRestartDueLocked reports whether pc should be restarted now: it has
+// failed its probe retries times in a row after being healthy, or it has
+// not become healthy within its start deadline, and its backoff has
+// passed. o.mu held.
+func (o *Orchestrator) unhealthyRestartDueLocked(a *app, pc PlannedContainer) bool {
+	h := a.health[pc.Name]
+	if h == nil || !h.probed || h.ok {
+		return false
+	}
+	now := o.cfg.Now()
+	failed := !h.starting && h.fails >= h.retries
+	neverUp := h.starting && !h.since.IsZero() && now.Sub(h.since) > paramsOf(pc.Health).deadline()
+	if !failed && !neverUp {
+		return false
+	}
+	b := a.backoff[pc.Name]
+	return b == nil || !now.Before(b.next)
+}
+
+// restartUnhealthy stops and starts pc (its data and spec stay), counts
+// it, and pushes its next allowed restart further out.
+func (o *Orchestrator) restartUnhealthy(ctx context.Context, a *app, pc PlannedContainer) error {
+	o.mu.Lock()
+	last := ""
+	if h := a.health[pc.Name]; h != nil {
+		last = h.lastErr
+	}
+	b := a.backoff[pc.Name]
+	if b == nil {
+		b = &backoff{}
+		a.backoff[pc.Name] = b
+	}
+	now := o.cfg.Now()
+	b.n++
+	b.last = now
+	b.next = now.Add(min(restartBackoffMin<<min(b.n-1, 10), restartBackoffMax))
+	a.restarts++
+	o.mu.Unlock()
+	o.log.Warn("reconcile: container unhealthy; restarting", "app", a.id, "container", pc.Spec.Name, "last_probe", last, "restart", b.n)
+	sctx, cancel := context.WithTimeout(ctx, o.cfg.StopTimeout)
+	err := o.rt.Stop(sctx, pc.Spec.Name, DefaultStopTimeout)
+	cancel()
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("restart unhealthy %s: %w", pc.Spec.Name, err)
+	}
+	if err := o.rt.Start(ctx, pc.Spec.Name); err != nil {
+		return fmt.Errorf("restart unhealthy %s: %w", pc.Spec.Name, err)
+	}
+	o.resetHealth(a, pc.Name)
+	o.refreshContainer(ctx, a, pc)
+	return nil
 }
 
 func (h *health) status() string {
@@ -219,8 +290,14 @@ func (o *Orchestrator) recordHealth(a *app, pc PlannedContainer, err error, star
 	}
 	h.retries = paramsOf(pc.Health).retries
 	h.probed, h.lastAt = true, o.cfg.Now()
+	if h.since.IsZero() {
+		h.since = h.lastAt
+	}
 	if err == nil {
 		h.ok, h.fails, h.lastErr, h.starting = true, 0, "", false
+		if b := a.backoff[pc.Name]; b != nil && h.lastAt.Sub(b.last) > restartForgetAfter {
+			delete(a.backoff, pc.Name)
+		}
 		return
 	}
 	h.ok, h.lastErr, h.starting = false, err.Error(), starting
@@ -231,7 +308,7 @@ func (o *Orchestrator) recordHealth(a *app, pc PlannedContainer, err error, star
 func (o *Orchestrator) resetHealth(a *app, name string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	a.health[name] = &health{starting: true, retries: 3}
+	a.health[name] = &health{starting: true, retries: 3, since: o.cfg.Now()}
 }
 
 func (o *Orchestrator) healthy(a *app, name string) bool {

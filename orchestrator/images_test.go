@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
@@ -81,4 +82,46 @@ func TestFetchedImageStillVerified(t *testing.T) {
 	if ok, _ := e.rt.Runtime.ImageExists(context.Background(), v.Manifest.Containers[0].Image.Ref); ok {
 		t.Error("unverified image reached the engine")
 	}
+}
+
+// A container that keeps running but fails its health probe is restarted
+// (data and spec kept), counted, and not restarted again before its
+// backoff.
+func TestUnhealthyContainerRestarted(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	e.cfg.ExecProbeInterval = 100 * time.Millisecond
+	e.cfg.Interval = 300 * time.Millisecond
+	f := newFixture(t)
+	v, arch := f.app("sick", "1.0.0", []ctr{{name: "web", health: []string{"true"}}}, nil)
+	o := e.orch()
+	if err := o.Install(context.Background(), v, arch); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := o.Status("sick")
+	name := st.Containers[0].Engine
+	before, err := e.rt.Runtime.Inspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Runtime.Sicken(name); err != nil {
+		t.Fatal(err)
+	}
+	run(t, o)
+	eventually(t, 30*time.Second, "the unhealthy container restarted and healthy again", func() bool {
+		s, _ := o.Status("sick")
+		c, err := e.rt.Runtime.Inspect(context.Background(), name)
+		return err == nil && s.Restarts == 1 && s.Healthy && c.PID != before.PID && c.ID == before.ID
+	})
+	// Sick again at once: the next restart waits for the backoff.
+	if err := e.rt.Runtime.Sicken(name); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if s, _ := o.Status("sick"); s.Restarts != 1 {
+		t.Fatalf("restarted %d times within 5 s, want 1 (backoff)", s.Restarts)
+	}
+	eventually(t, 30*time.Second, "the second restart after the backoff", func() bool {
+		s, _ := o.Status("sick")
+		return s.Restarts == 2
+	})
 }

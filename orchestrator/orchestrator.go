@@ -160,6 +160,8 @@ type app struct {
 	health     map[string]*health
 	containers map[string]Container
 	recreated  int
+	restarts   int                 // unhealthy containers restarted
+	backoff    map[string]*backoff // per container: when it may be restarted again
 	retryAt    time.Time
 }
 
@@ -195,7 +197,7 @@ func New(cfg Config) (*Orchestrator, error) {
 }
 
 func (o *Orchestrator) newApp(id string) *app {
-	return &app{id: id, health: map[string]*health{}, containers: map[string]Container{}}
+	return &app{id: id, health: map[string]*health{}, containers: map[string]Container{}, backoff: map[string]*backoff{}}
 }
 
 // resolvePending (called by New) settles operations a previous run of the node left
@@ -367,6 +369,9 @@ type AppStatus struct {
 	// Recreated counts containers recreated (drift, dead PID) since the
 	// node started.
 	Recreated int `json:"recreated"`
+	// Restarts counts containers restarted because they were unhealthy
+	// since the node started.
+	Restarts int `json:"restarts"`
 }
 
 // ContainerStatus is one container of an AppStatus.
@@ -402,7 +407,7 @@ func (o *Orchestrator) Status(id string) (AppStatus, error) {
 }
 
 func (o *Orchestrator) statusLocked(a *app) AppStatus {
-	s := AppStatus{ID: a.id, Phase: a.phase, Reason: a.reason, Error: a.lastErr, Recreated: a.recreated, Healthy: true}
+	s := AppStatus{ID: a.id, Phase: a.phase, Reason: a.reason, Error: a.lastErr, Recreated: a.recreated, Restarts: a.restarts, Healthy: true}
 	if a.state != nil {
 		s.Intent = a.state.Intent
 		s.Version = a.state.Current.Version

@@ -256,5 +256,11 @@ func (o *Orchestrator) probeIfDue(ctx context.Context, a *app, pc PlannedContain
 	if errors.Is(err, ErrTimeout) {
 		return err
 	}
+	o.mu.Lock()
+	restart := o.unhealthyRestartDueLocked(a, pc)
+	o.mu.Unlock()
+	if restart {
+		return o.restartUnhealthy(ctx, a, pc)
+	}
 	return nil
 }

@@ -36,6 +36,7 @@ type container struct {
 	c       orchestrator.Container
 	spec    orchestrator.ContainerSpec
 	retries uint
+	sick    bool // runs, but every exec in it fails (Sicken)
 }
 
 // Runtime is the in-memory engine. The zero value is not usable: use New.
@@ -257,6 +258,7 @@ func (r *Runtime) lookup(op, name string) (*container, error) {
 }
 
 func (r *Runtime) start(c *container) {
+	c.sick = false
 	r.nextPID++
 	c.c.State = orchestrator.StateRunning
 	c.c.PID = r.nextPID
@@ -304,6 +306,23 @@ func (r *Runtime) Stop(ctx context.Context, name string, timeout time.Duration) 
 		r.die(c, 0)
 		r.emit("stop", &c.c, nil)
 	}
+	return nil
+}
+
+// Sicken makes a running container's process hang without exiting: it
+// keeps running, and every exec in it fails (exit 1), so its exec health
+// probe fails, until it is started again.
+func (r *Runtime) Sicken(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.lookup("sicken container", name)
+	if err != nil {
+		return err
+	}
+	if c.c.State != orchestrator.StateRunning {
+		return fmt.Errorf("sicken container %s: %w", name, orchestrator.ErrNotRunning)
+	}
+	c.sick = true
 	return nil
 }
 
@@ -490,6 +509,9 @@ func (r *Runtime) Exec(ctx context.Context, name string, cmd []string) (orchestr
 	}
 	if len(cmd) == 0 {
 		return orchestrator.ExecResult{}, errors.New("exec: empty command")
+	}
+	if c.sick {
+		return orchestrator.ExecResult{ExitCode: 1, Output: []byte("hung\n")}, nil
 	}
 	if len(cmd) == 3 && (cmd[0] == "sh" || cmd[0] == "/bin/sh") && cmd[1] == "-c" {
 		cmd = strings.Fields(cmd[2])
