@@ -167,10 +167,34 @@ func (o *Orchestrator) reconcileApp(ctx context.Context, a *app, byName map[stri
 	if !s.Healthy {
 		phase = "starting"
 		o.retry(a)
+	} else {
+		o.nextProbe(a, plan)
 	}
 	o.setPhase(a, phase, "")
 	o.setErr(a, nil)
 	return nil
+}
+
+// nextProbe has the loop come back when the app's next health probe is
+// due, so a running app is probed at its manifest's interval (exec probes
+// at most every ExecProbeInterval), not only on the resync period.
+func (o *Orchestrator) nextProbe(a *app, plan *Plan) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, pc := range plan.Containers {
+		h := a.health[pc.Name]
+		if pc.Health == nil || h == nil || !h.probed {
+			continue
+		}
+		every := paramsOf(pc.Health).interval
+		if usesExec(pc) && h.ok {
+			every = max(every, o.cfg.ExecProbeInterval)
+		}
+		due := h.lastAt.Add(max(every, time.Second))
+		if a.retryAt.IsZero() || due.Before(a.retryAt) {
+			a.retryAt = due
+		}
+	}
 }
 
 func (o *Orchestrator) retry(a *app) {

@@ -54,6 +54,12 @@ func call(t *testing.T, n *node.Node, method, path string, body any) (int, strin
 // BLAKE3 CID and OCI digest), loads it and signs it with a new key.
 func signedApp(t *testing.T, id, ref, body string, hostPort int) (*registry.Loaded, []byte, *registry.Verified, *did.Key) {
 	t.Helper()
+	return signedAppCmd(t, id, ref, body, hostPort, `[httpd, -f, -p, "8080", -h, /www]`)
+}
+
+// signedAppCmd is signedApp with the container's command (YAML flow).
+func signedAppCmd(t *testing.T, id, ref, body string, hostPort int, command string) (*registry.Loaded, []byte, *registry.Verified, *did.Key) {
+	t.Helper()
 	archive := podmantest.BusyboxImage(t, ref, body)
 	key, err := did.Generate()
 	if err != nil {
@@ -71,7 +77,7 @@ publisher: ` + key.DID() + `
 containers:
   - name: web
     image: {ref: "` + ref + `", archive: image.tar}
-    command: [httpd, -f, -p, "8080", -h, /www]
+    command: ` + command + `
     ports: [{container: 8080, host: ` + strconv.Itoa(hostPort) + `}]
     health: {http: {port: 8080, path: /}, interval: 500ms}
 `
