@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/archy-node/archy/internal/atomicfile"
 )
@@ -81,49 +78,18 @@ const maxKeyFile = 4096
 // fails if path exists (even if it appeared after the check), so a reader
 // never sees half a key and an existing key is never replaced.
 func (k *Key) Save(path string) error {
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
-	}
 	data, err := json.MarshalIndent(keyFile{Type: keyFileType, DID: k.did, Seed: k.priv.Seed()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save key %s: %w", path, err)
 	}
-	data = append(data, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	err = atomicfile.WriteNew(path, append(data, '\n'), 0o600)
+	if errors.Is(err, atomicfile.ErrExists) {
+		return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
+	}
 	if err != nil {
 		return fmt.Errorf("save key %s: %w", path, err)
 	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if err := writeSync(tmp, data); err != nil {
-		return fmt.Errorf("save key %s: %w", path, err)
-	}
-	if err := os.Link(name, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("save key %s: file exists; refusing to overwrite a key", path)
-		}
-		return fmt.Errorf("save key %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return nil
-}
-
-// writeSync makes f owner-only, writes data, syncs and closes it.
-func writeSync(f *os.File, data []byte) error {
-	err := f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // LoadKey reads a key file written by Save. It refuses a file that group or

@@ -120,8 +120,9 @@ func (o *Orchestrator) restartUnhealthy(ctx context.Context, a *app, pc PlannedC
 	b.last = now
 	b.next = now.Add(min(restartBackoffMin<<min(b.n-1, 10), restartBackoffMax))
 	a.restarts++
+	n := b.n
 	o.mu.Unlock()
-	o.log.Warn("reconcile: container unhealthy; restarting", "app", a.id, "container", pc.Spec.Name, "last_probe", last, "restart", b.n)
+	o.log.Warn("reconcile: container unhealthy; restarting", "app", a.id, "container", pc.Spec.Name, "last_probe", last, "restart", n)
 	sctx, cancel := context.WithTimeout(ctx, o.cfg.StopTimeout)
 	err := o.rt.Stop(sctx, pc.Spec.Name, DefaultStopTimeout)
 	cancel()

@@ -190,12 +190,7 @@ func (e *blockExchange) strike(p peer.ID) {
 	}
 	e.mu.Unlock()
 	if ban {
-		e.banned.add(p)
-	}
-	if ban {
-		e.n.met.peersBanned.Inc()
-		e.n.log.Warn("peer banned for sending bad blocks", "peer", p)
-		_ = e.n.host.Network().ClosePeer(p)
+		e.n.ban(p, "sent bad blocks")
 	}
 }
 

@@ -340,43 +340,16 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, outPath string, progre
 	if sum.Type() != cas.Raw {
 		return cid.Undef, fmt.Errorf("get %s: a file's sum is a raw BLAKE3 CID (bafkr…)", sum)
 	}
-	var cands []nameAnswer
-	if root, ok := n.names.get(sum); ok {
-		cands = append(cands, nameAnswer{root: root})
-	}
-	resolved := false
 	var errs []error
-	for i := 0; ; i++ {
-		if i == len(cands) {
-			if resolved {
-				break
-			}
-			resolved = true
-			more, err := n.Resolve(ctx, sum)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			// Last, the sum itself: a file of one block is held as it.
-			more = append(more, nameAnswer{root: sum})
-			for _, a := range more {
-				if !slices.ContainsFunc(cands, func(c nameAnswer) bool { return c.root.Equals(a.root) }) {
-					cands = append(cands, a)
-				}
-			}
-			if i == len(cands) {
-				break
-			}
-		}
-		a := cands[i]
-		err := n.getAs(ctx, sum, a.root, outPath, progress)
+	// try fetches a as the file; done is true when it is in place, or the
+	// caller's context ended.
+	try := func(a nameAnswer) (done bool, err error) {
+		err = n.getAs(ctx, sum, a.root, outPath, progress)
 		if err == nil {
-			if err := n.names.set(sum, a.root); err != nil {
-				return cid.Undef, err
-			}
-			return a.root, nil
+			return true, n.names.set(sum, a.root)
 		}
 		if ctx.Err() != nil {
-			return cid.Undef, fmt.Errorf("get %s: %w", sum, err)
+			return true, fmt.Errorf("get %s: %w", sum, err)
 		}
 		if errors.Is(err, ErrSumMismatch) {
 			for _, p := range a.peers {
@@ -384,8 +357,37 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, outPath string, progre
 			}
 		}
 		errs = append(errs, err)
+		return false, nil
+	}
+	local, haveLocal := n.names.get(sum)
+	if haveLocal {
+		if done, err := try(nameAnswer{root: local}); done {
+			return rootOr(local, err)
+		}
+	}
+	cands, err := n.Resolve(ctx, sum)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// Last, the sum itself: a file of one block is held as it.
+	cands = append(cands, nameAnswer{root: sum})
+	for _, a := range cands {
+		if haveLocal && a.root.Equals(local) {
+			continue
+		}
+		if done, err := try(a); done {
+			return rootOr(a.root, err)
+		}
 	}
 	return cid.Undef, fmt.Errorf("get %s: %w", sum, errors.Join(errs...))
+}
+
+// rootOr returns root, or no root with err.
+func rootOr(root cid.Cid, err error) (cid.Cid, error) {
+	if err != nil {
+		return cid.Undef, err
+	}
+	return root, nil
 }
 
 // getAs fetches root into a temp file beside outPath and renames it to

@@ -276,8 +276,8 @@ func TestKilledContainerBackWithin5s(t *testing.T) {
 func TestHungPodmanService(t *testing.T) {
 	podmantest.Socket(t)
 	needImages(t)
-	svc := startService(t)
-	rt := connect(t, podman.Config{Socket: svc.url, ReadTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second, StopMargin: 2 * time.Second})
+	svc := podmantest.PrivateService(t, "info")
+	rt := connect(t, podman.Config{Socket: svc.URL, ReadTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second, StopMargin: 2 * time.Second})
 	k := key(t)
 	logs := &logBuf{}
 	o := newOrch(t, rt, t.TempDir(), logs)
@@ -288,11 +288,11 @@ func TestHungPodmanService(t *testing.T) {
 		t.Fatal(err)
 	}
 	runLoop(t, o)
-	svc.signal(t, syscall.SIGSTOP)
+	svc.Signal(t, syscall.SIGSTOP)
 	resumed := false
 	defer func() {
 		if !resumed {
-			svc.signal(t, syscall.SIGCONT)
+			svc.Signal(t, syscall.SIGCONT)
 		}
 	}()
 	prog, cancel := o.Subscribe(256)
@@ -337,7 +337,7 @@ func TestHungPodmanService(t *testing.T) {
 	if s.Error == "" {
 		t.Errorf("no visible error while Podman is frozen: %+v", s)
 	}
-	svc.signal(t, syscall.SIGCONT)
+	svc.Signal(t, syscall.SIGCONT)
 	resumed = true
 	// The stop queued while the service was frozen runs now; a first
 	// start may race it (observed once under load: the container ran but
@@ -423,80 +423,4 @@ func TestNodeKilledMidInstallConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-}
-
-type service struct {
-	url   string
-	cmd   *exec.Cmd
-	lines chan string
-}
-
-// startService runs a private `podman system service` (own storage and
-// socket) as the current user, in its own process group so that SIGSTOP
-// freezes it whole (see orchestrator/podman's TestHungServiceTimesOut).
-func startService(t *testing.T) *service {
-	t.Helper()
-	if _, err := exec.LookPath("podman"); err != nil {
-		podmantest.Require(t, "podman is not installed")
-	}
-	dir, err := os.MkdirTemp("", "archy-podman-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "podman.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "podman",
-		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-		"--log-level", "info", "system", "service", "--time=0", "unix://"+sock)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start podman system service: %v", err)
-	}
-	s := &service{url: "unix://" + sock, cmd: cmd, lines: make(chan string, 1024)}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case s.lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-copied
-		cmd.Wait()
-		exec.Command("podman", "unshare", "rm", "-rf", dir).Run()
-		os.RemoveAll(dir)
-	})
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
-	for {
-		select {
-		case l := <-s.lines:
-			if strings.Contains(l, "API service listening") {
-				return s
-			}
-		case <-timeout.C:
-			t.Fatal("podman service did not start")
-		}
-	}
-}
-
-func (s *service) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
 }

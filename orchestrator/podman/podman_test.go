@@ -1,7 +1,6 @@
 package podman_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -188,9 +186,9 @@ func TestDataFolderWritable(t *testing.T) {
 // with its own storage, so that stopping it stalls no other test.
 func TestHungServiceTimesOut(t *testing.T) {
 	podmantest.Socket(t)
-	svc := startService(t)
+	svc := podmantest.PrivateService(t, "debug")
 	const read = 2 * time.Second
-	p := connect(t, podman.Config{Socket: svc.url, ReadTimeout: read, StopMargin: 2 * time.Second})
+	p := connect(t, podman.Config{Socket: svc.URL, ReadTimeout: read, StopMargin: 2 * time.Second})
 	ctx := context.Background()
 	run := fmt.Sprintf("f%d", time.Now().UnixNano())
 	ref := "localhost/archytest-fault:" + run
@@ -209,17 +207,17 @@ func TestHungServiceTimesOut(t *testing.T) {
 
 	// A stop with a 3 s timeout is in flight (Podman is waiting for the
 	// process) when the service is frozen.
-	svc.drain()
+	svc.Drain()
 	stopErr := make(chan error, 1)
 	stopStart := time.Now()
 	go func() { stopErr <- p.Stop(ctx, name, 3*time.Second) }()
 	// Podman has sent SIGTERM and waits for the process: mid-call.
-	svc.waitLogged(t, "Sending signal 15 to container")
-	svc.signal(t, syscall.SIGSTOP)
+	svc.WaitLogged(t, "Sending signal 15 to container")
+	svc.Signal(t, syscall.SIGSTOP)
 	resumed := false
 	defer func() {
 		if !resumed {
-			svc.signal(t, syscall.SIGCONT)
+			svc.Signal(t, syscall.SIGCONT)
 		}
 	}()
 
@@ -245,7 +243,7 @@ func TestHungServiceTimesOut(t *testing.T) {
 	}
 	t.Logf("stop in flight on a SIGSTOPped service: %v after %s", err, stopTook.Round(time.Millisecond))
 
-	svc.signal(t, syscall.SIGCONT)
+	svc.Signal(t, syscall.SIGCONT)
 	resumed = true
 	if _, err := p.Info(ctx); err != nil {
 		t.Fatalf("info after SIGCONT: %v", err)
@@ -257,104 +255,5 @@ func TestHungServiceTimesOut(t *testing.T) {
 	t.Logf("after SIGCONT: %s is %s", c.Name, c.State)
 	if err := p.Remove(ctx, name); err != nil {
 		t.Fatalf("remove after SIGCONT: %v", err)
-	}
-}
-
-type service struct {
-	url   string
-	cmd   *exec.Cmd
-	lines chan string
-}
-
-// startService runs `podman system service` as the current user with its
-// own storage and socket, logging at debug level so that the test can see
-// when a request has arrived.
-func startService(t *testing.T) *service {
-	t.Helper()
-	if _, err := exec.LookPath("podman"); err != nil {
-		podmantest.Require(t, "podman is not installed")
-	}
-	dir, err := os.MkdirTemp("", "archy-podman-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "podman.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "podman",
-		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
-		"--log-level", "debug",
-		"system", "service", "--time=0", "unix://"+sock)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Its own process group: rootless Podman may re-execute itself into
-	// its user namespace, and a SIGSTOP must reach the child that serves.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start podman system service: %v", err)
-	}
-	s := &service{url: "unix://" + sock, cmd: cmd, lines: make(chan string, 1024)}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case s.lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-copied
-		cmd.Wait()
-		// The service's storage holds files owned by subordinate IDs:
-		// remove them from inside the user namespace.
-		exec.Command("podman", "unshare", "rm", "-rf", dir).Run()
-		os.RemoveAll(dir)
-	})
-	s.waitLogged(t, "API service listening")
-	return s
-}
-
-// waitLogged waits for a log line of the service containing substr.
-func (s *service) waitLogged(t *testing.T, substr string) {
-	t.Helper()
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
-	for {
-		select {
-		case l := <-s.lines:
-			if strings.Contains(l, substr) {
-				return
-			}
-		case <-timeout.C:
-			t.Fatalf("podman service never logged %q", substr)
-		}
-	}
-}
-
-// drain forgets the log lines read so far.
-func (s *service) drain() {
-	for {
-		select {
-		case <-s.lines:
-		default:
-			return
-		}
-	}
-}
-
-func (s *service) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
-		t.Fatalf("signal %v to podman service group: %v", sig, err)
 	}
 }
