@@ -5,15 +5,24 @@ TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper con
 GOTAGS  := -tags "$(TAGS)"
 BIN     := bin/archy
 
-.PHONY: build test test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
+.PHONY: build test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
 
-# Everything CI checks: set-up (as root: rootless Podman, nostr-tools),
-# lint, the whole suite with -race, the heavy flood tests without it (the
-# race detector makes them take minutes), short fuzzing.
-test: build lint images test-env
+# Everything CI checks. The set-up comes first (as root: rootless Podman,
+# busybox-static, nostr-tools), since building the sample images needs
+# busybox; then lint, the whole suite with -race, the heavy flood tests
+# without it (the race detector makes them take minutes), short fuzzing.
+# The suite runs from a copy the Podman user can read when that user
+# cannot enter this checkout (a clone in /root, say): see .ci/stage.sh.
+# TestMakeTestSetsUpFirst (internal/doccheck) checks this order.
+test: test-env
+	@dir=$$(bash .ci/stage.sh $(findstring n,$(firstword -$(MAKEFLAGS)))) && $(MAKE) --no-print-directory -C "$$dir" suite
+
+# The suite alone, on a machine already set up (`make test-env`).
+suite: build lint images
+	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -race -count=1 -timeout 40m ./...
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -count=1 -run 'Flood' ./p2p/... ./relay/...
 	$(MAKE) fuzz
@@ -100,4 +109,5 @@ clean:
 
 # The sample apps' OCI archives, built offline and deterministically.
 images:
+	@command -v busybox >/dev/null || test -x /bin/busybox || { echo "images: /bin/busybox is missing: run make test-env (as root) first, which installs busybox-static"; exit 1; }
 	$(GO) run ./examples/build

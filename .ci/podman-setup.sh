@@ -32,6 +32,10 @@
 #   Tests that need Podman skip with a message naming this script when
 #   ARCHY_PODMAN_SOCKET is unset, except when CI=true: then they fail.
 set -euo pipefail
+# The service and every command run as the user start from /: the caller's
+# folder may be one the user cannot enter (a checkout in root's home), and
+# Podman gives up when it cannot chdir back into it.
+cd /
 
 user=${ARCHY_PODMAN_USER:-archy}
 log() { printf 'podman-setup: %s\n' "$*" >&2; }
