@@ -60,6 +60,13 @@ func (n *Node) startApps(ctx context.Context) error {
 			n.log.Warn("apps are off", "why", n.appsOff)
 			return nil
 		}
+		if err := orchestrator.CheckSocketOwner(sock); err != nil {
+			// Installs would fail midway (data folders are prepared as
+			// the socket's owner): say so up front instead.
+			n.appsOff = err.Error()
+			n.log.Warn("apps are off", "why", n.appsOff)
+			return nil
+		}
 		p, err := podman.New(ctx, podman.Config{Socket: sock, Logger: n.log.With("part", "podman")})
 		if err != nil {
 			return fmt.Errorf("connect to Podman at %s: %w", sock, err)

@@ -116,6 +116,7 @@ func (o *Orchestrator) Install(ctx context.Context, v *registry.Verified, archiv
 		installed := a.state != nil
 		o.mu.Unlock()
 		if installed {
+			op.cleaningUp()
 			op.report(StageRemove, op.last.Fraction, "undoing the failed install")
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.RemoveTimeout)
 			if uerr := o.teardown(rctx, a, false); uerr != nil {

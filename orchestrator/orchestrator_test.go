@@ -554,3 +554,23 @@ func mapValues(m map[string]string) []string {
 	}
 	return out
 }
+
+// A failed install is undone (its containers removed): the error names the
+// stage that failed, not the removal that ran after it.
+func TestFailedInstallNamesFailedStage(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	e.cfg.HealthTimeout = 2 * time.Second
+	f := newFixture(t)
+	v, arch := f.app("sick", "1.0.0", []ctr{{name: "web", health: []string{"false"}}}, nil)
+	o := e.orch()
+	err := o.Install(context.Background(), v, arch)
+	if err == nil {
+		t.Fatal("install of an app that never becomes healthy succeeded")
+	}
+	if !strings.Contains(err.Error(), "install sick: health: ") || strings.Contains(err.Error(), ": remove: ") {
+		t.Fatalf("error does not name the failed stage: %v", err)
+	}
+	if len(o.Apps()) != 0 {
+		t.Fatalf("failed install listed: %+v", o.Apps())
+	}
+}

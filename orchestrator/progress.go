@@ -117,9 +117,10 @@ type Progress struct {
 
 // operation tracks one operation's progress.
 type operation struct {
-	o    *Orchestrator
-	a    *app
-	last Progress
+	o      *Orchestrator
+	a      *app
+	last   Progress
+	failed Stage // the stage that failed, when clean-up stages follow it
 }
 
 func (o *Orchestrator) newOp(a *app, kind string) *operation {
@@ -143,14 +144,28 @@ func (op *operation) stage(ctx context.Context, stage Stage, frac float64, d tim
 	return context.WithTimeout(ctx, d)
 }
 
-// finish ends the operation and returns err (wrapped with the stage).
+// cleaningUp records that the current stage failed, before the stages
+// that undo it report: the error then names the stage that failed, not
+// the clean-up that ran after it.
+func (op *operation) cleaningUp() {
+	if op.failed == "" {
+		op.failed = op.last.Stage
+	}
+}
+
+// finish ends the operation and returns err (wrapped with the stage that
+// failed).
 func (op *operation) finish(err error) error {
 	p := op.last
 	p.Done, p.Time = true, op.o.cfg.Now()
 	if err == nil {
 		p.Stage, p.Fraction, p.Message = StageDone, 1, "done"
 	} else {
-		err = fmt.Errorf("%s %s: %s: %w", p.Op, p.App, p.Stage, err)
+		stage := p.Stage
+		if op.failed != "" {
+			stage = op.failed
+		}
+		err = fmt.Errorf("%s %s: %s: %w", p.Op, p.App, stage, err)
 		p.Err, p.Reason = err.Error(), classify(err)
 	}
 	op.last = p

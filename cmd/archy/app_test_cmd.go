@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +50,14 @@ non-zero on any failure, ghost or data change.`,
 			}
 			if socket == "" {
 				return fmt.Errorf("--socket is required (or set ARCHY_PODMAN_SOCKET): the rootless Podman API socket")
+			}
+			if err := orchestrator.CheckSocketOwner(socket); err != nil {
+				var oe *orchestrator.OwnerError
+				if errors.As(err, &oe) {
+					return fmt.Errorf("%w; for example:\n  runuser -u %s -- env XDG_RUNTIME_DIR=/run/user/%d %s",
+						err, oe.OwnerName(), oe.Owner, strings.Join(os.Args, " "))
+				}
+				return err
 			}
 			key, err := did.LoadKey(keyFile)
 			if err != nil {
