@@ -364,7 +364,7 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 		}
 	}
 	addr := []string{"/ip4/127.0.0.1/tcp/0"}
-	origin := benchNode(b, addr, func(c *Config) { hostFor(c); c.UploadRate = rateBs; c.SuperSeed = true })
+	origin := benchNode(b, addr, func(c *Config) { hostFor(c); c.UploadRate = rateBs })
 	root, err := origin.Add(context.Background(), bytes.NewReader(img))
 	if err != nil {
 		b.Fatal(err)

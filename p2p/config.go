@@ -44,11 +44,13 @@ type Config struct {
 	// UploadRate caps the bytes per second the piece exchange sends, over
 	// all peers (a token bucket). Default: no cap.
 	UploadRate int64
-	// SuperSeed makes the node, for files it holds whole, send each piece
-	// once and then point askers at the peers it sent it to, unless they
-	// ask as a last resort: a publisher's uplink carries about one copy of a
-	// release however many nodes fetch it. Default off; publishers turn it on.
-	SuperSeed bool
+	// NoSuperSeed turns super-seeding off. By default a node, for files it
+	// holds whole, sends each piece once and then points askers at the
+	// connected peers it sent it to, unless they ask as a last resort: a
+	// publisher's uplink carries about one copy of a release however many
+	// nodes fetch it (flash-origin-copies in BENCHMARKS.md), and a node
+	// that finished a fetch passes pieces on instead of serving them all.
+	NoSuperSeed bool
 	// MaxStrikes is how many bad blocks a peer may send before it is
 	// disconnected and banned. Default 3.
 	MaxStrikes int

@@ -390,7 +390,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		rs.mu.Lock()
 		held := rs.held[i]
 		var hints []peer.ID
-		if held && e.n.cfg.SuperSeed && flags&flagLastResort == 0 && len(rs.log) == len(rs.leaves) {
+		if held && !e.n.cfg.NoSuperSeed && flags&flagLastResort == 0 && len(rs.log) == len(rs.leaves) {
 			for _, q := range rs.sentTo[i] {
 				if q != p && e.n.host.Network().Connectedness(q) == network.Connected {
 					hints = append(hints, q)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/internal/atomicfile"
@@ -48,6 +49,7 @@ func newNodeRunCmd() *cobra.Command {
 		bootstrap []string
 		follow    []string
 		verbose   bool
+		upload    string
 	)
 	c := &cobra.Command{
 		Use:   "run",
@@ -72,6 +74,13 @@ in <data>/api.token).`,
 					return fmt.Errorf("--follow %q: want NAME=ROOTFILE (the registry's pinned root.json)", f)
 				}
 				cfg.Follow = append(cfg.Follow, node.Follow{Name: name, RootFile: file})
+			}
+			if upload != "" {
+				rate, err := units.RAMInBytes(upload)
+				if err != nil || rate < 0 {
+					return fmt.Errorf("--upload-rate %q: want bytes per second, such as 4MiB or 500KiB", upload)
+				}
+				cfg.P2P.UploadRate = rate
 			}
 			cfg.P2P.ListenAddrs = listen
 			cfg.P2P.BootstrapPeers = bootstrap
@@ -103,6 +112,8 @@ in <data>/api.token).`,
 	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddrs (default TCP and QUIC on all interfaces, port 4001)")
 	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
 	c.Flags().StringVar(&cfg.Podman.Socket, "podman-socket", "", `rootless Podman API socket (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock; "off" runs without apps)`)
+	c.Flags().StringVar(&upload, "upload-rate", "", "cap on the bytes per second the node sends to peers, such as 4MiB (default: no cap)")
+	c.Flags().BoolVar(&cfg.P2P.NoSuperSeed, "no-super-seed", false, "serve every piece asked for, instead of pointing askers at peers that already got it")
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
 	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")
