@@ -22,6 +22,7 @@ import (
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/p2p/peering"
 	"github.com/archy-node/archy/relay"
 )
 
@@ -39,9 +40,13 @@ type Config struct {
 	EmbeddedRelay *bool
 	// RelayListen is the embedded relay's address (default 127.0.0.1:7447).
 	RelayListen string
-	// Relays are other Nostr relays to discover apps on, beside the
-	// embedded one.
+	// Relays are other Nostr relays to discover apps and peers on, beside
+	// the embedded one.
 	Relays []string
+	// NoPeering stops the node from announcing its addresses on its relays
+	// and dialling the peers it reads there (p2p/peering). By default nodes
+	// that read a common relay find each other with no bootstrap list.
+	NoPeering bool
 	// P2P configures the swarm; its DataDir defaults to DataDir/p2p.
 	P2P p2p.Config
 	// Podman is where the node runs apps.
@@ -106,6 +111,7 @@ type Node struct {
 	apiLn     net.Listener
 	store     *discovery.Store
 	disc      *discovery.Discoverer
+	peering   *peering.Peering // nil with NoPeering
 	token     string
 	relayURLs []string
 	followers map[string]*follower
@@ -123,7 +129,7 @@ type Node struct {
 // New builds a node: it opens the data folder, binds the relay and API
 // listeners and starts the swarm. ctx bounds start-up only. Run serves;
 // if Run is never called, Close releases what New took.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -134,7 +140,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
-	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now()}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now()}
 	n.life, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -168,6 +174,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *Node, err error)
 	p2pCfg.Registerer = n.reg
 	if n.p2p, err = p2p.New(ctx, p2pCfg, log.With("part", "p2p")); err != nil {
 		return nil, fmt.Errorf("start swarm: %w", err)
+	}
+
+	if !cfg.NoPeering {
+		if n.peering, err = n.startPeering(); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := n.startApps(ctx); err != nil {
@@ -225,6 +237,9 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.relay.Serve(ctx, ln) })
 	}
 	g.Go(func() error { return n.disc.Run(ctx) })
+	if n.peering != nil {
+		g.Go(func() error { return n.peering.Run(ctx) })
+	}
 	g.Go(func() error { return n.completeLoop(ctx) })
 	if n.orch != nil {
 		g.Go(func() error { return n.orch.Run(ctx) })
@@ -274,3 +289,20 @@ func (n *Node) Discovered() *discovery.Store { return n.store }
 
 // DataDir is the node's data folder.
 func (n *Node) DataDir() string { return n.cfg.DataDir }
+
+// startPeering loads (or makes, on first start) the node's own Nostr key,
+// which signs its peer announcements and nothing else, and readies the
+// peering on the node's relays.
+func (n *Node) startPeering() (*peering.Peering, error) {
+	path := filepath.Join(n.cfg.DataDir, "peering.key")
+	key, err := discovery.LoadKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = discovery.GenerateKey(); err == nil {
+			err = key.Save(path)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peering key: %w", err)
+	}
+	return peering.New(peering.Config{Relays: n.relayURLs, Key: key, Host: n.p2p.Host()}, n.log.With("part", "peering"))
+}
