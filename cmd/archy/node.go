@@ -25,7 +25,7 @@ import (
 
 func newNodeCmd() *cobra.Command {
 	c := &cobra.Command{Use: "node", Short: "Run an archy node and ask a running one about itself"}
-	c.AddCommand(newNodeRunCmd(), newNodeStatusCmd(), newNodePeersCmd())
+	c.AddCommand(newNodeRunCmd(), newNodeConfigCmd(), newNodeStatusCmd(), newNodePeersCmd())
 	return c
 }
 
@@ -42,14 +42,15 @@ func resolveDataDir(dir string) (string, error) {
 
 func newNodeRunCmd() *cobra.Command {
 	var (
-		cfg       node.Config
-		dataDir   string
-		noRelay   bool
-		listen    []string
-		bootstrap []string
-		follow    []string
-		verbose   bool
-		upload    string
+		cfg        node.Config
+		dataDir    string
+		noRelay    bool
+		listen     []string
+		bootstrap  []string
+		follow     []string
+		verbose    bool
+		upload     byteRate
+		configFile string
 	)
 	c := &cobra.Command{
 		Use:   "run",
@@ -60,6 +61,9 @@ own DHT, and serves the HTTP API on 127.0.0.1:7780 (changes need the token
 in <data>/api.token).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := applySettings(cmd.Flags(), configFile); err != nil {
+				return err
+			}
 			var err error
 			if cfg.DataDir, err = resolveDataDir(dataDir); err != nil {
 				return err
@@ -75,13 +79,7 @@ in <data>/api.token).`,
 				}
 				cfg.Follow = append(cfg.Follow, node.Follow{Name: name, RootFile: file})
 			}
-			if upload != "" {
-				rate, err := units.RAMInBytes(upload)
-				if err != nil || rate < 0 {
-					return fmt.Errorf("--upload-rate %q: want bytes per second, such as 4MiB or 500KiB", upload)
-				}
-				cfg.P2P.UploadRate = rate
-			}
+			cfg.P2P.UploadRate = int64(upload)
 			cfg.P2P.ListenAddrs = listen
 			cfg.P2P.BootstrapPeers = bootstrap
 			level := slog.LevelInfo
@@ -105,6 +103,7 @@ in <data>/api.token).`,
 		},
 	}
 	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&configFile, "config", "", "config file: YAML, keys are these flags' names (default $ARCHY_CONFIG, else <data>/config.yaml when it exists)")
 	c.Flags().StringVar(&cfg.APIListen, "api", "127.0.0.1:7780", "HTTP API address")
 	c.Flags().StringVar(&cfg.RelayListen, "relay-listen", "127.0.0.1:7447", "embedded Nostr relay address")
 	c.Flags().BoolVar(&noRelay, "no-relay", false, "do not run the embedded relay (then --relay is required)")
@@ -112,7 +111,7 @@ in <data>/api.token).`,
 	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddrs (default TCP and QUIC on all interfaces, port 4001)")
 	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
 	c.Flags().StringVar(&cfg.Podman.Socket, "podman-socket", "", `rootless Podman API socket (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock; "off" runs without apps)`)
-	c.Flags().StringVar(&upload, "upload-rate", "", "cap on the bytes per second the node sends to peers, such as 4MiB (default: no cap)")
+	c.Flags().Var(&upload, "upload-rate", "cap on the bytes per second the node sends to peers, such as 4MiB (default: no cap)")
 	c.Flags().BoolVar(&cfg.P2P.NoSuperSeed, "no-super-seed", false, "serve every piece asked for, instead of pointing askers at peers that already got it")
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
@@ -305,3 +304,25 @@ func postNode(ctx context.Context, url, token string, body io.Reader, v any) err
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// byteRate is a flag of bytes per second written with a unit (4MiB, 500KiB);
+// 0 is no cap.
+type byteRate int64
+
+func (b *byteRate) String() string {
+	if *b == 0 {
+		return ""
+	}
+	return units.BytesSize(float64(*b))
+}
+
+func (b *byteRate) Set(s string) error {
+	n, err := units.RAMInBytes(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want bytes per second, such as 4MiB or 500KiB")
+	}
+	*b = byteRate(n)
+	return nil
+}
+
+func (b *byteRate) Type() string { return "rate" }
