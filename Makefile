@@ -5,7 +5,7 @@ TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper con
 GOTAGS  := -tags "$(TAGS)"
 BIN     := bin/archy
 
-.PHONY: build test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
+.PHONY: build install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
@@ -103,6 +103,15 @@ benchstat:
 # relay on 127.0.0.1:7447, the API on 127.0.0.1:7780. Ctrl-C stops it.
 run: build
 	./$(BIN) node run
+
+# Installs the binary and the systemd user unit (README, "Deploying");
+# DESTDIR stages them for a package.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/archy
+	@mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/user
+	sed 's|@BINDIR@|$(PREFIX)/bin|' deploy/archy.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/user/archy.service
+	@chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/user/archy.service
 
 clean:
 	rm -rf bin

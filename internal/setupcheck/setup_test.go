@@ -177,3 +177,30 @@ func TestStageCheckoutTheUserCannotEnter(t *testing.T) {
 		t.Errorf("a checkout %s can enter was staged", name)
 	}
 }
+
+// make install puts the binary and a user unit that runs it in place.
+func TestMakeInstall(t *testing.T) {
+	dest := t.TempDir()
+	// Built aside: other tests may be running bin/archy.
+	cmd := exec.Command("make", "--no-print-directory", "install", "DESTDIR="+dest, "PREFIX=/opt/archy", "BIN="+filepath.Join(t.TempDir(), "archy"))
+	cmd.Dir = moduleRoot(t)
+	cmd.Env = cleanEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "opt/archy/bin/archy")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("binary: %v %v", fi, err)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "opt/archy/lib/systemd/user/archy.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nExecStart=/opt/archy/bin/archy node run\n", "ARCHY_PODMAN_SOCKET=unix://%t/podman/podman.sock", "WantedBy=default.target"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if strings.Contains(string(unit), "@") {
+		t.Errorf("unit has an unfilled placeholder:\n%s", unit)
+	}
+}
