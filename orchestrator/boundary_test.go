@@ -143,7 +143,7 @@ func TestSymlinkSwapRefusedOnRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := "symswap" + e.run
-	v, arch := e.app(id, "localhost/archytest/"+id+":1", "sym", func(c *registry.Container) {
+	v, arch := e.app(id, "localhost/archytest/"+id+":1", "sym "+e.run, func(c *registry.Container) {
 		c.Command = []string{"sh", "-c", `touch /data/ok; trap "exit 0" TERM; while true; do sleep 1; done`}
 		c.Volumes = []registry.Volume{{Path: "d", Mount: "/data"}, {Path: "d/sub", Mount: "/sub"}}
 		c.Health = &registry.Health{Exec: []string{"test", "-f", "/data/ok"}, Interval: "1s", Timeout: "2s", Retries: 2}
@@ -186,26 +186,30 @@ func TestSymlinkSwapRefusedOnRestart(t *testing.T) {
 	}
 }
 
-// App b ships an archive whose image ref is app a's. Loading it must not
-// make a run b's code, neither through b's install nor when a's
-// container is recreated after the tag moved anyway.
+// App b's manifest names app a's image; app c's manifest names its own,
+// but its archive carries a's name. Loading either must not make a run
+// their code, neither through their install nor when a's container is
+// recreated after the tag moved anyway.
 func TestImageTagConfusion(t *testing.T) {
 	e := newRealEnv(t, nil)
 	ctx := context.Background()
-	idA, idB := "taga"+e.run, "tagb"+e.run
+	idA, idB, idC := "taga"+e.run, "tagb"+e.run, "tagc"+e.run
 	ref := "localhost/archytest/" + idA + "-web:1"
-	va, archA := e.app(idA, ref, "code of a", nil)
-	vb, archB := e.app(idB, ref, "code of b", nil)
-	e.cleanup(idA, idB)
+	codeA := "code of a " + e.run // unique: an image left by another run has another digest
+	va, archA := e.app(idA, ref, codeA, nil)
+	vb, archB := e.app(idB, ref, "code of b "+e.run, nil)
+	vc, archC := e.app(idC, ref, "code of c "+e.run, func(c *registry.Container) {
+		c.Image.Ref = "localhost/archytest/" + idC + "-web:1" // the archive still says ref
+	})
+	e.cleanup(idA, idB, idC)
 	t.Cleanup(func() {
-		for _, v := range []*registry.Verified{va, vb} {
+		for _, v := range []*registry.Verified{va, vb, vc} {
 			_ = e.rt.RemoveImage(context.Background(), v.Manifest.Containers[0].Image.Ref+"@"+v.Manifest.Containers[0].Image.Digest)
 		}
 	})
 	if err := e.o.Install(ctx, va, archA); err != nil {
 		t.Fatal(err)
 	}
-	errB := e.o.Install(ctx, vb, archB)
 	nameA := orchestrator.ContainerName(idA, "web")
 	recreatedRuns := func(what string) {
 		t.Helper()
@@ -222,13 +226,24 @@ func TestImageTagConfusion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out != "code of a" {
+		if out != codeA {
 			t.Fatalf("%s: app a's recreated container runs %q", what, out)
 		}
 	}
-	recreatedRuns("after b's install")
-	if !errors.Is(errB, orchestrator.ErrImageMismatch) {
-		t.Fatalf("install of b, whose image ref is a's: %v, want ErrImageMismatch", errB)
+	for _, x := range []struct {
+		what string
+		v    *registry.Verified
+		arch map[string]string
+	}{
+		{"b's manifest names a's image", vb, archB},
+		{"c's archive names a's image", vc, archC},
+	} {
+		err := e.o.Install(ctx, x.v, x.arch)
+		recreatedRuns("after the install where " + x.what)
+		if !errors.Is(err, orchestrator.ErrImageMismatch) {
+			t.Fatalf("install where %s: %v, want ErrImageMismatch", x.what, err)
+		}
+		t.Logf("install where %s: %v", x.what, err)
 	}
 	// The tag moves anyway (a load outside archy): a is still created from
 	// its own verified image.
@@ -245,7 +260,7 @@ func TestContainerHardened(t *testing.T) {
 	e := newRealEnv(t, nil)
 	ctx := context.Background()
 	id := "hard" + e.run
-	v, arch := e.app(id, "localhost/archytest/"+id+":1", "hard", func(c *registry.Container) {
+	v, arch := e.app(id, "localhost/archytest/"+id+":1", "hard "+e.run, func(c *registry.Container) {
 		c.CapAdd = []string{"NET_BIND_SERVICE"}
 	})
 	e.cleanup(id)
