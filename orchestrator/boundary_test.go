@@ -201,12 +201,17 @@ func TestImageTagConfusion(t *testing.T) {
 	vc, archC := e.app(idC, ref, "code of c "+e.run, func(c *registry.Container) {
 		c.Image.Ref = "localhost/archytest/" + idC + "-web:1" // the archive still says ref
 	})
-	e.cleanup(idA, idB, idC)
+	// After the uninstalls (cleanups run last first): the images by ID,
+	// since the tag no longer names a's.
 	t.Cleanup(func() {
 		for _, v := range []*registry.Verified{va, vb, vc} {
-			_ = e.rt.RemoveImage(context.Background(), v.Manifest.Containers[0].Image.Ref+"@"+v.Manifest.Containers[0].Image.Digest)
+			im := v.Manifest.Containers[0].Image
+			if id, err := e.rt.ImageID(context.Background(), im.Ref+"@"+im.Digest); err == nil {
+				_ = e.rt.RemoveImage(context.Background(), id)
+			}
 		}
 	})
+	e.cleanup(idA, idB, idC)
 	if err := e.o.Install(ctx, va, archA); err != nil {
 		t.Fatal(err)
 	}
