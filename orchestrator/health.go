@@ -129,7 +129,7 @@ func (o *Orchestrator) restartUnhealthy(ctx context.Context, a *app, pc PlannedC
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("restart unhealthy %s: %w", pc.Spec.Name, err)
 	}
-	if err := o.rt.Start(ctx, pc.Spec.Name); err != nil {
+	if err := o.startChecked(ctx, a, pc); err != nil {
 		return fmt.Errorf("restart unhealthy %s: %w", pc.Spec.Name, err)
 	}
 	o.resetHealth(a, pc.Name)

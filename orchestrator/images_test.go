@@ -3,12 +3,16 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
+	"github.com/archy-node/archy/registry"
 )
 
 // mapSource is an ImageSource over archive files, as the swarm would hand
@@ -124,4 +128,32 @@ func TestUnhealthyContainerRestarted(t *testing.T) {
 		s, _ := o.Status("sick")
 		return s.Restarts == 2
 	})
+}
+
+// Version 1 mounts d; its container leaves d/sub a symlink to a host
+// folder (done here from the host, as the container's root would through
+// /data). Version 2 mounts d/sub too: its start is refused, and the node
+// rolls back to version 1.
+func TestUpdateRefusesSymlinkLeftByOldVersion(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	f := newFixture(t)
+	ctx := context.Background()
+	v1, a1 := f.app("swap", "1.0.0", []ctr{{name: "web", volume: "d"}}, nil)
+	v2, a2 := f.app("swap", "2.0.0", []ctr{{name: "web", volume: "d"}}, func(m *registry.Manifest) {
+		m.Containers[0].Volumes = append(m.Containers[0].Volumes, registry.Volume{Path: "d/sub", Mount: "/sub"})
+	})
+	o := e.orch()
+	if err := o.Install(ctx, v1, a1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(o.DataDir("swap"), "d", "sub")); err != nil {
+		t.Fatal(err)
+	}
+	err := o.Update(ctx, v2, a2)
+	if !errors.Is(err, orchestrator.ErrRolledBack) || !errors.Is(err, orchestrator.ErrUnsafeData) || !strings.Contains(err.Error(), "d/sub") {
+		t.Fatalf("update onto a symlinked data folder: %v, want ErrRolledBack and ErrUnsafeData naming d/sub", err)
+	}
+	if s, _ := o.Status("swap"); s.Version != "1.0.0" || s.Phase != "running" {
+		t.Fatalf("after the refused update: %+v", s)
+	}
 }

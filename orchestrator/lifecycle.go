@@ -321,6 +321,10 @@ func (o *Orchestrator) loadOne(ctx context.Context, rel *Release, c registry.Con
 	if err != nil || ok {
 		return err
 	}
+	m, _ := rel.Manifest()
+	if err := o.checkImageName(m.ID, c, rel.Archives[c.Name]); err != nil {
+		return err
+	}
 	if _, err := o.rt.LoadImage(ctx, rel.Archives[c.Name]); err != nil {
 		return fmt.Errorf("container %s: %w", c.Name, err)
 	}
@@ -463,32 +467,31 @@ func (o *Orchestrator) bringUp(ctx context.Context, op *operation, a *app, p *Pl
 // and started again, and as a last resort recreated. It reports whether
 // it recreated the container.
 func (o *Orchestrator) startContainer(ctx context.Context, a *app, pc PlannedContainer) (bool, error) {
-	err := o.rt.Start(ctx, pc.Spec.Name)
-	if err == nil || errors.Is(err, ErrTimeout) || ctx.Err() != nil {
+	err := o.startChecked(ctx, a, pc)
+	if err == nil || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnsafeData) || ctx.Err() != nil {
 		return false, err
 	}
 	o.log.Warn("start failed; stopping and starting again", "app", a.id, "container", pc.Spec.Name, "err", err)
-	if c, ierr := o.rt.Inspect(ctx, pc.Spec.Name); ierr == nil && c.Running() {
+	if c, ierr := o.rt.Inspect(ctx, pc.Spec.Name); ierr == nil && c.Running() && !errors.Is(err, ErrImageMismatch) {
 		return false, nil
 	}
-	if serr := o.rt.Stop(ctx, pc.Spec.Name, DefaultStopTimeout); serr == nil {
-		if err = o.rt.Start(ctx, pc.Spec.Name); err == nil {
-			return false, nil
+	if !errors.Is(err, ErrImageMismatch) {
+		if serr := o.rt.Stop(ctx, pc.Spec.Name, DefaultStopTimeout); serr == nil {
+			if err = o.startChecked(ctx, a, pc); err == nil {
+				return false, nil
+			}
 		}
 	}
 	if err := o.rt.Remove(ctx, pc.Spec.Name); err != nil && !errors.Is(err, ErrNotFound) {
 		return false, err
 	}
-	if err := o.dataDirs(ctx, a.id, pc.Data); err != nil {
-		return false, err
-	}
-	if _, err := o.rt.CreateContainer(ctx, pc.Spec); err != nil {
+	if err := o.createContainer(ctx, a, pc); err != nil {
 		return false, err
 	}
 	o.mu.Lock()
 	a.recreated++
 	o.mu.Unlock()
-	return true, o.rt.Start(ctx, pc.Spec.Name)
+	return true, o.startChecked(ctx, a, pc)
 }
 
 func (o *Orchestrator) refreshContainer(ctx context.Context, a *app, pc PlannedContainer) {
@@ -517,10 +520,7 @@ func (o *Orchestrator) ensureContainer(ctx context.Context, a *app, pc PlannedCo
 			return false, err
 		}
 	}
-	if err := o.dataDirs(ctx, a.id, pc.Data); err != nil {
-		return false, err
-	}
-	if _, err := o.rt.CreateContainer(ctx, pc.Spec); err != nil {
+	if err := o.createContainer(ctx, a, pc); err != nil {
 		return false, err
 	}
 	return true, nil

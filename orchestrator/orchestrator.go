@@ -138,6 +138,9 @@ type Orchestrator struct {
 	subs    map[chan Progress]struct{}
 	info    *Info
 	passErr string
+	// imageIDs caches the engine's ID of each pinned image (name@digest):
+	// a digest pins the image's config, hence its ID, for good.
+	imageIDs map[string]string
 }
 
 // app is one installed app. work serialises engine changes to the app:

@@ -304,6 +304,35 @@ func TestAdoptionDriftAndZombie(t *testing.T) {
 			t.Fatalf("recreated %d times, want once", s.Recreated)
 		}
 	})
+	t.Run("wrong image", func(t *testing.T) {
+		// A running container with the right labels and hash but another
+		// image (made by tag after the tag moved) is recreated from the
+		// pinned image.
+		pinned, err := e.rt.ImageID(ctx, v.Manifest.Containers[0].Image.Ref+"@"+v.Manifest.Containers[0].Image.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good, _ := e.rt.Inspect(ctx, "archy-adopt-web")
+		if good.ImageID != pinned {
+			t.Fatalf("container holds image %s, want the pinned %s", good.ImageID, pinned)
+		}
+		e.rt.LoadImageNames("localhost/archytest/evil:1")
+		if err := e.rt.Remove(ctx, "archy-adopt-web"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.CreateContainer(ctx, orchestrator.ContainerSpec{Name: "archy-adopt-web", Image: "localhost/archytest/evil:1", Labels: good.Labels}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rt.Start(ctx, "archy-adopt-web"); err != nil {
+			t.Fatal(err)
+		}
+		o5 := e.orch()
+		o5.Pass(ctx)
+		c, _ := e.rt.Inspect(ctx, "archy-adopt-web")
+		if c.ImageID != pinned || !c.Running() {
+			t.Fatalf("container running another image not recreated from the pinned one: %+v", c)
+		}
+	})
 	t.Run("zombie", func(t *testing.T) {
 		z, _ := e.rt.Inspect(ctx, "archy-adopt-web")
 		cfg := e.cfg

@@ -58,8 +58,11 @@ type HostPort struct {
 
 // PlannedContainer is one container of a Plan.
 type PlannedContainer struct {
-	Name      string // the manifest's name ("web")
+	Name string // the manifest's name ("web")
+	// Spec is the desired spec; Spec.Image is the manifest's ref, but the
+	// engine gets the ID of the image Image pins (see createContainer).
 	Spec      ContainerSpec
+	Image     registry.Image
 	Hash      string // LabelSpecHash: the desired spec without secret values
 	Health    *registry.Health
 	DependsOn []string
@@ -103,7 +106,7 @@ func makePlan(in planInput) (*Plan, error) {
 	limitsDropped := false
 	for _, i := range order {
 		c := m.Containers[i]
-		pc := PlannedContainer{Name: c.Name, Health: c.Health, DependsOn: c.DependsOn, HostPorts: map[int]uint16{}}
+		pc := PlannedContainer{Name: c.Name, Image: c.Image, Health: c.Health, DependsOn: c.DependsOn, HostPorts: map[int]uint16{}}
 		s := ContainerSpec{
 			Name:        ContainerName(m.ID, c.Name),
 			Image:       c.Image.Ref,
@@ -149,6 +152,9 @@ func makePlan(in planInput) (*Plan, error) {
 			s.Ports = append(s.Ports, Port{HostIP: "127.0.0.1", HostPort: uint16(pt.Host), ContainerPort: uint16(pt.Container), Protocol: proto})
 			pc.HostPorts[pt.Container] = uint16(pt.Host)
 			p.HostPorts = append(p.HostPorts, HostPort{Port: uint16(pt.Host), Protocol: proto, Container: c.Name})
+		}
+		if s.CapAdd, err = registry.Capabilities(&c); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", m.ID, err)
 		}
 		uid, gid := userIDs(c.User)
 		for _, v := range c.Volumes {
@@ -275,13 +281,16 @@ func startOrder(m *registry.Manifest) ([]int, error) {
 // checkRootless re-checks the invariants validation enforces: nothing
 // privileged reaches the engine even if a manifest skipped validation.
 func checkRootless(m *registry.Manifest) error {
+	if in, out, ok := registry.NestedAcrossContainers(m); ok {
+		return fmt.Errorf("app %s: container %s: volume %q lies inside volume %q of container %s: refused, a container could swap it for a symlink",
+			m.ID, m.Containers[in.Container].Name, m.Containers[in.Container].Volumes[in.Volume].Path,
+			m.Containers[out.Container].Volumes[out.Volume].Path, m.Containers[out.Container].Name)
+	}
 	for _, c := range m.Containers {
 		bad := ""
 		switch {
 		case c.Privileged:
 			bad = "privileged"
-		case len(c.CapAdd) > 0:
-			bad = "cap_add"
 		case c.Network != "":
 			bad = "network"
 		case c.PID != "":
@@ -299,6 +308,9 @@ func checkRootless(m *registry.Manifest) error {
 		}
 		if bad != "" {
 			return fmt.Errorf("app %s: container %s: %s is refused: archy runs rootless containers only", m.ID, c.Name, bad)
+		}
+		if _, err := registry.Capabilities(&c); err != nil {
+			return fmt.Errorf("app %s: %w", m.ID, err)
 		}
 		for _, v := range c.Volumes {
 			if _, err := cleanRel(v.Path); err != nil {

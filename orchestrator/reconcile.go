@@ -216,6 +216,9 @@ func (o *Orchestrator) reconcileContainer(ctx context.Context, a *app, pc Planne
 	case c.Labels[LabelSpecHash] != pc.Hash:
 		o.log.Info("reconcile: spec drifted; recreating", "app", a.id, "container", pc.Spec.Name, "have", c.Labels[LabelSpecHash], "want", pc.Hash)
 		recreate = true
+	case c.Running() && o.wrongImage(ctx, pc, c):
+		o.log.Warn("reconcile: container runs another image than the pinned one; recreating", "app", a.id, "container", pc.Spec.Name, "image", shortID(c.ImageID))
+		recreate = true
 	case c.Running() && !o.cfg.PIDAlive(c.PID):
 		o.log.Warn("reconcile: engine says running but the process is gone; recreating", "app", a.id, "container", pc.Spec.Name, "pid", c.PID)
 		recreate = true
@@ -223,11 +226,11 @@ func (o *Orchestrator) reconcileContainer(ctx context.Context, a *app, pc Planne
 		return o.probeIfDue(ctx, a, pc)
 	default:
 		o.log.Info("reconcile: starting", "app", a.id, "container", pc.Spec.Name, "state", c.State, "exit", c.ExitCode)
-		if err := o.rt.Start(ctx, pc.Spec.Name); err == nil {
+		if err := o.startChecked(ctx, a, pc); err == nil {
 			o.resetHealth(a, pc.Name)
 			o.refreshContainer(ctx, a, pc)
 			return o.probeIfDue(ctx, a, pc)
-		} else if errors.Is(err, ErrTimeout) || ctx.Err() != nil {
+		} else if errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnsafeData) || ctx.Err() != nil {
 			return err
 		} else {
 			o.log.Warn("reconcile: start failed; recreating", "app", a.id, "container", pc.Spec.Name, "err", err)
@@ -242,13 +245,10 @@ func (o *Orchestrator) reconcileContainer(ctx context.Context, a *app, pc Planne
 		a.recreated++
 		o.mu.Unlock()
 	}
-	if err := o.dataDirs(ctx, a.id, pc.Data); err != nil {
+	if err := o.createContainer(ctx, a, pc); err != nil {
 		return err
 	}
-	if _, err := o.rt.CreateContainer(ctx, pc.Spec); err != nil {
-		return err
-	}
-	if err := o.rt.Start(ctx, pc.Spec.Name); err != nil {
+	if err := o.startChecked(ctx, a, pc); err != nil {
 		return err
 	}
 	o.resetHealth(a, pc.Name)

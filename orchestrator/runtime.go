@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
+
+	"github.com/archy-node/archy/registry"
 )
 
 // ImageSource fetches image archives by the CID a manifest pins them by
@@ -42,6 +45,9 @@ type Runtime interface {
 	SaveImage(ctx context.Context, ref, path string) error
 	// ImageExists reports whether an image with that name or ID is present.
 	ImageExists(ctx context.Context, ref string) (bool, error)
+	// ImageID returns the ID (64 hex digits) of the image ref names (a
+	// name, "name@sha256:…" or an ID); ErrNotFound if there is none.
+	ImageID(ctx context.Context, ref string) (string, error)
 	// RemoveImage removes an image by name: ErrNotFound if there is none,
 	// ErrInUse if a container uses it.
 	RemoveImage(ctx context.Context, ref string) error
@@ -140,7 +146,9 @@ type Info struct {
 }
 
 // ContainerSpec is archy's own, small container spec: only what a manifest
-// can ask for. Nothing privileged can be expressed in it.
+// can ask for. Nothing privileged can be expressed in it: every Runtime
+// drops all capabilities but CapAdd (registry.AllowedCapabilities only),
+// sets no-new-privileges and keeps the engine's default seccomp profile.
 type ContainerSpec struct {
 	Name       string
 	Image      string
@@ -156,7 +164,10 @@ type ContainerSpec struct {
 	// Aliases are extra DNS names on Network (the stack's service name).
 	Aliases []string
 	// User is "uid[:gid]" or a name inside the image; "" is the image's.
-	User        string
+	User string
+	// CapAdd are the capabilities the container keeps (names without
+	// "CAP_", from registry.AllowedCapabilities); all others are dropped.
+	CapAdd      []string
 	Resources   Resources
 	Restart     RestartPolicy
 	StopTimeout time.Duration // 0: the engine's default (10 s)
@@ -216,9 +227,11 @@ const (
 
 // Container is what the runtime reports about a container.
 type Container struct {
-	ID         string
-	Name       string
-	Image      string
+	ID    string
+	Name  string
+	Image string
+	// ImageID is the ID of the image the container was made from.
+	ImageID    string
 	State      State
 	PID        int // 0 unless running
 	StartedAt  time.Time
@@ -287,6 +300,11 @@ func CheckSpec(s ContainerSpec) error {
 			return fmt.Errorf("container %s: mount %q -> %q: paths must be absolute", s.Name, m.Source, m.Target)
 		}
 	}
+	for _, c := range s.CapAdd {
+		if !slices.Contains(registry.AllowedCapabilities, c) {
+			return fmt.Errorf("container %s: capability %q is not one a container may keep", s.Name, c)
+		}
+	}
 	switch s.Restart.Name {
 	case "", RestartNo, RestartOnFailure, RestartAlways, RestartUnlessStopped:
 	default:
@@ -317,3 +335,10 @@ func (s ContainerSpec) Normalized() ContainerSpec {
 	}
 	return s
 }
+
+var imageIDRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// IsImageID reports whether ref is a full image ID (64 hex digits, no
+// "sha256:"), the form ContainerSpec.Image takes when a container is made
+// from the verified image rather than a tag.
+func IsImageID(ref string) bool { return imageIDRe.MatchString(ref) }

@@ -51,18 +51,6 @@ const (
 	maxUserPartLength = 32
 )
 
-// AllowedCapabilities is the only capabilities a container may add. It is
-// exactly Podman's default set (containers.conf default_capabilities:
-// the ten of containers/common plus SYS_CHROOT): what an ordinary rootless
-// container already holds, and only inside its own user namespace. Listing
-// one lets an app keep it when the node drops everything else. Anything
-// that reaches outside the container (SYS_ADMIN, NET_ADMIN, NET_RAW,
-// SYS_PTRACE, SYS_MODULE, MKNOD, BPF, PERFMON, ALL...) is refused.
-var AllowedCapabilities = []string{
-	"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE",
-	"SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-}
-
 // SecretCharsets are the alphabets a generated secret may use.
 var SecretCharsets = []string{"alnum", "hex", "base64url"}
 
@@ -154,6 +142,12 @@ func (m *Manifest) validate(signed bool) error {
 	for i := range m.Containers {
 		c := &m.Containers[i]
 		validateContainer(&ps, fmt.Sprintf("containers[%d]", i), c, secrets, hostPorts, signed)
+	}
+	if in, out, ok := NestedAcrossContainers(m); ok {
+		ps.add(fmt.Sprintf("containers[%d].volumes[%d].path", in.Container, in.Volume),
+			"%q lies inside %q, a volume of containers[%d] (%s), which could swap it for a symlink: nest volumes only within one container",
+			clip(m.Containers[in.Container].Volumes[in.Volume].Path), clip(m.Containers[out.Container].Volumes[out.Volume].Path),
+			out.Container, m.Containers[out.Container].Name)
 	}
 	m.validateDependencies(&ps, names)
 	m.validateRequires(&ps)

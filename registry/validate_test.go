@@ -24,6 +24,30 @@ func TestValidateGood(t *testing.T) {
 		if err := m.Validate(); err != nil {
 			t.Errorf("allowed capability %s: %v", c, err)
 		}
+		if got, err := Capabilities(&m.Containers[0]); err != nil || len(got) != 1 || got[0] != c {
+			t.Errorf("Capabilities with cap_add %s: %v %v", c, got, err)
+		}
+	}
+	// Nesting within one container is allowed (the node checks the paths
+	// at every start); the same folder in two containers too.
+	m := goodManifest(t)
+	m.Containers[1].Volumes = append(m.Containers[1].Volumes, Volume{Path: "db/wal", Mount: "/wal"})
+	m.Containers[2].Volumes = []Volume{{Path: "web/data", Mount: "/data"}}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("volumes nested within one container: %v", err)
+	}
+}
+
+// Capabilities is the one policy the orchestrator and the Quadlet renderer
+// apply: it refuses what validation refuses.
+func TestCapabilitiesRefuses(t *testing.T) {
+	for _, caps := range [][]string{{"SYS_ADMIN"}, {"ALL"}, {"CAP_CHOWN"}, {"chown"}, {"KILL", "KILL"}, {"NET_RAW"}} {
+		if got, err := Capabilities(&Container{Name: "c", CapAdd: caps}); err == nil {
+			t.Errorf("Capabilities(%v) = %v, want an error", caps, got)
+		}
+	}
+	if got, err := Capabilities(&Container{Name: "c"}); err != nil || got != nil {
+		t.Errorf("Capabilities of no cap_add: %v %v", got, err)
 	}
 }
 
@@ -277,6 +301,9 @@ func TestValidateBad(t *testing.T) {
 		{"cap prefixed", func(m *Manifest) { m.Containers[1].CapAdd = []string{"CAP_CHOWN"} }, "containers[1].cap_add[0]", "write \"CAP_CHOWN\" as CHOWN"},
 		{"cap lowercase", func(m *Manifest) { m.Containers[1].CapAdd = []string{"chown"} }, "containers[1].cap_add[0]", "as CHOWN"},
 		{"cap twice", func(m *Manifest) { m.Containers[1].CapAdd = []string{"KILL", "KILL"} }, "containers[1].cap_add[1]", "twice"},
+		{"volume nested in another container's", func(m *Manifest) {
+			m.Containers[2].Volumes = []Volume{{Path: "db/sub", Mount: "/sub"}}
+		}, "containers[2].volumes[0].path", `"db/sub" lies inside "db", a volume of containers[1] (db)`},
 		{"network host", func(m *Manifest) { m.Containers[1].Network = "host" }, "containers[1].network", "host's network is refused"},
 		{"network other", func(m *Manifest) { m.Containers[1].Network = "bridge" }, "containers[1].network", "not supported"},
 		{"network container", func(m *Manifest) { m.Containers[1].Network = "container:web" }, "containers[1].network", "not supported"},

@@ -6,6 +6,8 @@ package memruntime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/archy-node/archy/internal/ociimage"
 	"github.com/archy-node/archy/orchestrator"
+	"github.com/archy-node/archy/registry"
 )
 
 // Config tunes the twin. Zero values take the defaults.
@@ -43,8 +46,13 @@ type container struct {
 type Runtime struct {
 	cfg Config
 
-	mu         sync.Mutex
-	images     map[string]bool
+	mu sync.Mutex
+	// images maps each image name to its ID, as Podman's tags do: a load
+	// carrying a name another image holds moves the name.
+	images map[string]string
+	// digests maps an image ID to its OCI manifest digest ("" when the
+	// image came from LoadImageNames).
+	digests    map[string]string
 	containers map[string]*container // by name
 	networks   map[string]orchestrator.Network
 	subs       map[chan orchestrator.Event]struct{}
@@ -65,7 +73,8 @@ func New(cfg Config) *Runtime {
 	}
 	return &Runtime{
 		cfg:        cfg,
-		images:     map[string]bool{},
+		images:     map[string]string{},
+		digests:    map[string]string{},
 		containers: map[string]*container{},
 		networks:   map[string]orchestrator.Network{},
 		subs:       map[chan orchestrator.Event]struct{}{},
@@ -137,9 +146,14 @@ func (r *Runtime) Info(ctx context.Context) (orchestrator.Info, error) {
 	return orchestrator.Info{Version: "4.3.1-mem", APIVersion: "4.3.1", Rootless: true, ResourceLimits: !r.cfg.NoResourceLimits}, nil
 }
 
-// LoadImage reads the image names from the archive's index.
+// LoadImage reads the image names and manifest digest from the archive;
+// the image's ID is derived from that digest.
 func (r *Runtime) LoadImage(ctx context.Context, archivePath string) ([]string, error) {
 	names, err := ociimage.Names(archivePath)
+	if err != nil {
+		return nil, fmt.Errorf("load image: %w", err)
+	}
+	sum, err := registry.ReadOCIArchive(archivePath)
 	if err != nil {
 		return nil, fmt.Errorf("load image: %w", err)
 	}
@@ -147,10 +161,38 @@ func (r *Runtime) LoadImage(ctx context.Context, archivePath string) ([]string, 
 		return nil, err
 	}
 	defer r.mu.Unlock()
+	id := imageIDOf(sum.Digest)
+	r.digests[id] = sum.Digest
 	for _, n := range names {
-		r.images[n] = true
+		r.images[n] = id
 	}
 	return names, nil
+}
+
+// imageIDOf makes a stable 64-hex image ID out of a manifest digest
+// (Podman's is the config digest; any stable, distinct ID will do here).
+func imageIDOf(digest string) string {
+	h := sha256.Sum256([]byte("image:" + digest))
+	return hex.EncodeToString(h[:])
+}
+
+// resolveLocked finds the image ref names: a name, an ID, or
+// "name@sha256:…" (matched by digest alone, as Podman 4.3 does).
+func (r *Runtime) resolveLocked(ref string) (string, bool) {
+	if id, ok := r.images[ref]; ok {
+		return id, true
+	}
+	if _, ok := r.digests[ref]; ok {
+		return ref, true
+	}
+	if _, d, ok := strings.Cut(ref, "@"); ok && d != "" {
+		for id, dd := range r.digests {
+			if dd == d {
+				return id, true
+			}
+		}
+	}
+	return "", false
 }
 
 // SaveImage writes an archive LoadImage reads back as ref: an image of
@@ -159,7 +201,7 @@ func (r *Runtime) SaveImage(ctx context.Context, ref, path string) error {
 	if err := r.enter(ctx, "save image "+ref); err != nil {
 		return err
 	}
-	ok := r.images[ref]
+	_, ok := r.resolveLocked(ref)
 	r.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("save image %s: %w", ref, orchestrator.ErrNotFound)
@@ -187,7 +229,21 @@ func (r *Runtime) ImageExists(ctx context.Context, ref string) (bool, error) {
 		return false, err
 	}
 	defer r.mu.Unlock()
-	return r.images[ref], nil
+	_, ok := r.resolveLocked(ref)
+	return ok, nil
+}
+
+// ImageID returns the ID of the image ref names.
+func (r *Runtime) ImageID(ctx context.Context, ref string) (string, error) {
+	if err := r.enter(ctx, "inspect image "+ref); err != nil {
+		return "", err
+	}
+	defer r.mu.Unlock()
+	id, ok := r.resolveLocked(ref)
+	if !ok {
+		return "", fmt.Errorf("inspect image %s: %w", ref, orchestrator.ErrNotFound)
+	}
+	return id, nil
 }
 
 // RemoveImage forgets an image no container uses.
@@ -196,15 +252,34 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
 		return err
 	}
 	defer r.mu.Unlock()
-	if !r.images[ref] {
+	id, ok := r.resolveLocked(ref)
+	if !ok {
 		return fmt.Errorf("remove image %s: %w", ref, orchestrator.ErrNotFound)
 	}
+	if _, named := r.images[ref]; named {
+		// Removing one of several names only untags, as Podman does.
+		others := 0
+		for n, i := range r.images {
+			if i == id && n != ref {
+				others++
+			}
+		}
+		if others > 0 {
+			delete(r.images, ref)
+			return nil
+		}
+	}
 	for _, c := range r.containers {
-		if c.spec.Image == ref {
+		if c.c.ImageID == id {
 			return fmt.Errorf("remove image %s: used by container %s: %w", ref, c.c.Name, orchestrator.ErrInUse)
 		}
 	}
-	delete(r.images, ref)
+	for n, i := range r.images {
+		if i == id {
+			delete(r.images, n)
+		}
+	}
+	delete(r.digests, id)
 	return nil
 }
 
@@ -222,7 +297,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, s orchestrator.ContainerS
 	if _, ok := r.containers[s.Name]; ok {
 		return "", fmt.Errorf("%s: %w", op, orchestrator.ErrNameInUse)
 	}
-	if !r.images[s.Image] {
+	imageID, ok := r.resolveLocked(s.Image)
+	if !ok {
 		return "", fmt.Errorf("%s: image %s: %w", op, s.Image, orchestrator.ErrNotFound)
 	}
 	if s.Network != "" {
@@ -236,7 +312,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, s orchestrator.ContainerS
 	r.nextID++
 	id := fmt.Sprintf("%064x", r.nextID)
 	c := &container{spec: s, c: orchestrator.Container{
-		ID: id, Name: s.Name, Image: s.Image, State: orchestrator.StateCreated, Labels: maps.Clone(s.Labels),
+		ID: id, Name: s.Name, Image: s.Image, ImageID: imageID, State: orchestrator.StateCreated, Labels: maps.Clone(s.Labels),
 	}}
 	if c.c.Labels == nil {
 		c.c.Labels = map[string]string{}
@@ -536,6 +612,8 @@ func (r *Runtime) LoadImageNames(names ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range names {
-		r.images[n] = true
+		id := imageIDOf("name:" + n)
+		r.digests[id] = ""
+		r.images[n] = id
 	}
 }

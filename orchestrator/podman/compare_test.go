@@ -2,6 +2,7 @@ package podman
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func applied() (orchestrator.ContainerSpec, *define.InspectContainerData) {
 		Resources:   orchestrator.Resources{MemoryBytes: 1 << 20, NanoCPUs: 5e8, PidsLimit: 10},
 		Restart:     orchestrator.RestartPolicy{Name: orchestrator.RestartOnFailure, MaxRetries: 2},
 		StopTimeout: 5 * time.Second,
+		CapAdd:      []string{"NET_BIND_SERVICE", "CHOWN"},
 	}
 	s = s.Normalized()
 	d := &define.InspectContainerData{
@@ -34,8 +36,10 @@ func applied() (orchestrator.ContainerSpec, *define.InspectContainerData) {
 			PortBindings:  map[string][]define.InspectHostPort{"80/tcp": {{HostIP: "127.0.0.1", HostPort: "8080"}}},
 			RestartPolicy: &define.InspectRestartPolicy{Name: "on-failure", MaximumRetryCount: 2},
 			Memory:        1 << 20, CpuPeriod: 100000, CpuQuota: 50000, PidsLimit: 10,
+			SecurityOpt: []string{"no-new-privileges"},
 		},
-		Mounts: []define.InspectMount{{Source: "/d", Destination: "/data", RW: true}},
+		BoundingCaps: []string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE"},
+		Mounts:       []define.InspectMount{{Source: "/d", Destination: "/data", RW: true}},
 		NetworkSettings: &define.InspectNetworkSettings{Networks: map[string]*define.InspectAdditionalNetwork{
 			"archy-net": {InspectBasicNetworkConfig: define.InspectBasicNetworkConfig{}, Aliases: []string{"web", "abc123"}},
 		}},
@@ -67,6 +71,8 @@ func TestCompareCatchesEveryDroppedField(t *testing.T) {
 		"resources.cpus":       func(d *define.InspectContainerData) { d.HostConfig.CpuQuota = 0 },
 		"resources.pids":       func(d *define.InspectContainerData) { d.HostConfig.PidsLimit = 0 },
 		"image":                func(d *define.InspectContainerData) { d.ImageName = "localhost/other:1" },
+		"capabilities":         func(d *define.InspectContainerData) { d.BoundingCaps = append(d.BoundingCaps, "CAP_SYS_ADMIN") },
+		"security_opt":         func(d *define.InspectContainerData) { d.HostConfig.SecurityOpt = nil },
 	} {
 		t.Run(field, func(t *testing.T) {
 			s, d := applied()
@@ -77,5 +83,25 @@ func TestCompareCatchesEveryDroppedField(t *testing.T) {
 				t.Fatalf("dropped %s: %v, want a SpecError naming it", field, err)
 			}
 		})
+	}
+}
+
+// A container made from an image ID must hold exactly that image, and its
+// seccomp profile must be Podman's default.
+func TestCompareImageIDAndSeccomp(t *testing.T) {
+	id := "5933988ae51a335d3887d449d971fcfc37d87f5215c53799117f2a34b6465b54"
+	s, d := applied()
+	s.Image, d.Image = id, id
+	if err := compare(s, d); err != nil {
+		t.Fatalf("same image ID: %v", err)
+	}
+	d.Image = "ce7ec91359c33e4402a270ed1c35c0cd3502f4ee70d5c961274a81c34d55e0ad"
+	if err := compare(s, d); !errors.Is(err, orchestrator.ErrSpecNotApplied) || !strings.Contains(err.Error(), "image") {
+		t.Fatalf("other image ID: %v", err)
+	}
+	s, d = applied()
+	d.HostConfig.SecurityOpt = append(d.HostConfig.SecurityOpt, "seccomp=unconfined")
+	if err := compare(s, d); !errors.Is(err, orchestrator.ErrSpecNotApplied) {
+		t.Fatalf("seccomp unconfined: %v", err)
 	}
 }

@@ -294,6 +294,22 @@ func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return ok, err
 }
 
+// ImageID inspects the image and returns its ID.
+func (p *Podman) ImageID(ctx context.Context, ref string) (string, error) {
+	var id string
+	err := p.call(ctx, "inspect image "+ref, p.cfg.ReadTimeout, func(ctx context.Context) error {
+		d, err := images.GetImage(ctx, ref, nil)
+		if err == nil {
+			id = d.ID
+		}
+		return err
+	})
+	if err == nil && !orchestrator.IsImageID(id) {
+		return "", fmt.Errorf("inspect image %s: podman reports ID %q", ref, id)
+	}
+	return id, err
+}
+
 // RemoveImage removes an image that no container uses.
 func (p *Podman) RemoveImage(ctx context.Context, ref string) error {
 	return p.call(ctx, "remove image "+ref, p.cfg.WriteTimeout, func(ctx context.Context) error {
@@ -326,6 +342,16 @@ func toSpecgen(s orchestrator.ContainerSpec) *specgen.SpecGenerator {
 		g.Networks = map[string]nettypes.PerNetworkOptions{s.Network: {Aliases: s.Aliases}}
 	}
 	g.User = s.User
+	// The node's policy (registry.Capabilities): every capability dropped
+	// but the allow-listed ones the manifest keeps, no new privileges;
+	// seccomp is left to Podman's default profile.
+	g.CapDrop = []string{"ALL"}
+	g.CapAdd = nil
+	for _, c := range s.CapAdd {
+		g.CapAdd = append(g.CapAdd, "CAP_"+c)
+	}
+	noNewPrivs := true
+	g.NoNewPrivileges = &noNewPrivs
 	if !s.Resources.IsZero() {
 		r := &spec.LinuxResources{}
 		if m := s.Resources.MemoryBytes; m > 0 {
@@ -401,7 +427,13 @@ func compare(s orchestrator.ContainerSpec, d *define.InspectContainerData) error
 	if d.Config == nil || d.HostConfig == nil {
 		return mismatch("config", "present", "missing")
 	}
-	if d.ImageName != s.Image && d.Config.Image != s.Image {
+	if orchestrator.IsImageID(s.Image) {
+		// Made from the verified image itself: a tag moved by another
+		// load cannot stand in for it.
+		if d.Image != s.Image {
+			return mismatch("image", s.Image, d.Image)
+		}
+	} else if d.ImageName != s.Image && d.Config.Image != s.Image {
 		return mismatch("image", s.Image, d.ImageName)
 	}
 	for k, v := range s.Labels {
@@ -420,6 +452,23 @@ func compare(s orchestrator.ContainerSpec, d *define.InspectContainerData) error
 	// Podman 4.3 reports the entrypoint as one space-joined string.
 	if s.Entrypoint != nil && strings.Join(d.Config.Entrypoint, " ") != strings.Join(s.Entrypoint, " ") {
 		return mismatch("entrypoint", strings.Join(s.Entrypoint, " "), strings.Join(d.Config.Entrypoint, " "))
+	}
+	want := make([]string, 0, len(s.CapAdd))
+	for _, c := range s.CapAdd {
+		want = append(want, "CAP_"+c)
+	}
+	slices.Sort(want)
+	got := slices.Sorted(slices.Values(d.BoundingCaps))
+	if !slices.Equal(got, want) {
+		return mismatch("capabilities", strings.Join(want, ","), strings.Join(got, ","))
+	}
+	if !slices.Contains(d.HostConfig.SecurityOpt, "no-new-privileges") {
+		return mismatch("security_opt", "no-new-privileges", strings.Join(d.HostConfig.SecurityOpt, ","))
+	}
+	for _, o := range d.HostConfig.SecurityOpt {
+		if strings.HasPrefix(o, "seccomp=") {
+			return mismatch("security_opt", "default seccomp", o)
+		}
 	}
 	if s.User != "" && d.Config.User != s.User {
 		return mismatch("user", s.User, d.Config.User)
@@ -559,7 +608,7 @@ func (p *Podman) Inspect(ctx context.Context, name string) (orchestrator.Contain
 	if d.Name != name {
 		return orchestrator.Container{}, fmt.Errorf("inspect container %s: found %s instead: %w", name, d.Name, orchestrator.ErrNotFound)
 	}
-	c := orchestrator.Container{ID: d.ID, Name: d.Name, Image: d.ImageName, State: orchestrator.StateUnknown}
+	c := orchestrator.Container{ID: d.ID, Name: d.Name, Image: d.ImageName, ImageID: d.Image, State: orchestrator.StateUnknown}
 	if d.Config != nil {
 		c.Labels = d.Config.Labels
 	}
@@ -587,7 +636,7 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 	err := p.call(ctx, "list containers", p.cfg.ReadTimeout, func(ctx context.Context) error {
 		l, err := containers.List(ctx, opts)
 		for _, c := range l {
-			list = append(list, listed{c.ID, c.Names, c.Image, c.State, c.Pid, c.StartedAt, c.ExitedAt, int(c.ExitCode), c.Labels})
+			list = append(list, listed{c.ID, c.Names, c.Image, c.ImageID, c.State, c.Pid, c.StartedAt, c.ExitedAt, int(c.ExitCode), c.Labels})
 		}
 		return err
 	})
@@ -607,7 +656,7 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 		if !match || len(c.names) == 0 {
 			continue
 		}
-		oc := orchestrator.Container{ID: c.id, Name: c.names[0], Image: c.image, State: orchestrator.State(c.state), PID: c.pid, ExitCode: c.exitCode, Labels: c.labels}
+		oc := orchestrator.Container{ID: c.id, Name: c.names[0], Image: c.image, ImageID: c.imageID, State: orchestrator.State(c.state), PID: c.pid, ExitCode: c.exitCode, Labels: c.labels}
 		if c.startedAt > 0 {
 			oc.StartedAt = time.Unix(c.startedAt, 0)
 		}
@@ -623,6 +672,7 @@ type listed struct {
 	id        string
 	names     []string
 	image     string
+	imageID   string
 	state     string
 	pid       int
 	startedAt int64

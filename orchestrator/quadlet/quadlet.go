@@ -232,6 +232,17 @@ func (r *renderer) container(i int) (Unit, error) {
 
 	for j, v := range c.Volumes {
 		vf := fmt.Sprintf("%s.volumes[%d]", field, j)
+		// systemd restarts a unit without the node's check of its data
+		// paths at every start: a container mounting d could swap d/sub
+		// for a symlink and see the target after a restart. Refuse
+		// nesting here, even within one container.
+		for _, c2 := range m.Containers {
+			for _, w := range c2.Volumes {
+				if strings.HasPrefix(v.Path, w.Path+"/") {
+					return Unit{}, fmt.Errorf("%w: %s.path %q lies inside volume %q of container %s: units are restarted by systemd without the node's symlink check", ErrRender, vf, v.Path, w.Path, c2.Name)
+				}
+			}
+		}
 		src, err := hostPath(opts.DataDir, v.Path)
 		if err != nil {
 			return Unit{}, fmt.Errorf("%w: %s.path: %v", ErrRender, vf, err)
@@ -267,6 +278,19 @@ func (r *renderer) container(i int) (Unit, error) {
 		}
 		b.kv("Environment", quote(escape(e.Name+"="+e.Value)))
 	}
+
+	// The node's runtime policy (registry.Capabilities): all capabilities
+	// dropped but the allow-listed cap_add, no new privileges; seccomp is
+	// Podman's default profile.
+	caps, err := registry.Capabilities(c)
+	if err != nil {
+		return Unit{}, fmt.Errorf("%w: %s: %v", ErrRender, field, err)
+	}
+	b.kv("DropCapability", "all")
+	if len(caps) > 0 {
+		b.kv("AddCapability", strings.Join(caps, " "))
+	}
+	b.kv("NoNewPrivileges", "true")
 
 	if c.User != "" {
 		uid, gid, _ := strings.Cut(c.User, ":")

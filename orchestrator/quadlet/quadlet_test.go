@@ -82,8 +82,10 @@ var (
 	sectionLine = regexp.MustCompile(`^\[(Unit|Container|Network|Service|Install)\]$`)
 	// Keys each target may use in [Container] (podman-systemd.unit(5)).
 	containerKeys = map[string][]string{
-		Podman44: {"Image", "ContainerName", "Label", "Network", "PublishPort", "Volume", "Environment", "User", "Group", "Exec", "PodmanArgs"},
+		Podman44: {"Image", "ContainerName", "Label", "Network", "PublishPort", "Volume", "Environment", "User", "Group", "Exec", "PodmanArgs",
+			"DropCapability", "AddCapability", "NoNewPrivileges"},
 		Podman45: {"Image", "ContainerName", "Label", "Network", "PublishPort", "Volume", "Environment", "User", "Group", "Exec", "PodmanArgs",
+			"DropCapability", "AddCapability", "NoNewPrivileges",
 			"Secret", "HealthCmd", "HealthInterval", "HealthTimeout", "HealthRetries", "HealthStartPeriod"},
 	}
 )
@@ -222,6 +224,7 @@ func base() *registry.Manifest {
 				Health:    &registry.Health{TCP: &registry.TCPProbe{Port: 80}, StartPeriod: "1m"},
 				DependsOn: []string{"db"},
 				User:      "1000:1000",
+				CapAdd:    []string{"NET_BIND_SERVICE", "CHOWN"},
 			},
 		},
 		GeneratedSecrets: []registry.Secret{{Name: "pw", Length: 16}},
@@ -249,6 +252,7 @@ func TestRenderFields(t *testing.T) {
 		{"health defaults", "HealthInterval=2s\nHealthTimeout=2s\nHealthRetries=3\nHealthStartPeriod=1m0s\n"},
 		{"network alias", "PodmanArgs=--network-alias=web\n"},
 		{"network unit", "Network=archy-demo.network\n"},
+		{"capabilities dropped", "DropCapability=all\nAddCapability=NET_BIND_SERVICE CHOWN\nNoNewPrivileges=true\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,6 +313,10 @@ func TestRenderErrors(t *testing.T) {
 			m.Containers[1].Health.HTTP = &registry.HTTPProbe{Port: 80}
 		}, "containers[1].health"},
 		{"bad interval", func(m *registry.Manifest, o *Options) { m.Containers[1].Health.Interval = "often" }, "containers[1].health.interval"},
+		{"capability not allowed", func(m *registry.Manifest, o *Options) { m.Containers[1].CapAdd = []string{"SYS_ADMIN"} }, "containers[1]: container web: cap_add"},
+		{"nested volume", func(m *registry.Manifest, o *Options) {
+			m.Containers[1].Volumes = append(m.Containers[1].Volumes, registry.Volume{Path: m.Containers[1].Volumes[0].Path + "/sub", Mount: "/sub"})
+		}, "containers[1].volumes[1].path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/orchestrator"
+	"github.com/archy-node/archy/registry"
 )
 
 // Harness is what the suite needs besides the Runtime.
@@ -446,6 +447,59 @@ func Run(t *testing.T, h Harness) {
 		}
 		if err := rt.RemoveImage(ctx, ref); !errors.Is(err, orchestrator.ErrNotFound) {
 			t.Fatalf("remove image twice: %v, want ErrNotFound", err)
+		}
+	})
+
+	// A load that carries a name another image holds moves the name; the
+	// first image stays reachable by ID and by name@digest, and a
+	// container made from its ID holds it.
+	t.Run("ImageIDAndTagMove", func(t *testing.T) {
+		ref := "localhost/archytest-tag:" + run
+		first := podmantest.BusyboxImage(t, ref, "first "+run)
+		second := podmantest.BusyboxImage(t, ref, "second "+run)
+		sum1, err := registry.ReadOCIArchive(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.LoadImage(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		id1, err := rt.ImageID(ctx, ref)
+		if err != nil || !orchestrator.IsImageID(id1) {
+			t.Fatalf("ImageID(%s) = %q, %v; want 64 hex digits", ref, id1, err)
+		}
+		pinned := strings.SplitN(ref, ":", 2)[0] + "@" + sum1.Digest
+		if got, err := rt.ImageID(ctx, pinned); err != nil || got != id1 {
+			t.Fatalf("ImageID(%s) = %q, %v; want %s", pinned, got, err, id1)
+		}
+		if got, err := rt.ImageID(ctx, id1); err != nil || got != id1 {
+			t.Fatalf("ImageID(its own ID) = %q, %v", got, err)
+		}
+		if _, err := rt.ImageID(ctx, "localhost/archytest-none:"+run); !errors.Is(err, orchestrator.ErrNotFound) {
+			t.Fatalf("ImageID of a missing image: %v, want ErrNotFound", err)
+		}
+		if _, err := rt.LoadImage(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		id2, err := rt.ImageID(ctx, ref)
+		if err != nil || id2 == id1 {
+			t.Fatalf("after loading another image under %s: ID %q, %v; want a new one", ref, id2, err)
+		}
+		t.Cleanup(func() {
+			_ = rt.RemoveImage(ctx, id1)
+			_ = rt.RemoveImage(ctx, id2)
+		})
+		if got, err := rt.ImageID(ctx, pinned); err != nil || got != id1 {
+			t.Fatalf("after the tag moved, ImageID(%s) = %q, %v; want %s", pinned, got, err, id1)
+		}
+		s := sleeper("byid")
+		s.Image = id1
+		mustCreate(t, s)
+		if c := mustInspect(t, s.Name); c.ImageID != id1 {
+			t.Fatalf("container made from %s holds image %q", id1, c.ImageID)
+		}
+		if err := rt.Remove(ctx, s.Name); err != nil {
+			t.Fatal(err)
 		}
 	})
 
