@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/btree"
 	"github.com/mailru/easyjson"
 	"github.com/mailru/easyjson/jwriter"
 	"github.com/nbd-wtf/go-nostr"
@@ -36,20 +37,37 @@ func cmpStored(a, b *record) int {
 // resultOrder is the NIP-01 order of query results.
 func resultOrder(a, b *record) int { return cmpStored(b, a) }
 
-// list is a slice of records sorted by cmpStored.
-type list []*record
+// list is a set of records in cmpStored order. It is a B-tree, so that
+// storing an event costs O(log n) whatever its created_at: with a sorted
+// slice, an event older than most shifts the whole index under the lock.
+// The zero list is empty; add creates its tree.
+type list struct{ t *btree.BTreeG[*record] }
 
-func (l list) insert(r *record) list {
-	i, _ := slices.BinarySearchFunc(l, r, cmpStored)
-	return slices.Insert(l, i, r)
+// listDegree is the B-tree degree: nodes hold up to 2*listDegree-1 records.
+const listDegree = 16
+
+func lessStored(a, b *record) bool { return cmpStored(a, b) < 0 }
+
+func (l list) len() int {
+	if l.t == nil {
+		return 0
+	}
+	return l.t.Len()
 }
 
-func (l list) remove(r *record) list {
-	i, found := slices.BinarySearchFunc(l, r, cmpStored)
-	if !found || l[i] != r {
-		return l
+// descend calls fn on the records created at or before until (all of them
+// when until is nil), in NIP-01 order, until fn returns false.
+func (l list) descend(until *nostr.Timestamp, fn func(*record) bool) {
+	if l.t == nil {
+		return
 	}
-	return slices.Delete(l, i, i+1)
+	if until == nil {
+		l.t.Descend(fn)
+		return
+	}
+	// Within one created_at the lowest id sorts last, and the empty id is
+	// below every id: this pivot sorts after every record created at until.
+	l.t.DescendLessOrEqual(&record{ev: &nostr.Event{CreatedAt: *until}}, fn)
 }
 
 // tagKey is an indexed tag: a single-letter name and the tag's first value.
@@ -83,6 +101,7 @@ type store struct {
 	seq       uint64
 	dead      int // records in the log that are no longer stored
 
+	free     *btree.FreeListG[*record] // shared by the lists' trees
 	byID     map[string]*record
 	byAddr   map[string]*record // replaceable and addressable: kind:pubkey:d
 	all      list
@@ -95,7 +114,8 @@ type store struct {
 }
 
 func newStore(maxEvents, maxBytes int) *store {
-	return &store{
+	s := &store{
+		free:        btree.NewFreeListG[*record](btree.DefaultFreeListSize),
 		maxEvents:   maxEvents,
 		maxBytes:    maxBytes,
 		byID:        make(map[string]*record),
@@ -106,6 +126,12 @@ func newStore(maxEvents, maxBytes int) *store {
 		deletedIDs:  make(map[string]struct{}),
 		deletedAddr: make(map[string]nostr.Timestamp),
 	}
+	s.all = s.newList()
+	return s
+}
+
+func (s *store) newList() list {
+	return list{btree.NewWithFreeListG(listDegree, lessStored, s.free)}
 }
 
 // compactMin is the number of dead records below which the log is never
@@ -169,7 +195,11 @@ func (s *store) shouldCompact() bool {
 // compact rewrites the log with the stored events only, in the order they
 // were accepted. Replaying it gives the same state.
 func (s *store) compact() error {
-	recs := slices.Clone(s.all)
+	recs := make([]*record, 0, s.all.len())
+	s.all.t.Ascend(func(r *record) bool {
+		recs = append(recs, r)
+		return true
+	})
 	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
 	err := s.j.rewrite(func(yield func([]byte) error) error {
 		for _, r := range recs {
@@ -311,11 +341,11 @@ func (s *store) apply(r *record) {
 	}
 	s.byID[ev.ID] = r
 	s.bytes += len(r.raw)
-	s.all = s.all.insert(r)
-	s.byAuthor[ev.PubKey] = s.byAuthor[ev.PubKey].insert(r)
-	s.byKind[ev.Kind] = s.byKind[ev.Kind].insert(r)
+	s.all.t.ReplaceOrInsert(r)
+	addTo(s, s.byAuthor, ev.PubKey, r)
+	addTo(s, s.byKind, ev.Kind, r)
 	for _, k := range indexedTags(ev) {
-		s.byTag[k] = s.byTag[k].insert(r)
+		addTo(s, s.byTag, k, r)
 	}
 }
 
@@ -383,7 +413,7 @@ func (s *store) remove(r *record) {
 	if addr, ok := address(ev); ok && s.byAddr[addr] == r {
 		delete(s.byAddr, addr)
 	}
-	s.all = s.all.remove(r)
+	s.all.t.Delete(r)
 	removeFrom(s.byAuthor, ev.PubKey, r)
 	removeFrom(s.byKind, ev.Kind, r)
 	for _, k := range indexedTags(ev) {
@@ -392,12 +422,23 @@ func (s *store) remove(r *record) {
 	s.dead++
 }
 
-func removeFrom[K comparable](m map[K]list, k K, r *record) {
-	l := m[k].remove(r)
-	if len(l) == 0 {
-		delete(m, k)
-	} else {
+func addTo[K comparable](s *store, m map[K]list, k K, r *record) {
+	l, ok := m[k]
+	if !ok {
+		l = s.newList()
 		m[k] = l
+	}
+	l.t.ReplaceOrInsert(r)
+}
+
+func removeFrom[K comparable](m map[K]list, k K, r *record) {
+	l, ok := m[k]
+	if !ok {
+		return
+	}
+	l.t.Delete(r)
+	if l.t.Len() == 0 {
+		delete(m, k)
 	}
 }
 
@@ -475,11 +516,11 @@ func (s *store) queryOne(f *nostr.Filter, limit int) []*record {
 // f can match.
 func (s *store) candidates(f *nostr.Filter) []list {
 	best := []list{s.all}
-	bestN := len(s.all)
+	bestN := s.all.len()
 	consider := func(ls []list) {
 		n := 0
 		for _, l := range ls {
-			n += len(l)
+			n += l.len()
 		}
 		if n < bestN {
 			best, bestN = ls, n
@@ -515,25 +556,15 @@ func (s *store) candidates(f *nostr.Filter) []list {
 // scan walks l newest first within since..until and returns up to limit
 // records that match f.
 func scan(l list, f *nostr.Filter, limit int) []*record {
-	hi := len(l)
-	if f.Until != nil {
-		until := *f.Until
-		hi, _ = slices.BinarySearchFunc(l, until, func(r *record, t nostr.Timestamp) int {
-			if r.ev.CreatedAt > t {
-				return 1
-			}
-			return -1
-		})
-	}
 	var out []*record
-	for i := hi - 1; i >= 0 && len(out) < limit; i-- {
-		r := l[i]
+	l.descend(f.Until, func(r *record) bool {
 		if f.Since != nil && r.ev.CreatedAt < *f.Since {
-			break
+			return false
 		}
 		if f.Matches(r.ev) {
 			out = append(out, r)
 		}
-	}
+		return len(out) < limit
+	})
 	return out
 }
