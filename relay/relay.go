@@ -231,6 +231,8 @@ func (r *Relay) URL() string {
 type Stats struct {
 	Connections int // websocket clients connected
 	Events      int // events stored
+	Tombstones  int // deleted ids and addresses remembered (NIP-09)
+	StoredBytes int // bytes charged against MaxStoredBytes
 }
 
 // Stats returns the relay's current load.
@@ -238,7 +240,8 @@ func (r *Relay) Stats() Stats {
 	r.mu.Lock()
 	n := len(r.conns)
 	r.mu.Unlock()
-	return Stats{Connections: n, Events: r.store.len()}
+	events, tombs, bytes := r.store.usage()
+	return Stats{Connections: n, Events: events, Tombstones: tombs, StoredBytes: bytes}
 }
 
 // ServeHTTP upgrades websocket requests, answers NIP-11 requests and

@@ -98,8 +98,14 @@ type store struct {
 	maxEvents int
 	maxBytes  int
 	bytes     int // JSON bytes of the stored events
-	seq       uint64
-	dead      int // records in the log that are no longer stored
+	// tombstones are the entries of deletedIDs and deletedAddr, and
+	// tombBytes what they are charged (tombstoneCost each). Both count
+	// against maxEvents and maxBytes with the events: one deletion request
+	// can name some 2,000 events, and its tombstones outlive them.
+	tombstones int
+	tombBytes  int
+	seq        uint64
+	dead       int // records in the log that are no longer stored
 
 	free     *btree.FreeListG[*record] // shared by the lists' trees
 	byID     map[string]*record
@@ -285,7 +291,7 @@ func (s *store) decide(ev *nostr.Event, size int, enforceMax bool) putResult {
 	if _, ok := s.deletedIDs[ev.ID+ev.PubKey]; ok {
 		return deleted
 	}
-	replaces, freed := false, 0
+	count, bytes := 1, size // what storing ev adds
 	if addr, ok := address(ev); ok {
 		if t, ok := s.deletedAddr[addr]; ok && ev.CreatedAt <= t {
 			return deleted
@@ -294,13 +300,80 @@ func (s *store) decide(ev *nostr.Event, size int, enforceMax bool) putResult {
 			if !newer(ev, old.ev) {
 				return superseded
 			}
-			replaces, freed = true, len(old.raw)
+			count, bytes = 0, size-len(old.raw)
 		}
 	}
-	if enforceMax && ((!replaces && len(s.byID) >= s.maxEvents) || s.bytes-freed+size > s.maxBytes) {
+	if !enforceMax {
+		return accepted
+	}
+	if ev.Kind == nostr.KindDeletion {
+		tombs, tombBytes, freed, freedBytes := s.deletionCost(ev)
+		count += tombs - freed
+		bytes += tombBytes - freedBytes
+	}
+	if (count > 0 && len(s.byID)+s.tombstones+count > s.maxEvents) ||
+		(bytes > 0 && s.bytes+s.tombBytes+bytes > s.maxBytes) {
 		return full
 	}
 	return accepted
+}
+
+// tombstoneCost is what one tombstone is charged against maxBytes: its key
+// and about what a map entry of it costs besides.
+func tombstoneCost(key string) int { return len(key) + 64 }
+
+// deletionCost is what carrying out the deletion request del would change,
+// without changing anything: the tombstones it adds and their cost, and the
+// stored events it removes and their bytes. It follows applyDeletion.
+func (s *store) deletionCost(del *nostr.Event) (tombs, tombBytes, freed, freedBytes int) {
+	newTombs := make(map[string]struct{})
+	removed := make(map[*record]struct{})
+	for _, tag := range del.Tags {
+		if len(tag) < 2 {
+			continue
+		}
+		var key string
+		var victim *record
+		switch tag[0] {
+		case "e":
+			id := tag[1]
+			if !isHex64(id) {
+				continue
+			}
+			key = id + del.PubKey
+			if _, ok := s.deletedIDs[key]; ok {
+				key = ""
+			}
+			if t := s.byID[id]; t != nil && t.ev.PubKey == del.PubKey && t.ev.Kind != nostr.KindDeletion {
+				victim = t
+			}
+		case "a":
+			kind, pubkey, _, ok := parseAddress(tag[1])
+			if !ok || pubkey != del.PubKey || kind == nostr.KindDeletion {
+				continue
+			}
+			key = tag[1]
+			if _, ok := s.deletedAddr[key]; ok {
+				key = ""
+			}
+			if t := s.byAddr[tag[1]]; t != nil && t.ev.CreatedAt <= del.CreatedAt {
+				victim = t
+			}
+		default:
+			continue
+		}
+		if _, ok := newTombs[key]; key != "" && !ok {
+			newTombs[key] = struct{}{}
+			tombs++
+			tombBytes += tombstoneCost(key)
+		}
+		if _, ok := removed[victim]; victim != nil && !ok {
+			removed[victim] = struct{}{}
+			freed++
+			freedBytes += len(victim.raw)
+		}
+	}
+	return tombs, tombBytes, freed, freedBytes
 }
 
 // newer reports whether a replaces b under NIP-01: the newest created_at
@@ -364,7 +437,10 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			if !isHex64(id) {
 				continue
 			}
-			s.deletedIDs[id+del.PubKey] = struct{}{}
+			if key := id + del.PubKey; !has(s.deletedIDs, key) {
+				s.deletedIDs[key] = struct{}{}
+				s.addTombstone(key)
+			}
 			if t := s.byID[id]; t != nil && t.ev.PubKey == del.PubKey && t.ev.Kind != nostr.KindDeletion {
 				s.remove(t)
 			}
@@ -375,6 +451,9 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			}
 			addr := tag[1]
 			if t, ok := s.deletedAddr[addr]; !ok || del.CreatedAt > t {
+				if !ok {
+					s.addTombstone(addr)
+				}
 				s.deletedAddr[addr] = del.CreatedAt
 			}
 			if t := s.byAddr[addr]; t != nil && t.ev.CreatedAt <= del.CreatedAt {
@@ -382,6 +461,16 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			}
 		}
 	}
+}
+
+func (s *store) addTombstone(key string) {
+	s.tombstones++
+	s.tombBytes += tombstoneCost(key)
+}
+
+func has[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // parseAddress splits kind:pubkey:d, where kind is replaceable or
@@ -463,6 +552,14 @@ func (s *store) len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.byID)
+}
+
+// usage is what the store holds against its caps: events and tombstones,
+// and the bytes charged for both.
+func (s *store) usage() (events, tombstones, bytes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byID), s.tombstones, s.bytes + s.tombBytes
 }
 
 // query runs filters, each with its own limit (from limitOf), and returns
