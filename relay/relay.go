@@ -384,7 +384,7 @@ func decrement(m map[string]int, k string) {
 func (r *Relay) originAllowed(origin, host string) (string, bool) {
 	n, err := normalizeOrigin(origin)
 	if err != nil { // "null" (a sandboxed or file page), or junk
-		return "", r.allowAnyOrigin
+		return strings.ToLower(origin), r.allowAnyOrigin
 	}
 	if r.allowAnyOrigin || r.allowedOrigins[n] {
 		return n, true

@@ -40,7 +40,7 @@ func resultOrder(a, b *record) int { return cmpStored(b, a) }
 // list is a set of records in cmpStored order. It is a B-tree, so that
 // storing an event costs O(log n) whatever its created_at: with a sorted
 // slice, an event older than most shifts the whole index under the lock.
-// The zero list is empty; add creates its tree.
+// The zero list is empty; addTo creates its tree.
 type list struct{ t *btree.BTreeG[*record] }
 
 // listDegree is the B-tree degree: nodes hold up to 2*listDegree-1 records.
