@@ -124,6 +124,15 @@ func TestConnectionsPerOrigin(t *testing.T) {
 		t.Fatalf("origin not listed: status %d, want %d", status, http.StatusForbidden)
 	}
 	mustDialFrom(t, s, "127.0.0.3", "")
+
+	// With every origin allowed, each still has its cap; "null" (a
+	// sandboxed or file page) is an origin like any other.
+	s = start(t, Config{AllowedOrigins: []string{"*"}, MaxConnectionsPerOrigin: 1})
+	mustDialFrom(t, s, "127.0.0.1", "null")
+	if ws, status := dialFrom(t, s, "127.0.0.1", "null", ""); ws != nil || status != http.StatusTooManyRequests {
+		t.Fatalf("second null origin: status %d, want %d", status, http.StatusTooManyRequests)
+	}
+	mustDialFrom(t, s, "127.0.0.1", "https://any.example")
 }
 
 func TestAllowedOriginsValidate(t *testing.T) {
