@@ -23,8 +23,8 @@ const (
 	DefaultMaxConnections          = 256       // websocket connections at once
 	DefaultMaxConnectionsPerIP     = 32        // from one IP address (IPv6: one /64)
 	DefaultMaxConnectionsPerOrigin = 16        // from pages of one allowed browser origin
-	DefaultMaxEvents               = 1_000_000 // events stored at once
-	DefaultMaxStoredBytes          = 512 << 20 // bytes of event JSON stored at once
+	DefaultMaxEvents               = 1_000_000 // events and tombstones stored at once
+	DefaultMaxStoredBytes          = 512 << 20 // bytes of event JSON and tombstones stored at once
 	DefaultEventRate               = 10.0      // EVENTs per second per connection
 	DefaultEventBurst              = 50
 	DefaultReqRate                 = 20.0 // REQs per second per connection
