@@ -3,6 +3,8 @@ package relay
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,25 +13,27 @@ import (
 // Defaults for the fields of Config. A zero field in a Config given to New
 // takes the default named here.
 const (
-	DefaultListen           = "127.0.0.1:7447"
-	DefaultMaxMessageSize   = 128 << 10 // bytes in one websocket message
-	DefaultMaxSubscriptions = 32        // open subscriptions per connection
-	DefaultMaxFilters       = 16        // filters in one REQ
-	DefaultMaxLimit         = 500       // events returned per filter of a REQ
-	DefaultMaxSubIDLength   = 64        // NIP-01's bound on a subscription id
-	DefaultMaxEventTags     = 2000      // tags in one event
-	DefaultMaxConnections   = 256       // websocket connections at once
-	DefaultMaxEvents        = 1_000_000 // events stored at once
-	DefaultMaxStoredBytes   = 512 << 20 // bytes of event JSON stored at once
-	DefaultEventRate        = 10.0      // EVENTs per second per connection
-	DefaultEventBurst       = 50
-	DefaultReqRate          = 20.0 // REQs per second per connection
-	DefaultReqBurst         = 50
-	DefaultMaxFutureSkew    = 15 * time.Minute
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultPingInterval     = 30 * time.Second
-	DefaultSendBuffer       = 1 << 20 // bytes queued for one connection
-	DefaultShutdownTimeout  = 5 * time.Second
+	DefaultListen                  = "127.0.0.1:7447"
+	DefaultMaxMessageSize          = 128 << 10 // bytes in one websocket message
+	DefaultMaxSubscriptions        = 32        // open subscriptions per connection
+	DefaultMaxFilters              = 16        // filters in one REQ
+	DefaultMaxLimit                = 500       // events returned per filter of a REQ
+	DefaultMaxSubIDLength          = 64        // NIP-01's bound on a subscription id
+	DefaultMaxEventTags            = 2000      // tags in one event
+	DefaultMaxConnections          = 256       // websocket connections at once
+	DefaultMaxConnectionsPerIP     = 32        // from one IP address (IPv6: one /64)
+	DefaultMaxConnectionsPerOrigin = 16        // from pages of one allowed browser origin
+	DefaultMaxEvents               = 1_000_000 // events and tombstones stored at once
+	DefaultMaxStoredBytes          = 512 << 20 // bytes of event JSON and tombstones stored at once
+	DefaultEventRate               = 10.0      // EVENTs per second per connection
+	DefaultEventBurst              = 50
+	DefaultReqRate                 = 20.0 // REQs per second per connection
+	DefaultReqBurst                = 50
+	DefaultMaxFutureSkew           = 15 * time.Minute
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultPingInterval            = 30 * time.Second
+	DefaultSendBuffer              = 1 << 20 // bytes queued for one connection
+	DefaultShutdownTimeout         = 5 * time.Second
 )
 
 // Config is everything a Relay is built from. The zero value of every field
@@ -67,8 +71,38 @@ type Config struct {
 	MaxEventTags int
 	// MaxConnections bounds the websocket connections open at once.
 	MaxConnections int
-	// MaxEvents and MaxStoredBytes bound the events stored (all of them
-	// are held in memory, indexed); past either, new events are refused.
+	// MaxConnectionsPerIP bounds the connections open at once from one
+	// client address (IPv4), or one /64 (IPv6, where a host commonly has a
+	// whole /64), so that one machine cannot take every slot. Past it an
+	// upgrade is refused with 429. Loopback clients count too (127.0.0.1
+	// is one address); the node's own discovery client needs one.
+	MaxConnectionsPerIP int
+	// AllowedOrigins are the browser origins ("https://app.example",
+	// scheme://host[:port] as a browser sends it in the Origin header)
+	// whose pages may open a websocket; "*" allows every origin. A
+	// websocket upgrade whose Origin is not allowed is refused with 403.
+	// Clients that send no Origin (not a browser: the node's discovery
+	// client, other relays, CLI tools) are not concerned, only
+	// MaxConnectionsPerIP applies to them.
+	//
+	// Default (empty): no browser origin, except a page served from the
+	// relay's own address when that address is loopback (Origin equal to
+	// the Host header, host "localhost", 127.0.0.0/8 or ::1). Without this,
+	// any web page open in a browser on this machine could connect to the
+	// relay on 127.0.0.1 and take its connection slots (the relay never
+	// sees the page's origin otherwise; a DNS-rebound name is not loopback
+	// and stays refused). An operator serving browser Nostr clients lists
+	// their origins, or "*".
+	AllowedOrigins []string
+	// MaxConnectionsPerOrigin bounds the connections open at once from the
+	// pages of one allowed browser origin. Past it an upgrade is refused
+	// with 429.
+	MaxConnectionsPerOrigin int
+	// MaxEvents and MaxStoredBytes bound what is stored (all of it held in
+	// memory, indexed): events, and the tombstones NIP-09 deletion requests
+	// leave (one per deleted id or address, kept for good, charged its key
+	// plus 64 bytes). Past either, new events are refused ("error: relay
+	// storage is full").
 	MaxEvents      int
 	MaxStoredBytes int
 
@@ -119,6 +153,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxSubIDLength, DefaultMaxSubIDLength)
 	setDefault(&c.MaxEventTags, DefaultMaxEventTags)
 	setDefault(&c.MaxConnections, DefaultMaxConnections)
+	setDefault(&c.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	setDefault(&c.MaxConnectionsPerOrigin, DefaultMaxConnectionsPerOrigin)
 	setDefault(&c.MaxEvents, DefaultMaxEvents)
 	setDefault(&c.MaxStoredBytes, DefaultMaxStoredBytes)
 	setDefault(&c.EventRate, DefaultEventRate)
@@ -165,6 +201,11 @@ func (c Config) Validate() error {
 	if c.PubKey != "" && !isHex64(c.PubKey) {
 		return &ConfigError{"PubKey", "must be 64 lowercase hex characters"}
 	}
+	for i, o := range c.AllowedOrigins {
+		if _, err := normalizeOrigin(o); err != nil && o != "*" {
+			return &ConfigError{fmt.Sprintf("AllowedOrigins[%d]", i), err.Error()}
+		}
+	}
 	checks := []struct {
 		field string
 		bad   bool
@@ -177,6 +218,8 @@ func (c Config) Validate() error {
 		{"MaxSubIDLength", c.MaxSubIDLength < 0, "must not be negative"},
 		{"MaxEventTags", c.MaxEventTags < 0, "must not be negative"},
 		{"MaxConnections", c.MaxConnections < 0, "must not be negative"},
+		{"MaxConnectionsPerIP", c.MaxConnectionsPerIP < 0, "must not be negative"},
+		{"MaxConnectionsPerOrigin", c.MaxConnectionsPerOrigin < 0, "must not be negative"},
 		{"MaxEvents", c.MaxEvents < 0, "must not be negative"},
 		{"MaxStoredBytes", c.MaxStoredBytes < 0, "must not be negative"},
 		{"EventRate", c.EventRate < 0, "must not be negative"},
@@ -195,4 +238,15 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// normalizeOrigin checks that o is an origin as browsers send it
+// (scheme://host[:port], nothing more) and returns it in lower case.
+func normalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("%q must be an origin: http(s)://host[:port]", o)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }

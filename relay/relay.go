@@ -19,9 +19,15 @@
 // rewritten (temporary file, fsync, rename) when more of it is dead than
 // alive. A LOCK file keeps a second relay off the same folder.
 //
-// Memory is bounded: stored events by MaxEvents and MaxStoredBytes; each
-// connection by about 2*SendBuffer + MaxMessageSize (a client that does
-// not read is dropped); connections by MaxConnections.
+// Memory is bounded: stored events and NIP-09 tombstones by MaxEvents and
+// MaxStoredBytes; each connection by about 2*SendBuffer + MaxMessageSize
+// (a client that does not read is dropped); connections by MaxConnections,
+// MaxConnectionsPerIP and MaxConnectionsPerOrigin.
+//
+// Browser pages: a websocket upgrade from a page (one with an Origin
+// header) is refused unless its origin is in AllowedOrigins; by default
+// only the relay's own loopback address is, so a web page open on the
+// machine cannot take the slots of a relay listening on 127.0.0.1.
 package relay
 
 import (
@@ -32,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,10 +68,15 @@ type Relay struct {
 	served atomic.Bool
 	addr   atomic.Pointer[net.Addr]
 
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	closing bool
-	handler sync.WaitGroup // websocket handlers still running
+	allowAnyOrigin bool
+	allowedOrigins map[string]bool // normalized AllowedOrigins
+
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	perIP     map[string]int // open connections by clientKey
+	perOrigin map[string]int // open connections by normalized browser origin
+	closing   bool
+	handler   sync.WaitGroup // websocket handlers still running
 }
 
 // New validates cfg, opens the event log in cfg.DataDir (replaying it) and
@@ -93,6 +105,17 @@ func New(cfg Config, logger *slog.Logger) (*Relay, error) {
 		store:   st,
 		metrics: m,
 		conns:   make(map[*conn]struct{}),
+
+		allowedOrigins: make(map[string]bool),
+		perIP:          make(map[string]int),
+		perOrigin:      make(map[string]int),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			r.allowAnyOrigin = true
+		} else if n, err := normalizeOrigin(o); err == nil {
+			r.allowedOrigins[n] = true
+		}
 	}
 	r.info, err = json.Marshal(r.informationDocument())
 	if err != nil {
@@ -231,6 +254,8 @@ func (r *Relay) URL() string {
 type Stats struct {
 	Connections int // websocket clients connected
 	Events      int // events stored
+	Tombstones  int // deleted ids and addresses remembered (NIP-09)
+	StoredBytes int // bytes charged against MaxStoredBytes
 }
 
 // Stats returns the relay's current load.
@@ -238,7 +263,8 @@ func (r *Relay) Stats() Stats {
 	r.mu.Lock()
 	n := len(r.conns)
 	r.mu.Unlock()
-	return Stats{Connections: n, Events: r.store.len()}
+	events, tombs, bytes := r.store.usage()
+	return Stats{Connections: n, Events: events, Tombstones: tombs, StoredBytes: bytes}
 }
 
 // ServeHTTP upgrades websocket requests, answers NIP-11 requests and
@@ -270,28 +296,60 @@ func setCORS(w http.ResponseWriter) {
 }
 
 func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
+	// Browsers always send Origin with a websocket upgrade, and a page
+	// cannot forge it: it tells pages (which may be any site open on this
+	// machine) from other clients.
+	origin := req.Header.Get("Origin")
+	if origin != "" {
+		var ok bool
+		if origin, ok = r.originAllowed(origin, req.Host); !ok {
+			r.refuse(w, req, refusedOrigin, http.StatusForbidden, "this relay does not serve pages from your origin")
+			return
+		}
+	}
+	ip := clientKey(req.RemoteAddr)
 	r.mu.Lock()
-	if r.closing || len(r.conns) >= r.cfg.MaxConnections {
+	var refused string
+	switch {
+	case r.closing || len(r.conns) >= r.cfg.MaxConnections:
+		refused = refusedFull
+	case r.perIP[ip] >= r.cfg.MaxConnectionsPerIP:
+		refused = refusedIP
+	case origin != "" && r.perOrigin[origin] >= r.cfg.MaxConnectionsPerOrigin:
+		refused = refusedOriginLimit
+	}
+	if refused != "" {
 		r.mu.Unlock()
-		http.Error(w, "relay is full or shutting down; try again later", http.StatusServiceUnavailable)
+		if refused == refusedFull {
+			r.refuse(w, req, refused, http.StatusServiceUnavailable, "relay is full or shutting down; try again later")
+		} else {
+			r.refuse(w, req, refused, http.StatusTooManyRequests, "too many connections from your address or origin; close some and try again")
+		}
 		return
 	}
 	c := newConn(r, req.RemoteAddr)
 	r.conns[c] = struct{}{}
+	r.perIP[ip]++
+	if origin != "" {
+		r.perOrigin[origin]++
+	}
 	r.handler.Add(1)
 	r.mu.Unlock()
 	r.metrics.connections.Inc()
 	defer func() {
 		r.mu.Lock()
 		delete(r.conns, c)
+		decrement(r.perIP, ip)
+		if origin != "" {
+			decrement(r.perOrigin, origin)
+		}
 		r.mu.Unlock()
 		r.metrics.connections.Dec()
 		r.handler.Done()
 	}()
 
 	ws, err := websocket.Accept(w, req, &websocket.AcceptOptions{
-		// Nostr clients run in browsers on any origin; the relay has no
-		// cookies or ambient authority for a foreign page to abuse.
+		// The origin was checked above, against AllowedOrigins.
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
 	})
@@ -301,6 +359,69 @@ func (r *Relay) serveWebsocket(w http.ResponseWriter, req *http.Request) {
 	}
 	ws.SetReadLimit(r.cfg.MaxMessageSize)
 	c.serve(req.Context(), ws)
+}
+
+// refuse answers a websocket upgrade that may not go on with status and
+// text, and counts it.
+func (r *Relay) refuse(w http.ResponseWriter, req *http.Request, reason string, status int, text string) {
+	r.metrics.refused.WithLabelValues(reason).Inc()
+	r.log.Debug("websocket upgrade refused", "remote", req.RemoteAddr, "reason", reason, "origin", req.Header.Get("Origin"))
+	http.Error(w, text, status)
+}
+
+func decrement(m map[string]int, k string) {
+	if m[k] <= 1 {
+		delete(m, k)
+	} else {
+		m[k]--
+	}
+}
+
+// originAllowed reports whether a page from origin may connect, and
+// returns origin normalized. Allowed are the origins of AllowedOrigins
+// (any with "*"), and the relay's own address when it is loopback: origin
+// equals host (the Host header) and names localhost or a loopback IP.
+func (r *Relay) originAllowed(origin, host string) (string, bool) {
+	n, err := normalizeOrigin(origin)
+	if err != nil { // "null" (a sandboxed or file page), or junk
+		return strings.ToLower(origin), r.allowAnyOrigin
+	}
+	if r.allowAnyOrigin || r.allowedOrigins[n] {
+		return n, true
+	}
+	_, h, _ := strings.Cut(n, "://")
+	if !strings.EqualFold(h, host) {
+		return n, false
+	}
+	hostname := h
+	if hn, _, err := net.SplitHostPort(h); err == nil {
+		hostname = hn
+	}
+	hostname = strings.Trim(hostname, "[]")
+	if hostname == "localhost" {
+		return n, true
+	}
+	ip, err := netip.ParseAddr(hostname)
+	return n, err == nil && ip.IsLoopback()
+}
+
+// clientKey is what MaxConnectionsPerIP counts by: the client's IPv4
+// address, or the /64 of its IPv6 address.
+func clientKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // broadcast hands ev to every live subscription that matches it.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/btree"
 	"github.com/mailru/easyjson"
 	"github.com/mailru/easyjson/jwriter"
 	"github.com/nbd-wtf/go-nostr"
@@ -36,20 +37,57 @@ func cmpStored(a, b *record) int {
 // resultOrder is the NIP-01 order of query results.
 func resultOrder(a, b *record) int { return cmpStored(b, a) }
 
-// list is a slice of records sorted by cmpStored.
-type list []*record
+// list is a set of records in cmpStored order. It is a B-tree, so that
+// storing an event costs O(log n) whatever its created_at: with a sorted
+// slice, an event older than most shifts the whole index under the lock.
+// The zero list is empty; addTo creates its tree.
+type list struct{ t *btree.BTreeG[entry] }
 
-func (l list) insert(r *record) list {
-	i, _ := slices.BinarySearchFunc(l, r, cmpStored)
-	return slices.Insert(l, i, r)
+// entry is a record in a list, with its created_at at hand: most
+// comparisons then end without reading the record, which keeps a walk down
+// a large tree to one cache miss per node rather than two per comparison.
+type entry struct {
+	createdAt nostr.Timestamp
+	r         *record
 }
 
-func (l list) remove(r *record) list {
-	i, found := slices.BinarySearchFunc(l, r, cmpStored)
-	if !found || l[i] != r {
-		return l
+func entryOf(r *record) entry { return entry{r.ev.CreatedAt, r} }
+
+func lessEntry(a, b entry) bool {
+	if a.createdAt != b.createdAt {
+		return a.createdAt < b.createdAt
 	}
-	return slices.Delete(l, i, i+1)
+	return a.r.ev.ID > b.r.ev.ID // cmpStored: on a tie the lowest id sorts last
+}
+
+// listDegree is the B-tree degree: nodes hold up to 2*listDegree-1 records.
+const listDegree = 16
+
+func (l list) len() int {
+	if l.t == nil {
+		return 0
+	}
+	return l.t.Len()
+}
+
+func (l list) add(r *record) { l.t.ReplaceOrInsert(entryOf(r)) }
+
+func (l list) delete(r *record) { l.t.Delete(entryOf(r)) }
+
+// descend calls fn on the records created at or before until (all of them
+// when until is nil), in NIP-01 order, until fn returns false.
+func (l list) descend(until *nostr.Timestamp, fn func(*record) bool) {
+	if l.t == nil {
+		return
+	}
+	iter := func(e entry) bool { return fn(e.r) }
+	if until == nil {
+		l.t.Descend(iter)
+		return
+	}
+	// Within one created_at the lowest id sorts last, and the empty id is
+	// below every id: this pivot sorts after every record created at until.
+	l.t.DescendLessOrEqual(entry{*until, &record{ev: &nostr.Event{CreatedAt: *until}}}, iter)
 }
 
 // tagKey is an indexed tag: a single-letter name and the tag's first value.
@@ -80,9 +118,16 @@ type store struct {
 	maxEvents int
 	maxBytes  int
 	bytes     int // JSON bytes of the stored events
-	seq       uint64
-	dead      int // records in the log that are no longer stored
+	// tombstones are the entries of deletedIDs and deletedAddr, and
+	// tombBytes what they are charged (tombstoneCost each). Both count
+	// against maxEvents and maxBytes with the events: one deletion request
+	// can name some 2,000 events, and its tombstones outlive them.
+	tombstones int
+	tombBytes  int
+	seq        uint64
+	dead       int // records in the log that are no longer stored
 
+	free     *btree.FreeListG[entry] // shared by the lists' trees
 	byID     map[string]*record
 	byAddr   map[string]*record // replaceable and addressable: kind:pubkey:d
 	all      list
@@ -95,7 +140,8 @@ type store struct {
 }
 
 func newStore(maxEvents, maxBytes int) *store {
-	return &store{
+	s := &store{
+		free:        btree.NewFreeListG[entry](btree.DefaultFreeListSize),
 		maxEvents:   maxEvents,
 		maxBytes:    maxBytes,
 		byID:        make(map[string]*record),
@@ -106,6 +152,12 @@ func newStore(maxEvents, maxBytes int) *store {
 		deletedIDs:  make(map[string]struct{}),
 		deletedAddr: make(map[string]nostr.Timestamp),
 	}
+	s.all = s.newList()
+	return s
+}
+
+func (s *store) newList() list {
+	return list{btree.NewWithFreeListG(listDegree, lessEntry, s.free)}
 }
 
 // compactMin is the number of dead records below which the log is never
@@ -169,7 +221,11 @@ func (s *store) shouldCompact() bool {
 // compact rewrites the log with the stored events only, in the order they
 // were accepted. Replaying it gives the same state.
 func (s *store) compact() error {
-	recs := slices.Clone(s.all)
+	recs := make([]*record, 0, s.all.len())
+	s.all.t.Ascend(func(e entry) bool {
+		recs = append(recs, e.r)
+		return true
+	})
 	slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
 	err := s.j.rewrite(func(yield func([]byte) error) error {
 		for _, r := range recs {
@@ -255,7 +311,7 @@ func (s *store) decide(ev *nostr.Event, size int, enforceMax bool) putResult {
 	if _, ok := s.deletedIDs[ev.ID+ev.PubKey]; ok {
 		return deleted
 	}
-	replaces, freed := false, 0
+	count, bytes := 1, size // what storing ev adds
 	if addr, ok := address(ev); ok {
 		if t, ok := s.deletedAddr[addr]; ok && ev.CreatedAt <= t {
 			return deleted
@@ -264,13 +320,80 @@ func (s *store) decide(ev *nostr.Event, size int, enforceMax bool) putResult {
 			if !newer(ev, old.ev) {
 				return superseded
 			}
-			replaces, freed = true, len(old.raw)
+			count, bytes = 0, size-len(old.raw)
 		}
 	}
-	if enforceMax && ((!replaces && len(s.byID) >= s.maxEvents) || s.bytes-freed+size > s.maxBytes) {
+	if !enforceMax {
+		return accepted
+	}
+	if ev.Kind == nostr.KindDeletion {
+		tombs, tombBytes, freed, freedBytes := s.deletionCost(ev)
+		count += tombs - freed
+		bytes += tombBytes - freedBytes
+	}
+	if (count > 0 && len(s.byID)+s.tombstones+count > s.maxEvents) ||
+		(bytes > 0 && s.bytes+s.tombBytes+bytes > s.maxBytes) {
 		return full
 	}
 	return accepted
+}
+
+// tombstoneCost is what one tombstone is charged against maxBytes: its key
+// and about what a map entry of it costs besides.
+func tombstoneCost(key string) int { return len(key) + 64 }
+
+// deletionCost is what carrying out the deletion request del would change,
+// without changing anything: the tombstones it adds and their cost, and the
+// stored events it removes and their bytes. It follows applyDeletion.
+func (s *store) deletionCost(del *nostr.Event) (tombs, tombBytes, freed, freedBytes int) {
+	newTombs := make(map[string]struct{})
+	removed := make(map[*record]struct{})
+	for _, tag := range del.Tags {
+		if len(tag) < 2 {
+			continue
+		}
+		var key string
+		var victim *record
+		switch tag[0] {
+		case "e":
+			id := tag[1]
+			if !isHex64(id) {
+				continue
+			}
+			key = id + del.PubKey
+			if _, ok := s.deletedIDs[key]; ok {
+				key = ""
+			}
+			if t := s.byID[id]; t != nil && t.ev.PubKey == del.PubKey && t.ev.Kind != nostr.KindDeletion {
+				victim = t
+			}
+		case "a":
+			kind, pubkey, _, ok := parseAddress(tag[1])
+			if !ok || pubkey != del.PubKey || kind == nostr.KindDeletion {
+				continue
+			}
+			key = tag[1]
+			if _, ok := s.deletedAddr[key]; ok {
+				key = ""
+			}
+			if t := s.byAddr[tag[1]]; t != nil && t.ev.CreatedAt <= del.CreatedAt {
+				victim = t
+			}
+		default:
+			continue
+		}
+		if _, ok := newTombs[key]; key != "" && !ok {
+			newTombs[key] = struct{}{}
+			tombs++
+			tombBytes += tombstoneCost(key)
+		}
+		if _, ok := removed[victim]; victim != nil && !ok {
+			removed[victim] = struct{}{}
+			freed++
+			freedBytes += len(victim.raw)
+		}
+	}
+	return tombs, tombBytes, freed, freedBytes
 }
 
 // newer reports whether a replaces b under NIP-01: the newest created_at
@@ -311,11 +434,11 @@ func (s *store) apply(r *record) {
 	}
 	s.byID[ev.ID] = r
 	s.bytes += len(r.raw)
-	s.all = s.all.insert(r)
-	s.byAuthor[ev.PubKey] = s.byAuthor[ev.PubKey].insert(r)
-	s.byKind[ev.Kind] = s.byKind[ev.Kind].insert(r)
+	s.all.add(r)
+	addTo(s, s.byAuthor, ev.PubKey, r)
+	addTo(s, s.byKind, ev.Kind, r)
 	for _, k := range indexedTags(ev) {
-		s.byTag[k] = s.byTag[k].insert(r)
+		addTo(s, s.byTag, k, r)
 	}
 }
 
@@ -334,7 +457,10 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			if !isHex64(id) {
 				continue
 			}
-			s.deletedIDs[id+del.PubKey] = struct{}{}
+			if key := id + del.PubKey; !has(s.deletedIDs, key) {
+				s.deletedIDs[key] = struct{}{}
+				s.addTombstone(key)
+			}
 			if t := s.byID[id]; t != nil && t.ev.PubKey == del.PubKey && t.ev.Kind != nostr.KindDeletion {
 				s.remove(t)
 			}
@@ -345,6 +471,9 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			}
 			addr := tag[1]
 			if t, ok := s.deletedAddr[addr]; !ok || del.CreatedAt > t {
+				if !ok {
+					s.addTombstone(addr)
+				}
 				s.deletedAddr[addr] = del.CreatedAt
 			}
 			if t := s.byAddr[addr]; t != nil && t.ev.CreatedAt <= del.CreatedAt {
@@ -352,6 +481,16 @@ func (s *store) applyDeletion(del *nostr.Event) {
 			}
 		}
 	}
+}
+
+func (s *store) addTombstone(key string) {
+	s.tombstones++
+	s.tombBytes += tombstoneCost(key)
+}
+
+func has[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // parseAddress splits kind:pubkey:d, where kind is replaceable or
@@ -383,7 +522,7 @@ func (s *store) remove(r *record) {
 	if addr, ok := address(ev); ok && s.byAddr[addr] == r {
 		delete(s.byAddr, addr)
 	}
-	s.all = s.all.remove(r)
+	s.all.delete(r)
 	removeFrom(s.byAuthor, ev.PubKey, r)
 	removeFrom(s.byKind, ev.Kind, r)
 	for _, k := range indexedTags(ev) {
@@ -392,12 +531,23 @@ func (s *store) remove(r *record) {
 	s.dead++
 }
 
-func removeFrom[K comparable](m map[K]list, k K, r *record) {
-	l := m[k].remove(r)
-	if len(l) == 0 {
-		delete(m, k)
-	} else {
+func addTo[K comparable](s *store, m map[K]list, k K, r *record) {
+	l, ok := m[k]
+	if !ok {
+		l = s.newList()
 		m[k] = l
+	}
+	l.add(r)
+}
+
+func removeFrom[K comparable](m map[K]list, k K, r *record) {
+	l, ok := m[k]
+	if !ok {
+		return
+	}
+	l.delete(r)
+	if l.t.Len() == 0 {
+		delete(m, k)
 	}
 }
 
@@ -422,6 +572,14 @@ func (s *store) len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.byID)
+}
+
+// usage is what the store holds against its caps: events and tombstones,
+// and the bytes charged for both.
+func (s *store) usage() (events, tombstones, bytes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byID), s.tombstones, s.bytes + s.tombBytes
 }
 
 // query runs filters, each with its own limit (from limitOf), and returns
@@ -475,11 +633,11 @@ func (s *store) queryOne(f *nostr.Filter, limit int) []*record {
 // f can match.
 func (s *store) candidates(f *nostr.Filter) []list {
 	best := []list{s.all}
-	bestN := len(s.all)
+	bestN := s.all.len()
 	consider := func(ls []list) {
 		n := 0
 		for _, l := range ls {
-			n += len(l)
+			n += l.len()
 		}
 		if n < bestN {
 			best, bestN = ls, n
@@ -515,25 +673,15 @@ func (s *store) candidates(f *nostr.Filter) []list {
 // scan walks l newest first within since..until and returns up to limit
 // records that match f.
 func scan(l list, f *nostr.Filter, limit int) []*record {
-	hi := len(l)
-	if f.Until != nil {
-		until := *f.Until
-		hi, _ = slices.BinarySearchFunc(l, until, func(r *record, t nostr.Timestamp) int {
-			if r.ev.CreatedAt > t {
-				return 1
-			}
-			return -1
-		})
-	}
 	var out []*record
-	for i := hi - 1; i >= 0 && len(out) < limit; i-- {
-		r := l[i]
+	l.descend(f.Until, func(r *record) bool {
 		if f.Since != nil && r.ev.CreatedAt < *f.Since {
-			break
+			return false
 		}
 		if f.Matches(r.ev) {
 			out = append(out, r)
 		}
-	}
+		return len(out) < limit
+	})
 	return out
 }

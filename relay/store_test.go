@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,4 +277,61 @@ func flipByte(b []byte, i int) []byte {
 	out := bytes.Clone(b)
 	out[i] ^= 0xff
 	return out
+}
+
+// TestStoreOrderAnyInsertOrder: events stored in random created_at order
+// (with many ties), some removed again, come back from queries in NIP-01
+// order (newest first, ties lowest id first) within since, until and
+// limit, as a sort of everything stored says.
+func TestStoreOrderAnyInsertOrder(t *testing.T) {
+	s := newStore(DefaultMaxEvents, DefaultMaxStoredBytes)
+	authors := []string{randomHex(32), randomHex(32), randomHex(32)}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	var kept []*record
+	for i := range 3000 {
+		ev := &nostr.Event{
+			ID: randomHex(32), PubKey: authors[rng.IntN(len(authors))], CreatedAt: nostr.Timestamp(1000 + rng.IntN(300)),
+			Kind: 1 + rng.IntN(2), Tags: nostr.Tags{}, Content: fmt.Sprint(i), Sig: randomHex(64),
+		}
+		if _, err := s.put(ev, func(*record) {}); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, s.byID[ev.ID])
+	}
+	for i := 0; i < len(kept); i += 3 {
+		s.remove(kept[i])
+		kept[i] = nil
+	}
+	kept = slices.DeleteFunc(kept, func(r *record) bool { return r == nil })
+	slices.SortFunc(kept, resultOrder)
+
+	for i := range 200 {
+		f := nostr.Filter{}
+		if rng.IntN(2) == 0 {
+			f.Authors = []string{authors[rng.IntN(len(authors))]}
+		}
+		if rng.IntN(2) == 0 {
+			f.Kinds = []int{1 + rng.IntN(2)}
+		}
+		if rng.IntN(2) == 0 {
+			f.Since = ptr(nostr.Timestamp(1000 + rng.IntN(300)))
+		}
+		if rng.IntN(2) == 0 {
+			f.Until = ptr(nostr.Timestamp(1000 + rng.IntN(300)))
+		}
+		limit := 1 + rng.IntN(500)
+		var want []*record
+		for _, r := range kept {
+			if len(want) < limit && f.Matches(r.ev) {
+				want = append(want, r)
+			}
+		}
+		got := s.query(nostr.Filters{f}, func(*nostr.Filter) int { return limit }, nil)
+		if !slices.Equal(got, want) {
+			t.Fatalf("query %d (%+v, limit %d): got %d records, want %d, or a different order", i, f, limit, len(got), len(want))
+		}
+	}
+	if n := s.all.len(); n != len(kept) {
+		t.Fatalf("%d stored, want %d", n, len(kept))
+	}
 }
