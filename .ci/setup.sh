@@ -5,6 +5,7 @@
 # (`make test` writes it to .cache/test.env and sources it):
 #   ARCHY_PODMAN_SOCKET, ARCHY_PODMAN_USER  rootless Podman (podman-setup.sh)
 #   ARCHY_NPM_DIR                           nostr-tools for the Nostr interop test
+#   ARCHY_CHROMIUM                          the browser the page's test drives
 # Without root (a developer's own machine), nothing is installed: whatever
 # is already set in the environment is passed through, and the tests that
 # need a missing part skip with a message (or fail when CI=true).
@@ -19,10 +20,18 @@ if [ "$(id -u)" -eq 0 ]; then
 		apt-get update -qq >&2
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
 	fi
+	# Debian's Chromium for the page's browser test (chromedp drives it).
+	if ! command -v chromium >/dev/null; then
+		log "installing chromium"
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+	fi
+	printf 'export ARCHY_CHROMIUM=%s\n' "$(command -v chromium)"
 else
 	log "not root: not installing Podman; using ARCHY_PODMAN_SOCKET=${ARCHY_PODMAN_SOCKET:-<unset>}"
 	[ -n "${ARCHY_PODMAN_SOCKET:-}" ] && printf 'export ARCHY_PODMAN_SOCKET=%s\n' "$ARCHY_PODMAN_SOCKET"
 	[ -n "${ARCHY_PODMAN_USER:-}" ] && printf 'export ARCHY_PODMAN_USER=%s\n' "$ARCHY_PODMAN_USER"
+	[ -n "${ARCHY_CHROMIUM:-}" ] && printf 'export ARCHY_CHROMIUM=%s\n' "$ARCHY_CHROMIUM"
 fi
 
 # nostr-tools (an independent Nostr implementation) and ws, pinned, into
