@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -87,52 +87,111 @@ func (n *Node) handler() http.Handler {
 	n.appsHandlers(mux)
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
 	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
+	n.opsHandlers(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	return n.guard(mux)
 }
 
-// guard lets reads through and requires the token for anything that
-// changes the node; it also refuses requests whose Host is not the
-// listener's (DNS rebinding from a browser).
+// APIConfig tunes the HTTP API. Zero values take the defaults.
+type APIConfig struct {
+	// AllowedHosts are the host names, beside localhost, that a request's
+	// Host header may name. A page a browser loaded from any other name
+	// is refused, even once its DNS name points at this node (DNS
+	// rebinding). IP literals are always allowed: rebinding needs a name.
+	AllowedHosts []string
+	// RemoteChanges lets clients on other machines change the node (with
+	// the token). By default only clients on loopback may: a listener
+	// beyond 127.0.0.1 serves reads only.
+	RemoteChanges bool
+	// RequestTimeout bounds reading a request and writing its answer
+	// (default 60 s). An upload or an event stream extends it while its
+	// bytes keep moving; long operations run on the node, not a request.
+	RequestTimeout time.Duration
+	// OperationTTL is how long an ended operation's result stays readable
+	// (default 15 min).
+	OperationTTL time.Duration
+}
+
+func (c *APIConfig) setDefaults() {
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = time.Minute
+	}
+	if c.OperationTTL <= 0 {
+		c.OperationTTL = 15 * time.Minute
+	}
+}
+
+// guard refuses requests whose Host names a host the node does not
+// answer as (DNS rebinding from a browser), changes from other machines
+// unless allowed, and changes without the token; reads pass.
 func (n *Node) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.hostAllowed(r.Host) {
+			http.Error(w, fmt.Sprintf("unexpected Host header %q: add the name to the node's allowed API hosts to use it", r.Host), http.StatusForbidden)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !n.cfg.API.RemoteChanges && !loopbackClient(r) {
+				http.Error(w, "this call changes the node, which only clients on this machine may do (the node's API remote-changes setting allows others)", http.StatusForbidden)
+				return
+			}
 			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(n.token)) != 1 {
 				http.Error(w, "this call changes the node: send Authorization: Bearer <token from the data folder's api.token>", http.StatusUnauthorized)
 				return
 			}
 		}
-		if !n.hostAllowed(r.Host) {
-			http.Error(w, "unexpected Host header", http.StatusForbidden)
-			return
-		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// hostAllowed refuses, on a loopback listener, Host headers naming
-// another host: a web page a browser loaded from elsewhere cannot reach
-// the API by rebinding its DNS name to 127.0.0.1.
+// hostAllowed accepts a Host header naming localhost, an IP address, or
+// one of the configured allowed hosts, whatever address the API listens
+// on: a web page a browser loaded from elsewhere cannot reach the API by
+// rebinding its DNS name to the node's address.
 func (n *Node) hostAllowed(hostport string) bool {
-	la, ok := n.apiLn.Addr().(*net.TCPAddr)
-	if !ok || !la.IP.IsLoopback() {
-		return true
+	if hostport == "" {
+		return true // HTTP/1.0 without Host: no browser sends that
 	}
 	h, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		h = hostport
 	}
-	if h == "localhost" {
+	h = strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+	if h == "localhost" || net.ParseIP(h) != nil {
 		return true
 	}
-	ip := net.ParseIP(strings.Trim(h, "[]"))
-	return ip != nil && ip.IsLoopback()
+	for _, a := range n.cfg.API.AllowedHosts {
+		if strings.TrimSuffix(strings.ToLower(a), ".") == h {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackClient reports whether the request came from this machine.
+func loopbackClient(r *http.Request) bool {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(h)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// warnExposedAPI says so when the API listens beyond loopback.
+func (n *Node) warnExposedAPI() {
+	if la, ok := n.apiLn.Addr().(*net.TCPAddr); ok && la.IP.IsLoopback() {
+		return
+	}
+	n.log.Warn("the API listens beyond this machine: anyone who reaches it can read the node's state",
+		"addr", n.apiLn.Addr().String(), "remote_changes", n.cfg.API.RemoteChanges, "allowed_hosts", n.cfg.API.AllowedHosts)
 }
 
 func (n *Node) serveAPI(ctx context.Context) error {
-	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	d := n.cfg.API.RequestTimeout
+	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: min(10*time.Second, d), ReadTimeout: d,
+		WriteTimeout: d, IdleTimeout: 2 * time.Minute}
+	// Event streams end when the server shuts down, or it would wait on them.
+	n.apiStop = make(chan struct{})
+	srv.RegisterOnShutdown(func() { close(n.apiStop) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(n.apiLn) }()
 	select {
@@ -151,8 +210,10 @@ func (n *Node) serveAPI(ctx context.Context) error {
 	return nil
 }
 
-// Limits on what a client may hand the node in one request.
+// Limits on what a client may hand the node in one request, and on the
+// token file.
 const (
+	maxTokenFile      = 4096
 	maxBlobUpload     = 16 << 30
 	maxManifestUpload = did.MaxEnvelopeSize
 )
@@ -168,7 +229,12 @@ func (n *Node) handleAddBlob(w http.ResponseWriter, r *http.Request) {
 	// Nothing written from here is collected before the pin holds it.
 	end := n.p2p.Store().Session()
 	defer end()
-	root, sum, err := n.p2p.AddNamed(r.Context(), http.MaxBytesReader(w, r.Body, maxBlobUpload))
+	// However long the upload takes, it goes on while its bytes keep
+	// coming: each read gets RequestTimeout, the answer too.
+	rc := http.NewResponseController(w)
+	body := &deadlineReader{r: http.MaxBytesReader(w, r.Body, maxBlobUpload), rc: rc, d: n.cfg.API.RequestTimeout}
+	root, sum, err := n.p2p.AddNamed(r.Context(), body)
+	_ = rc.SetWriteDeadline(time.Now().Add(n.cfg.API.RequestTimeout))
 	if err == nil {
 		err = n.p2p.Pin(r.Context(), root)
 	}
@@ -218,6 +284,19 @@ func (n *Node) handleAddManifest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]string{"cid": v.CID.String(), "app": v.Manifest.ID, "version": v.Manifest.Version})
 }
 
+// deadlineReader moves the request's read deadline before every read, so
+// a long upload is bounded by its stalls, not by its length.
+type deadlineReader struct {
+	r  io.Reader
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	_ = d.rc.SetReadDeadline(time.Now().Add(d.d))
+	return d.r.Read(p)
+}
+
 // provide announces c in the DHT in the background, bounded, on the
 // node's lifetime.
 func (n *Node) provide(c cid.Cid) {
@@ -240,14 +319,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // loadOrCreateToken reads the API token, making one (0600) on first start.
+// The token is a secret like the others: a file its group or others may
+// read is refused.
 func loadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := atomicfile.ReadPrivate(path, maxTokenFile); err == nil {
 		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
 			return t, nil
 		}
 		return "", fmt.Errorf("API token %s is too short; remove it to make a new one", path)
-	} else if !os.IsNotExist(err) {
-		return "", fmt.Errorf("read API token: %w", err)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read API token %s: %w", path, err)
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {

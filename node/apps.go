@@ -112,7 +112,9 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		}
 		writeJSON(w, apps)
 	})
-	mux.HandleFunc("POST /api/v1/apps", n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+	// Installs, updates, uninstalls, starts, stops and restarts are
+	// operations (ops.go): 202 at once, progress and result as events.
+	mux.HandleFunc("POST /api/v1/apps", n.appOp("install", func(w http.ResponseWriter, r *http.Request) error {
 		var req InstallRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, did.MaxEnvelopeSize+1<<20)).Decode(&req); err != nil {
 			return badRequest(fmt.Errorf("read install request: %w", err))
@@ -137,6 +139,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		if req.CID != "" && v.CID.String() != req.CID {
 			return badRequest(fmt.Errorf("install request: envelope signs manifest %s, not cid %s", v.CID, req.CID))
 		}
+		trackApp(r.Context(), v.Manifest.ID)
 		n.imgMu.RLock()
 		defer n.imgMu.RUnlock()
 		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
@@ -154,11 +157,11 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 	}{{"start", func(ctx context.Context, id string) error { return n.orch.Start(ctx, id) }},
 		{"stop", func(ctx context.Context, id string) error { return n.orch.Stop(ctx, id) }},
 		{"restart", func(ctx context.Context, id string) error { return n.orch.Restart(ctx, id) }}} {
-		mux.HandleFunc("POST /api/v1/apps/{id}/"+op.name, n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+		mux.HandleFunc("POST /api/v1/apps/{id}/"+op.name, n.appOp(op.name, func(w http.ResponseWriter, r *http.Request) error {
 			return op.fn(r.Context(), r.PathValue("id"))
 		}))
 	}
-	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.withApps(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.appOp("uninstall", func(w http.ResponseWriter, r *http.Request) error {
 		err := n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
 		if err == nil {
 			n.pruneLater()
@@ -193,24 +196,3 @@ func (e *httpError) Unwrap() error { return e.err }
 
 func badRequest(err error) error { return &httpError{http.StatusBadRequest, err} }
 func notFound(err error) error   { return &httpError{http.StatusNotFound, err} }
-
-// withApps answers 503 when the node runs without apps, runs h, and
-// reports the app's status (or the error) as JSON.
-func (n *Node) withApps(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if n.orch == nil {
-			http.Error(w, "apps are off: "+n.appsOff, http.StatusServiceUnavailable)
-			return
-		}
-		if err := h(w, r); err != nil {
-			code := http.StatusConflict
-			var he *httpError
-			if errors.As(err, &he) {
-				code = he.code
-			}
-			http.Error(w, err.Error(), code)
-			return
-		}
-		writeJSON(w, map[string]string{"result": "ok"})
-	}
-}

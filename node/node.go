@@ -36,6 +36,8 @@ type Config struct {
 	// APIListen is the HTTP API's address (default 127.0.0.1:7780; port 0
 	// picks one). The address actually bound is written to DataDir/api.addr.
 	APIListen string
+	// API tunes the HTTP API: who may reach it and its deadlines.
+	API APIConfig
 	// EmbeddedRelay runs the node's own Nostr relay (default true: nil).
 	EmbeddedRelay *bool
 	// RelayListen is the embedded relay's address (default 127.0.0.1:7447).
@@ -92,6 +94,7 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	c.API.setDefaults()
 }
 
 // Node is a running archy node.
@@ -115,6 +118,8 @@ type Node struct {
 	token     string
 	relayURLs []string
 	followers map[string]*follower
+	ops       *opTable
+	apiStop   chan struct{}              // closed when the API shuts down
 	orch      *orchestrator.Orchestrator // nil when apps are off
 	appsOff   string                     // why apps are off
 
@@ -142,9 +147,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	}
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now()}
 	n.life, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	built := n // the returns below set n to nil
 	defer func() {
 		if err != nil {
-			n.Close()
+			built.Close()
 		}
 	}()
 	n.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -169,6 +175,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	if n.apiLn, err = lc.Listen(ctx, "tcp", cfg.APIListen); err != nil {
 		return nil, fmt.Errorf("API: listen on %s: %w", cfg.APIListen, err)
 	}
+	n.warnExposedAPI()
+	n.ops = newOpTable(cfg.API.OperationTTL, time.Now)
 
 	p2pCfg := cfg.P2P
 	p2pCfg.Registerer = n.reg

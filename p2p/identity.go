@@ -9,16 +9,23 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/archy-node/archy/internal/atomicfile"
 )
 
-// keyFile is the identity key's name in the data folder.
-const keyFile = "identity.key"
+// keyFile is the identity key's name in the data folder; maxKeyFile
+// bounds what is read of it (an Ed25519 key is 68 bytes).
+const (
+	keyFile    = "identity.key"
+	maxKeyFile = 16 << 10
+)
 
 // loadOrCreateKey reads the node's Ed25519 identity from dir, creating it
 // (0600, written atomically) on first start.
 func loadOrCreateKey(dir string) (crypto.PrivKey, error) {
 	p := filepath.Join(dir, keyFile)
-	raw, err := os.ReadFile(p)
+	// A secret like the others: refused if its group or others may read it.
+	raw, err := atomicfile.ReadPrivate(p, maxKeyFile)
 	if err == nil {
 		k, err := crypto.UnmarshalPrivateKey(raw)
 		if err != nil {
@@ -27,7 +34,7 @@ func loadOrCreateKey(dir string) (crypto.PrivKey, error) {
 		return k, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read identity key: %w", err)
+		return nil, fmt.Errorf("read identity key %s: %w", p, err)
 	}
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {

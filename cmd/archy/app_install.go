@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -18,53 +16,9 @@ import (
 	"github.com/archy-node/archy/registry"
 )
 
-// nodeClient is a running node's API with its token.
-type nodeClient struct{ base, token string }
-
-func newNodeClient(dataDir string) (*nodeClient, error) {
-	base, err := nodeAPI("", dataDir)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := resolveDataDir(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := os.ReadFile(filepath.Join(dir, "api.token"))
-	if err != nil {
-		return nil, fmt.Errorf("read the node's API token: %w", err)
-	}
-	return &nodeClient{base: base, token: strings.TrimSpace(string(tok))}, nil
-}
-
-func (c *nodeClient) do(cmd *cobra.Command, method, path string, body any) error {
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			return err
-		}
-	}
-	req, err := http.NewRequestWithContext(cmd.Context(), method, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the node: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var msg bytes.Buffer
-		_, _ = msg.ReadFrom(resp.Body)
-		return fmt.Errorf("the node refused: %s", strings.TrimSpace(msg.String()))
-	}
-	return nil
-}
-
 func newAppInstallCmd() *cobra.Command {
 	var dataDir, signed string
+	var asJSON bool
 	c := &cobra.Command{
 		Use:   "install PATH|CID [--signed FILE]",
 		Short: "Install (or update to) a signed app on the running node",
@@ -79,7 +33,11 @@ envelope must be the one in PATH, and its image archives are handed over.
 
 CID is the manifest CID of a release the node discovered (archy app list
 --discovered) or found in a followed catalog: the node fetches the images
-from the swarm by the CIDs the manifest pins, each checked on arrival.`,
+from the swarm by the CIDs the manifest pins, each checked on arrival.
+
+The node runs the install as an operation: the command follows its
+progress (--json: its events as JSON lines) until it ends; interrupted,
+the install goes on in the node.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, statErr := os.Stat(args[0]); statErr != nil && signed == "" {
@@ -88,10 +46,13 @@ from the swarm by the CIDs the manifest pins, each checked on arrival.`,
 					if err != nil {
 						return err
 					}
+					nc.json = asJSON
 					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: c.String()}); err != nil {
 						return fmt.Errorf("install %s: %w", c, err)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "installed %s\n", c)
+					if !asJSON {
+						fmt.Fprintf(cmd.OutOrStdout(), "installed %s\n", c)
+					}
 					return nil
 				}
 			}
@@ -117,21 +78,25 @@ from the swarm by the CIDs the manifest pins, each checked on arrival.`,
 			if err != nil {
 				return err
 			}
+			nc.json = asJSON
 			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{Envelope: env, Archives: l.Archives}); err != nil {
 				return fmt.Errorf("install %s %s: %w", l.Manifest.ID, l.Manifest.Version, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "installed %s %s\n", l.Manifest.ID, l.Manifest.Version)
+			if !asJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "installed %s %s\n", l.Manifest.ID, l.Manifest.Version)
+			}
 			return nil
 		},
 	}
 	dataDirFlag(c, &dataDir)
+	c.Flags().BoolVar(&asJSON, "json", false, "print the operation's events as JSON lines")
 	c.Flags().StringVar(&signed, "signed", "", "the signed envelope (default <PATH>/"+signedFile+")")
 	return c
 }
 
 func newAppUninstallCmd() *cobra.Command {
 	var dataDir string
-	var purge bool
+	var purge, asJSON bool
 	c := &cobra.Command{
 		Use:   "uninstall ID [--purge]",
 		Short: "Remove an app's containers and state from the running node (data and secrets kept unless --purge)",
@@ -141,18 +106,22 @@ func newAppUninstallCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := "/api/v1/apps/" + args[0]
+			nc.json = asJSON
+			path := "/api/v1/apps/" + url.PathEscape(args[0])
 			if purge {
 				path += "?purge=1"
 			}
 			if err := nc.do(cmd, http.MethodDelete, path, nil); err != nil {
 				return fmt.Errorf("uninstall %s: %w", args[0], err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "uninstalled %s\n", args[0])
+			if !asJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "uninstalled %s\n", args[0])
+			}
 			return nil
 		},
 	}
 	dataDirFlag(c, &dataDir)
+	c.Flags().BoolVar(&asJSON, "json", false, "print the operation's events as JSON lines")
 	c.Flags().BoolVar(&purge, "purge", false, "also delete the app's data and secrets")
 	return c
 }

@@ -58,7 +58,9 @@ func newNodeRunCmd() *cobra.Command {
 		Long: `Run an archy node until interrupted. With no flags it keeps everything in
 its data folder, runs its own Nostr relay on 127.0.0.1:7447, joins archy's
 own DHT, and serves the HTTP API on 127.0.0.1:7780 (changes need the token
-in <data>/api.token).`,
+in <data>/api.token). An API listening beyond loopback serves other
+machines reads only, unless --api-remote-changes; a browser may reach it
+only under localhost, an IP address, or a name given with --api-host.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := applySettings(cmd.Flags(), configFile); err != nil {
@@ -105,6 +107,8 @@ in <data>/api.token).`,
 	dataDirFlag(c, &dataDir)
 	c.Flags().StringVar(&configFile, "config", "", "config file: YAML, keys are these flags' names (default $ARCHY_CONFIG, else <data>/config.yaml when it exists)")
 	c.Flags().StringVar(&cfg.APIListen, "api", "127.0.0.1:7780", "HTTP API address")
+	c.Flags().StringSliceVar(&cfg.API.AllowedHosts, "api-host", nil, "a host name, beside localhost and IP addresses, that requests to the API may name in their Host header (repeatable)")
+	c.Flags().BoolVar(&cfg.API.RemoteChanges, "api-remote-changes", false, "let clients on other machines change the node through the API (with the token); by default only local clients may")
 	c.Flags().StringVar(&cfg.RelayListen, "relay-listen", "127.0.0.1:7447", "embedded Nostr relay address")
 	c.Flags().BoolVar(&noRelay, "no-relay", false, "do not run the embedded relay (then --relay is required)")
 	c.Flags().StringSliceVar(&cfg.Relays, "relay", nil, "other Nostr relays to discover apps on (ws:// or wss://)")

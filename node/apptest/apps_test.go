@@ -46,7 +46,30 @@ func call(t *testing.T, n *node.Node, method, path string, body any) (int, strin
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out)
+	if resp.StatusCode != http.StatusAccepted {
+		return resp.StatusCode, string(out)
+	}
+	// An operation: its outcome is its end, as 200 or the status its
+	// error stands for.
+	loc := resp.Header.Get("Location")
+	for {
+		var op node.Operation
+		_, st := call(t, n, http.MethodGet, loc, nil)
+		if err := json.Unmarshal([]byte(st), &op); err != nil {
+			t.Fatalf("%s %s: operation %s: %s", method, path, loc, st)
+		}
+		if op.State != node.OpRunning {
+			if op.Last.OK {
+				return http.StatusOK, st
+			}
+			return op.Last.Code, op.Last.Error
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s %s: operation %s did not end", method, path, loc)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // signedApp writes an app folder as a developer does (a busybox httpd
