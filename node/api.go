@@ -22,6 +22,7 @@ import (
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/page"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -36,6 +37,10 @@ type Status struct {
 	AppsOff    string    `json:"apps_off,omitempty"`
 	Started    time.Time `json:"started"`
 	DataDir    string    `json:"data_dir"`
+	// DiskBytes is what the data folder holds (blocks, images, state).
+	DiskBytes int64 `json:"disk_bytes"`
+	// ReadOnly is set on the browse listener, which changes nothing.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // Peer is one connected peer in GET /api/v1/peers.
@@ -47,7 +52,8 @@ type Peer struct {
 // Status reports the node's state.
 func (n *Node) Status() Status {
 	s := Status{PeerID: n.p2p.ID().String(), Relays: n.relayURLs, Started: n.started, DataDir: n.cfg.DataDir,
-		Discovered: len(n.store.List()), Peers: len(n.p2p.Host().Network().Peers()), AppsOff: n.appsOff}
+		Discovered: len(n.store.List()), Peers: len(n.p2p.Host().Network().Peers()), AppsOff: n.appsOff,
+		DiskBytes: n.disk.get(n.cfg.DataDir)}
 	if n.orch != nil {
 		s.Apps = len(n.orch.Apps())
 	}
@@ -88,7 +94,9 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
 	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
 	n.opsHandlers(mux)
+	mux.HandleFunc("GET /api/v1/apps/{id}/credentials", n.handleCredentials)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /", page.Handler())
 	return n.guard(mux)
 }
 

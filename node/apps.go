@@ -101,17 +101,7 @@ type InstallRequest struct {
 }
 
 func (n *Node) appsHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, r *http.Request) {
-		if n.orch == nil {
-			writeJSON(w, []orchestrator.AppStatus{})
-			return
-		}
-		apps := n.orch.Apps()
-		if apps == nil {
-			apps = []orchestrator.AppStatus{}
-		}
-		writeJSON(w, apps)
-	})
+	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.appViews()) })
 	// Installs, updates, uninstalls, starts, stops and restarts are
 	// operations (ops.go): 202 at once, progress and result as events.
 	mux.HandleFunc("POST /api/v1/apps", n.appOp("install", func(w http.ResponseWriter, r *http.Request) error {

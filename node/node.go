@@ -45,6 +45,10 @@ type Config struct {
 	// Relays are other Nostr relays to discover apps and peers on, beside
 	// the embedded one.
 	Relays []string
+	// BrowseListen, when set, serves the marketplace page read-only on
+	// that address (for other machines): every change is refused there,
+	// and no secret is shown.
+	BrowseListen string
 	// NoPeering stops the node from announcing its addresses on its relays
 	// and dialling the peers it reads there (p2p/peering). By default nodes
 	// that read a common relay find each other with no bootstrap list.
@@ -65,7 +69,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("node config: DataDir is required")
 	}
-	for _, a := range []struct{ field, v string }{{"APIListen", c.APIListen}, {"RelayListen", c.RelayListen}} {
+	for _, a := range []struct{ field, v string }{{"APIListen", c.APIListen}, {"RelayListen", c.RelayListen}, {"BrowseListen", c.BrowseListen}} {
 		if a.v == "" {
 			continue
 		}
@@ -112,6 +116,8 @@ type Node struct {
 	relay     *relay.Relay
 	relayLn   net.Listener
 	apiLn     net.Listener
+	browseLn  net.Listener // nil unless BrowseListen
+	disk      diskUsage
 	store     *discovery.Store
 	disc      *discovery.Discoverer
 	peering   *peering.Peering // nil with NoPeering
@@ -147,10 +153,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	}
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), started: time.Now()}
 	n.life, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	built := n // the returns below set n to nil
 	defer func() {
 		if err != nil {
-			built.Close()
+			n.Close()
 		}
 	}()
 	n.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -174,6 +179,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 
 	if n.apiLn, err = lc.Listen(ctx, "tcp", cfg.APIListen); err != nil {
 		return nil, fmt.Errorf("API: listen on %s: %w", cfg.APIListen, err)
+	}
+	if cfg.BrowseListen != "" {
+		if n.browseLn, err = lc.Listen(ctx, "tcp", cfg.BrowseListen); err != nil {
+			return nil, fmt.Errorf("browse: listen on %s: %w", cfg.BrowseListen, err)
+		}
 	}
 	n.warnExposedAPI()
 	n.ops = newOpTable(cfg.API.OperationTTL, time.Now)
@@ -256,6 +266,11 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return fl.drain(ctx) })
 	}
 	g.Go(func() error { return n.serveAPI(ctx) })
+	if n.browseLn != nil {
+		ln := n.browseLn
+		n.browseLn = nil // serveBrowse owns it now
+		g.Go(func() error { return n.serveBrowse(ctx, ln) })
+	}
 	return g.Wait()
 }
 
@@ -270,6 +285,10 @@ func (n *Node) Close() {
 		if n.relay != nil {
 			n.relay.Close()
 		}
+	}
+	if n.browseLn != nil {
+		n.browseLn.Close()
+		n.browseLn = nil
 	}
 	if n.apiLn != nil {
 		n.apiLn.Close()
