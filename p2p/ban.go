@@ -107,8 +107,10 @@ func (b *banList) pruneLocked(now time.Time) {
 }
 
 // hasAddr reports whether a is at a banned address.
-func (b *banList) hasAddr(a ma.Multiaddr) bool {
-	key := addrKey(a)
+func (b *banList) hasAddr(a ma.Multiaddr) bool { return b.hasKey(addrKey(a)) }
+
+// hasKey reports whether the address key (addrKey) is banned.
+func (b *banList) hasKey(key string) bool {
 	if key == "" {
 		return false
 	}

@@ -187,11 +187,12 @@ type nameAnswer struct {
 	root  cid.Cid
 	size  uint64
 	peers []peer.ID
-	// addrs is how many addresses (addrKey) the peers answered from;
-	// good says one of them has sent this node a file that proved good.
+	// from holds the addresses (addrKey) each peer answered from, addrs
+	// how many there are in all; good says one of the peers has sent this
+	// node a file that proved good.
+	from  map[peer.ID][]string
 	addrs int
 	good  bool
-	keys  map[string]bool
 }
 
 // Resolve asks connected peers and the sum's providers which root the file
@@ -246,18 +247,18 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 		}
 		i := slices.IndexFunc(out, func(a nameAnswer) bool { return a.root.Equals(r.root) && a.size == r.size })
 		if i < 0 {
-			out = append(out, nameAnswer{root: r.root, size: r.size, keys: map[string]bool{}})
+			out = append(out, nameAnswer{root: r.root, size: r.size, from: map[peer.ID][]string{}})
 			i = len(out) - 1
 		}
 		a := &out[i]
-		a.peers = append(a.peers, r.p)
-		a.good = a.good || n.ex.served(r.p)
 		for _, k := range r.keys {
-			if !a.keys[k] {
-				a.keys[k] = true
+			if !slices.ContainsFunc(a.peers, func(p peer.ID) bool { return slices.Contains(a.from[p], k) }) {
 				a.addrs++
 			}
 		}
+		a.peers = append(a.peers, r.p)
+		a.from[r.p] = r.keys
+		a.good = a.good || n.ex.served(r.p)
 	}
 	slices.SortStableFunc(out, func(a, b nameAnswer) int {
 		switch {
@@ -422,7 +423,7 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, size int64, outPath st
 		}
 		// Peers banned since they answered (at an address banned by
 		// another root's failure) are not believed.
-		if !slices.ContainsFunc(a.peers, func(p peer.ID) bool { return !n.ex.isBanned(p) }) {
+		if !slices.ContainsFunc(a.peers, func(p peer.ID) bool { return !n.bannedAnswer(p, a.from[p]) }) {
 			continue
 		}
 		// The DAG must declare what its peers said.
@@ -532,6 +533,12 @@ func (n *Node) ban(p peer.ID, why string) {
 			}
 		}
 	}
+}
+
+// bannedAnswer reports whether p, which answered from the addresses keys,
+// is banned now by its ID or one of them.
+func (n *Node) bannedAnswer(p peer.ID, keys []string) bool {
+	return n.ex.isBanned(p) || slices.ContainsFunc(keys, n.bans.hasKey)
 }
 
 // addrKeys are the addresses (addrKey) p is connected from.
