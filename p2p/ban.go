@@ -106,6 +106,21 @@ func (b *banList) pruneLocked(now time.Time) {
 	}
 }
 
+// struck reports whether a peer at the address key (addrKey) was banned
+// within BanTime, or the address is.
+func (b *banList) struck(key string) bool {
+	if key == "" {
+		return false
+	}
+	if b.hasKey(key) {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ts := b.strikes[key]
+	return len(ts) > 0 && time.Since(ts[len(ts)-1]) <= b.ttl
+}
+
 // hasAddr reports whether a is at a banned address.
 func (b *banList) hasAddr(a ma.Multiaddr) bool { return b.hasKey(addrKey(a)) }
 

@@ -407,7 +407,10 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, size int64, outPath st
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, a := range cands {
+	for len(cands) > 0 {
+		i := n.nextAnswer(cands)
+		a := cands[i]
+		cands = slices.Delete(cands, i, i+1)
 		if haveLocal && a.root.Equals(local) {
 			continue
 		}
@@ -533,6 +536,25 @@ func (n *Node) ban(p peer.ID, why string) {
 			}
 		}
 	}
+}
+
+// nextAnswer picks the answer to try next: the first (in Resolve's order)
+// named by a peer with a good record, else the first named from an
+// address that has had no peer banned since (a sybil set's other roots
+// wait until every fresh address had its chance), else the first.
+func (n *Node) nextAnswer(cands []nameAnswer) int {
+	if i := slices.IndexFunc(cands, func(a nameAnswer) bool { return a.good }); i >= 0 {
+		return i
+	}
+	clean := func(a nameAnswer) bool {
+		return slices.ContainsFunc(a.peers, func(p peer.ID) bool {
+			return !slices.ContainsFunc(a.from[p], n.bans.struck)
+		})
+	}
+	if i := slices.IndexFunc(cands, clean); i >= 0 {
+		return i
+	}
+	return 0
 }
 
 // bannedAnswer reports whether p, which answered from the addresses keys,

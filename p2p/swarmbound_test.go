@@ -277,17 +277,45 @@ func TestSybilNamesBoundedByPinnedSize(t *testing.T) {
 		return got
 	}
 
-	// No peer has a record yet: a few sybil roots are tried, until their
-	// address has had enough peers banned.
-	if got := run("127.0.0.2"); got > 3*size {
+	// No peer has a record yet: one sybil root is tried; then roots named
+	// only from its address wait until the honest peer's is tried.
+	if got := run("127.0.0.2"); got > 2*size+size/4 {
 		t.Errorf("downloaded %d KiB for a %d KiB file", got>>10, size>>10)
-	}
-	if !addrBanned(victim, "127.0.0.2") {
-		t.Error("the sybils' address is not banned")
 	}
 	// The honest peer has sent a good file: its root comes first, however
 	// many fresh sybils (at a fresh address) outnumber it.
 	if got := run("127.0.0.3"); got > size+size/4 {
 		t.Errorf("downloaded %d KiB for a %d KiB file from a peer with a good record", got>>10, size>>10)
+	}
+}
+
+// Fresh peer IDs at one address, each naming its own wrong root of the
+// pinned size, with nobody holding the file: bans add up per address, so
+// after maxAddrBans the rest are not fetched, and a new ID from there
+// cannot even connect.
+func TestSybilBansCountPerAddress(t *testing.T) {
+	const size, sybils = 1 << 20, 8
+	const ip = "127.0.0.4"
+	victim := newNode(t, func(c *Config) { c.RequestTimeout = 5 * time.Second })
+	sum := cas.Sum([]byte("an image nobody here holds"))
+	for range sybils {
+		s, _ := sybil(t, ip, randomBytes(size), size)
+		connect(t, victim, s)
+	}
+	before := victim.ex.recvBytes.Load()
+	if _, err := getPinned(t.Context(), victim, sum, size, filepath.Join(t.TempDir(), "image.tar")); err == nil {
+		t.Fatal("fetched a file nobody holds")
+	}
+	got := victim.ex.recvBytes.Load() - before
+	t.Logf("%d sybils at %s: %d KiB downloaded", sybils, ip, got>>10)
+	if got > 3*size+size/4 {
+		t.Errorf("downloaded %d KiB from %d sybils at one address, want at most about 3 roots of %d KiB", got>>10, sybils, size>>10)
+	}
+	if !addrBanned(victim, ip) {
+		t.Fatalf("%s is not banned", ip)
+	}
+	fresh, _ := sybil(t, ip, randomBytes(1), 1)
+	if err := victim.Connect(t.Context(), fresh.AddrInfo()); err == nil {
+		t.Fatal("a fresh peer ID at a banned address connected")
 	}
 }
