@@ -31,8 +31,10 @@ import (
 // fetched a file keeps sum → root in its name book, provides the sum in the
 // DHT, and answers NameProtocol; a node that knows only the sum asks
 // providers for the root, fetches the root, and accepts the file only if
-// its bytes hash to the sum: a peer that names a wrong root costs one
-// fetch and is banned.
+// its bytes hash to the sum: a peer that names a wrong root costs at most
+// one fetch of the size the manifest pins (one block if its DAG declares
+// another size) and is banned, and enough bans from one address ban the
+// address.
 
 // NameProtocol resolves a file's sum to the root it travels as.
 //
