@@ -49,6 +49,11 @@ var ErrSumMismatch = errors.New("file does not hash to its sum")
 // maxNameAnswers bounds how many peers are asked to resolve one sum.
 const maxNameAnswers = 16
 
+// maxWrongRoots bounds the roots one GetNamed fetches whole that turn out
+// not to hash to the sum: with the pinned size, a call downloads at most
+// about maxWrongRoots+1 times the file, however many addresses lie.
+const maxWrongRoots = 4
+
 // nameBook keeps sum → root on disk, one small file per sum, written
 // atomically.
 type nameBook struct {
@@ -377,8 +382,10 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, size int64, outPath st
 		return cid.Undef, fmt.Errorf("get %s: a file's sum is a raw BLAKE3 CID (bafkr…)", sum)
 	}
 	var errs []error
+	wrong := 0 // roots fetched whole that did not hash to sum
 	// try fetches a as the file within lim; done is true when it is in
-	// place, or the caller's context ended.
+	// place, the caller's context ended, or maxWrongRoots were fetched in
+	// vain.
 	try := func(a nameAnswer, lim dag.Limit) (done bool, err error) {
 		err = n.getAs(ctx, sum, a.root, lim, outPath, progress)
 		if err == nil {
@@ -393,6 +400,12 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, size int64, outPath st
 			}
 		}
 		errs = append(errs, err)
+		if errors.Is(err, ErrSumMismatch) {
+			if wrong++; wrong >= maxWrongRoots {
+				// Their peers are banned: a later call tries the rest.
+				return true, fmt.Errorf("get %s: gave up after %d roots that did not hash to it: %w", sum, wrong, errors.Join(errs...))
+			}
+		}
 		return false, nil
 	}
 	pinned := dag.Limit{Size: size}

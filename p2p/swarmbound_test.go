@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"runtime"
@@ -317,5 +318,27 @@ func TestSybilBansCountPerAddress(t *testing.T) {
 	fresh, _ := sybil(t, ip, randomBytes(1), 1)
 	if err := victim.Connect(t.Context(), fresh.AddrInfo()); err == nil {
 		t.Fatal("a fresh peer ID at a banned address connected")
+	}
+}
+
+// Sybils at many addresses, each naming a wrong root of the pinned size:
+// one call downloads at most maxWrongRoots of them, then gives up (their
+// peers banned; a later call tries the rest).
+func TestSybilsAtManyAddressesBounded(t *testing.T) {
+	const size, sybils = 1 << 20, 7
+	victim := newNode(t, func(c *Config) { c.RequestTimeout = 5 * time.Second })
+	sum := cas.Sum([]byte("an image nobody here holds"))
+	for i := range sybils {
+		s, _ := sybil(t, fmt.Sprintf("127.0.1.%d", i+1), randomBytes(size), size)
+		connect(t, victim, s)
+	}
+	before := victim.ex.recvBytes.Load()
+	if _, err := getPinned(t.Context(), victim, sum, size, filepath.Join(t.TempDir(), "image.tar")); err == nil {
+		t.Fatal("fetched a file nobody holds")
+	}
+	got := victim.ex.recvBytes.Load() - before
+	t.Logf("%d sybils at %d addresses: %d KiB downloaded", sybils, sybils, got>>10)
+	if got > 4*size+size/4 {
+		t.Errorf("downloaded %d KiB from sybils at %d addresses, want at most 4 roots of %d KiB", got>>10, sybils, size>>10)
 	}
 }
