@@ -16,6 +16,10 @@ import (
 	"github.com/archy-node/archy/p2p/discovery"
 )
 
+// ErrImageUnsized is returned when a manifest asks for an image from the
+// swarm without pinning its archive's size (image.size).
+var ErrImageUnsized = errors.New("the manifest pins no size for the image archive (image.size): it is not fetched from the swarm")
+
 // ErrUnknownRelease is returned when an install names a manifest CID that
 // no discovered release or followed catalog carries.
 var ErrUnknownRelease = errors.New("not among the discovered releases or followed catalogs")
@@ -24,13 +28,18 @@ var ErrUnknownRelease = errors.New("not among the discovered releases or followe
 // the manifest pins each by its sum (the BLAKE3 of the archive), which
 // p2p resolves to the root the swarm moves it as and checks on arrival.
 // Installed images are pinned, and provided under both names, so every
-// node that runs an app serves it to the next.
+// node that runs an app serves it to the next. The manifest pins each
+// archive's size too, and the fetch never goes past it: an image without
+// one is not fetched from the swarm.
 type swarmImages struct{ n *Node }
 
-func (s swarmImages) FetchArchive(ctx context.Context, c string, progress func(done, total int64)) (string, error) {
+func (s swarmImages) FetchArchive(ctx context.Context, c string, size int64, progress func(done, total int64)) (string, error) {
 	sum, err := cas.Parse(c)
 	if err != nil {
 		return "", fmt.Errorf("image cid: %w", err)
+	}
+	if size <= 0 {
+		return "", fmt.Errorf("image %s: %w", c, ErrImageUnsized)
 	}
 	dir := filepath.Join(s.n.cfg.DataDir, "images")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -40,7 +49,7 @@ func (s swarmImages) FetchArchive(ctx context.Context, c string, progress func(d
 	// Nothing fetched from here is collected before the pin holds it.
 	end := s.n.p2p.Store().Session()
 	defer end()
-	root, err := s.n.p2p.GetNamed(ctx, sum, out, progress)
+	root, err := s.n.p2p.GetNamed(ctx, sum, size, out, progress)
 	if err != nil {
 		return "", err
 	}

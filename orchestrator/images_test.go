@@ -23,7 +23,7 @@ type mapSource struct {
 	asked []string
 }
 
-func (s *mapSource) FetchArchive(ctx context.Context, cid string, progress func(done, total int64)) (string, error) {
+func (s *mapSource) FetchArchive(ctx context.Context, cid string, _ int64, progress func(done, total int64)) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.asked = append(s.asked, cid)

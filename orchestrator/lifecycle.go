@@ -267,7 +267,7 @@ func (o *Orchestrator) fetch(ctx context.Context, op *operation, rel *Release, k
 			lo := from + (to-from)*float64(i)/float64(len(m.Containers))
 			hi := from + (to-from)*float64(i+1)/float64(len(m.Containers))
 			var err error
-			path, err = o.cfg.Images.FetchArchive(sctx, c.Image.CID, func(done, total int64) {
+			path, err = o.cfg.Images.FetchArchive(sctx, c.Image.CID, c.Image.Size, func(done, total int64) {
 				if total > 0 {
 					op.report(StageFetch, lo+(hi-lo)*float64(done)/float64(total),
 						fmt.Sprintf("fetching image of %s: %d of %d bytes", c.Name, done, total))

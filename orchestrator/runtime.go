@@ -20,10 +20,11 @@ import (
 // (the BLAKE3 of the archive's bytes): the node's swarm. The orchestrator
 // verifies every archive it returns before the engine sees it.
 type ImageSource interface {
-	// FetchArchive writes the archive whose bytes hash to cid to a file
-	// and returns its path, calling progress (if not nil) with the bytes
-	// held and the archive's size as it goes.
-	FetchArchive(ctx context.Context, cid string, progress func(done, total int64)) (string, error)
+	// FetchArchive writes the archive whose bytes hash to cid, size bytes
+	// long as the manifest pins it (0 when it pins none), to a file and
+	// returns its path, calling progress (if not nil) with the bytes held
+	// and the archive's size as it goes.
+	FetchArchive(ctx context.Context, cid string, size int64, progress func(done, total int64)) (string, error)
 }
 
 // Runtime is what the reconciler needs from a container engine. Every method

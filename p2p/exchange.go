@@ -29,6 +29,9 @@ type blockExchange struct {
 	rootsCh chan struct{} // closed and replaced when roots gains an entry
 	strikes map[peer.ID]int
 	banned  *banList
+	// good counts the verified block bytes each peer sent: roots they
+	// name are tried first (see GetNamed).
+	good map[peer.ID]int64
 
 	received  atomic.Int64    // verified blocks stored from peers
 	sent      atomic.Int64    // block bytes sent
@@ -52,6 +55,7 @@ func newExchange(n *Node) *blockExchange {
 		rootsCh: make(chan struct{}),
 		strikes: map[peer.ID]int{},
 		banned:  n.bans,
+		good:    map[peer.ID]int64{},
 	}
 	if n.cfg.UploadRate > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), sendChunk)
@@ -194,8 +198,46 @@ func (e *blockExchange) strike(p peer.ID) {
 	}
 }
 
-// isBanned reports whether p is banned now.
-func (e *blockExchange) isBanned(p peer.ID) bool { return e.banned.has(p) }
+// maxGoodPeers bounds the peers whose good blocks are counted.
+const maxGoodPeers = 4096
+
+// credit counts the bytes peers sent of a file that proved good: one
+// asked for by its root, or one that hashed to its sum. (Any block
+// matches its own CID; only a file the caller wanted says a peer helped.)
+func (e *blockExchange) credit(sent map[peer.ID]int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for p, bytes := range sent {
+		if _, ok := e.good[p]; !ok && len(e.good) >= maxGoodPeers {
+			for k := range e.good { // forget one at random
+				delete(e.good, k)
+				break
+			}
+		}
+		e.good[p] += bytes
+	}
+}
+
+// served reports whether p has sent this node verified blocks.
+func (e *blockExchange) served(p peer.ID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.good[p] > 0
+}
+
+// isBanned reports whether p is banned now, by its ID or by the address
+// it is connected from.
+func (e *blockExchange) isBanned(p peer.ID) bool {
+	if e.banned.has(p) {
+		return true
+	}
+	for _, c := range e.n.host.Network().ConnsToPeer(p) {
+		if e.banned.hasAddr(c.RemoteMultiaddr()) {
+			return true
+		}
+	}
+	return false
+}
 
 // handle serves one request.
 func (e *blockExchange) handle(s network.Stream) {

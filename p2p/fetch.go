@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -56,6 +57,7 @@ type fetch struct {
 	hinted    map[int][]peer.ID // per refused piece: who the seed said has it
 	refusedAt map[int]time.Time // per piece: when a seed first refused it
 	rng       *rand.Rand
+	nodeBytes map[peer.ID]int64 // DAG node bytes each peer sent (getNode)
 }
 
 type fetchPeer struct {
@@ -108,8 +110,20 @@ func (e *blockExchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
 		events: make(chan fetchEvent, 256),
 		peers:  map[peer.ID]*fetchPeer{},
 		hinted: map[int][]peer.ID{}, refusedAt: map[int]time.Time{},
-		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		nodeBytes: map[peer.ID]int64{},
 	}
+}
+
+// sent returns the verified bytes each peer sent to this fetch.
+func (f *fetch) sent() map[peer.ID]int64 {
+	out := maps.Clone(f.nodeBytes)
+	for id, fp := range f.peers {
+		if fp.got > 0 {
+			out[id] += fp.got
+		}
+	}
+	return out
 }
 
 func (f *fetch) close() {
@@ -165,6 +179,7 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 				return nil, err
 			}
 			f.e.recvBytes.Add(int64(len(data)))
+			f.nodeBytes[p] += int64(len(data))
 			return data, nil
 		}
 		return nil, errors.Join(errs...)

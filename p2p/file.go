@@ -15,6 +15,7 @@ import (
 	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // AddFile imports the file at path into the block store and returns its
@@ -70,12 +71,18 @@ func (k importSink) PutLeaf(c cid.Cid, off uint64, data []byte) error {
 
 func (k importSink) PutNode(c cid.Cid, data []byte) error { return k.w.Put(c, -1, data) }
 
+// MaxUnpinnedSize caps the size of a file fetched by root alone, with no
+// size pinned by a signed manifest: a root declaring more is refused
+// before any of it is fetched.
+const MaxUnpinnedSize = 16 << 30
+
 // GetFile fetches the file root from peers (or the local store), verifies
 // every block against its CID, and writes it to outPath through a temp
 // file, fsync and rename: outPath never holds a partial file. Blocks
 // already held are not fetched again, so a cancelled fetch resumes where
 // it stopped; the blocks stay in the store (unpinned) and are served to
-// other peers.
+// other peers. Nothing pins its size, so the root may declare at most
+// MaxUnpinnedSize; GetFileSized takes a pinned size.
 //
 // Each piece is written once, at its offset, into the pack of root in the
 // block store, and outPath becomes a hard link to that pack when both are
@@ -84,37 +91,63 @@ func (k importSink) PutNode(c cid.Cid, data []byte) error { return k.w.Put(c, -1
 // place never makes the node serve bad bytes: the blocks edited are
 // dropped and fetched again when needed.
 func (n *Node) GetFile(ctx context.Context, root cid.Cid, outPath string) error {
+	sent, err := n.getFile(ctx, root, dag.Limit{Size: -1, Max: MaxUnpinnedSize}, outPath)
+	if err == nil {
+		n.ex.credit(sent)
+	}
+	return err
+}
+
+// GetFileSized is GetFile for a file that must be size bytes (a size a
+// signed manifest pins): a DAG declaring anything else is refused after
+// its root block, and no more than size bytes of leaves are fetched.
+func (n *Node) GetFileSized(ctx context.Context, root cid.Cid, size int64, outPath string) error {
+	if size < 0 {
+		return fmt.Errorf("get %s: negative size %d", root, size)
+	}
+	sent, err := n.getFile(ctx, root, dag.Limit{Size: size}, outPath)
+	if err == nil {
+		n.ex.credit(sent)
+	}
+	return err
+}
+
+// getFile is GetFile within lim; it returns the verified bytes each peer
+// sent, for the caller to credit once the file proves to be what it wanted.
+func (n *Node) getFile(ctx context.Context, root cid.Cid, lim dag.Limit, outPath string) (map[peer.ID]int64, error) {
 	if err := cas.Check(root); err != nil {
-		return fmt.Errorf("get %s: %w", root, err)
+		return nil, fmt.Errorf("get %s: %w", root, err)
 	}
 	release := n.store.Hold(root)
 	defer release()
-	w, leaves, err := n.fetch(ctx, root)
+	w, leaves, sent, err := n.fetch(ctx, root, lim)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.Close()
 	if err := n.fill(ctx, w, leaves); err != nil {
-		return fmt.Errorf("get %s: %w", root, err)
+		return nil, fmt.Errorf("get %s: %w", root, err)
 	}
 	if err := w.Sync(); err != nil {
-		return fmt.Errorf("get %s: %w", root, err)
+		return nil, fmt.Errorf("get %s: %w", root, err)
 	}
 	if err := linkOut(w, outPath); err != nil {
-		return fmt.Errorf("get %s: %w", root, err)
+		return nil, fmt.Errorf("get %s: %w", root, err)
 	}
-	return nil
+	return sent, nil
 }
 
 // Fetch makes every block of root's DAG held locally and returns its
-// leaves in file order.
+// leaves in file order. Like GetFile, the root may declare at most
+// MaxUnpinnedSize.
 func (n *Node) Fetch(ctx context.Context, root cid.Cid) ([]dag.Link, uint64, error) {
 	release := n.store.Hold(root)
 	defer release()
-	w, leaves, err := n.fetch(ctx, root)
+	w, leaves, sent, err := n.fetch(ctx, root, dag.Limit{Size: -1, Max: MaxUnpinnedSize})
 	if err != nil {
 		return nil, 0, err
 	}
+	n.ex.credit(sent)
 	var size uint64
 	for _, l := range leaves {
 		size += l.Size
@@ -125,24 +158,26 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid) ([]dag.Link, uint64, err
 	return leaves, size, nil
 }
 
-// fetch resolves root's DAG and fetches its missing leaves into root's
-// pack; the caller closes the pack writer.
-func (n *Node) fetch(ctx context.Context, root cid.Cid) (*blockstore.PackWriter, []dag.Link, error) {
+// fetch resolves root's DAG within lim and fetches its missing leaves
+// into root's pack; the caller closes the pack writer. The leaf list is
+// bounded by the size lim allows (dag.MaxLeaves), and the pack by that
+// size.
+func (n *Node) fetch(ctx context.Context, root cid.Cid, lim dag.Limit) (*blockstore.PackWriter, []dag.Link, map[peer.ID]int64, error) {
 	f := n.ex.newFetch(ctx, root)
 	defer f.close()
-	leaves, size, err := dag.Leaves(ctx, root, f.getNode)
+	leaves, size, err := dag.LeavesWithin(ctx, root, lim, f.getNode)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get %s: resolve dag: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("get %s: resolve dag: %w", root, err)
 	}
 	w, err := n.store.PackFor(root, int64(size))
 	if err != nil {
-		return nil, nil, fmt.Errorf("get %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("get %s: %w", root, err)
 	}
 	if err := f.fetchLeaves(ctx, leaves, w); err != nil {
 		_ = w.Close()
-		return nil, nil, fmt.Errorf("get %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("get %s: %w", root, err)
 	}
-	return w, leaves, nil
+	return w, leaves, f.sent(), nil
 }
 
 // fill copies into the pack, at their offsets, the leaves it lacks (held

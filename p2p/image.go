@@ -41,9 +41,10 @@ func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, 
 // against its BLAKE3 address), checks it as an OCI archive, and only then
 // gives it the name outPath: a file at outPath is always a whole, verified
 // archive, ready for `podman load` (see ImageLoader). root may also be the
-// archive's sum (a raw CID, as manifests pin images: see GetNamed); Root
-// then names the root it was fetched as.
-func (n *Node) PullImage(ctx context.Context, root cid.Cid, outPath string) (oci.Image, error) {
+// archive's sum (a raw CID, as manifests pin images: see GetNamed). size
+// is the archive's size as a manifest pins it, or -1 when nothing pins it;
+// the fetch never goes past it.
+func (n *Node) PullImage(ctx context.Context, root cid.Cid, size int64, outPath string) (oci.Image, error) {
 	if err := cas.Check(root); err != nil {
 		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
 	}
@@ -51,9 +52,12 @@ func (n *Node) PullImage(ctx context.Context, root cid.Cid, outPath string) (oci
 	_, _ = rand.Read(b[:])
 	tmp := filepath.Join(filepath.Dir(outPath), "."+filepath.Base(outPath)+".unverified-"+hex.EncodeToString(b[:]))
 	var err error
-	if root.Type() == cas.Raw {
-		_, err = n.GetNamed(ctx, root, tmp, nil)
-	} else {
+	switch {
+	case root.Type() == cas.Raw:
+		_, err = n.GetNamed(ctx, root, size, tmp, nil)
+	case size >= 0:
+		err = n.GetFileSized(ctx, root, size, tmp)
+	default:
 		err = n.GetFile(ctx, root, tmp)
 	}
 	if err != nil {
@@ -80,10 +84,10 @@ type ImageLoader interface {
 	LoadImage(ctx context.Context, archivePath string) ([]string, error)
 }
 
-// InstallImage pulls root (PullImage) into a temp file in dir, loads it
-// with l, and removes the file; the blocks stay in the store (pin them to
-// keep them).
-func (n *Node) InstallImage(ctx context.Context, root cid.Cid, dir string, l ImageLoader) ([]string, oci.Image, error) {
+// InstallImage pulls root (PullImage, within size) into a temp file in
+// dir, loads it with l, and removes the file; the blocks stay in the store
+// (pin them to keep them).
+func (n *Node) InstallImage(ctx context.Context, root cid.Cid, size int64, dir string, l ImageLoader) ([]string, oci.Image, error) {
 	f, err := os.CreateTemp(dir, "image-*.tar")
 	if err != nil {
 		return nil, oci.Image{}, fmt.Errorf("install image %s: %w", root, err)
@@ -91,7 +95,7 @@ func (n *Node) InstallImage(ctx context.Context, root cid.Cid, dir string, l Ima
 	path := f.Name()
 	_ = f.Close()
 	defer os.Remove(path)
-	img, err := n.PullImage(ctx, root, path)
+	img, err := n.PullImage(ctx, root, size, path)
 	if err != nil {
 		return nil, oci.Image{}, err
 	}

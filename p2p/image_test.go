@@ -40,7 +40,7 @@ func TestImageRoundTrip(t *testing.T) {
 	}
 	connect(t, b, a)
 	out := filepath.Join(t.TempDir(), "pulled.tar")
-	got, err := b.PullImage(t.Context(), root, out)
+	got, err := b.PullImage(t.Context(), root, -1, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestImageRoundTrip(t *testing.T) {
 	connect(t, c, a)
 	sum := cas.Sum(want)
 	out2 := filepath.Join(t.TempDir(), "by-sum.tar")
-	if _, err := c.PullImage(t.Context(), sum, out2); err != nil {
+	if _, err := c.PullImage(t.Context(), sum, int64(len(want)), out2); err != nil {
 		t.Fatal(err)
 	}
 	checkFile(t, out2, want)
@@ -77,7 +77,7 @@ func TestImageRejectsNonOCI(t *testing.T) {
 	}
 	connect(t, b, a)
 	dir := t.TempDir()
-	if _, err := b.PullImage(t.Context(), root, filepath.Join(dir, "x.tar")); err == nil {
+	if _, err := b.PullImage(t.Context(), root, 100<<10, filepath.Join(dir, "x.tar")); err == nil {
 		t.Fatal("pulled random bytes as an image")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {

@@ -31,8 +31,10 @@ import (
 // fetched a file keeps sum → root in its name book, provides the sum in the
 // DHT, and answers NameProtocol; a node that knows only the sum asks
 // providers for the root, fetches the root, and accepts the file only if
-// its bytes hash to the sum: a peer that names a wrong root costs one
-// fetch and is banned.
+// its bytes hash to the sum: a peer that names a wrong root costs at most
+// one fetch of the size the manifest pins (one block if its DAG declares
+// another size) and is banned, and enough bans from one address ban the
+// address.
 
 // NameProtocol resolves a file's sum to the root it travels as.
 //
@@ -46,6 +48,11 @@ var ErrSumMismatch = errors.New("file does not hash to its sum")
 
 // maxNameAnswers bounds how many peers are asked to resolve one sum.
 const maxNameAnswers = 16
+
+// maxWrongRoots bounds the roots one GetNamed fetches whole that turn out
+// not to hash to the sum: with the pinned size, a call downloads at most
+// about maxWrongRoots+1 times the file, however many addresses lie.
+const maxWrongRoots = 4
 
 // nameBook keeps sum → root on disk, one small file per sum, written
 // atomically.
@@ -187,11 +194,19 @@ type nameAnswer struct {
 	root  cid.Cid
 	size  uint64
 	peers []peer.ID
+	// from holds the addresses (addrKey) each peer answered from, addrs
+	// how many there are in all; good says one of the peers has sent this
+	// node a file that proved good.
+	from  map[peer.ID][]string
+	addrs int
+	good  bool
 }
 
 // Resolve asks connected peers and the sum's providers which root the file
-// sum travels as. Roots named by more peers come first. The answers are
-// claims: GetNamed checks them.
+// sum travels as. Roots named by a peer that has sent this node a good file
+// come first, then those named from more addresses, then by more peers:
+// fresh peer IDs cost nothing, addresses and a good record do. The answers
+// are claims: GetNamed checks them.
 func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 	if err := cas.Check(sum); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", sum, err)
@@ -211,13 +226,14 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 		p    peer.ID
 		root cid.Cid
 		size uint64
+		keys []string
 		err  error
 	}
 	replies := make(chan reply)
 	sem := make(chan struct{}, 8)
 	asked := 0
 	for p := range ask {
-		if p == n.host.ID() || n.bans.has(p) {
+		if p == n.host.ID() || n.ex.isBanned(p) {
 			continue
 		}
 		if asked++; asked > 4*maxNameAnswers {
@@ -227,7 +243,7 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			root, size, err := n.askName(ctx, p, sum)
-			replies <- reply{p, root, size, err}
+			replies <- reply{p, root, size, n.addrKeys(p), err}
 		}()
 	}
 	var out []nameAnswer
@@ -238,12 +254,31 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 		}
 		i := slices.IndexFunc(out, func(a nameAnswer) bool { return a.root.Equals(r.root) && a.size == r.size })
 		if i < 0 {
-			out = append(out, nameAnswer{root: r.root, size: r.size})
+			out = append(out, nameAnswer{root: r.root, size: r.size, from: map[peer.ID][]string{}})
 			i = len(out) - 1
 		}
-		out[i].peers = append(out[i].peers, r.p)
+		a := &out[i]
+		for _, k := range r.keys {
+			if !slices.ContainsFunc(a.peers, func(p peer.ID) bool { return slices.Contains(a.from[p], k) }) {
+				a.addrs++
+			}
+		}
+		a.peers = append(a.peers, r.p)
+		a.from[r.p] = r.keys
+		a.good = a.good || n.ex.served(r.p)
 	}
-	slices.SortStableFunc(out, func(a, b nameAnswer) int { return len(b.peers) - len(a.peers) })
+	slices.SortStableFunc(out, func(a, b nameAnswer) int {
+		switch {
+		case a.good != b.good:
+			if a.good {
+				return -1
+			}
+			return 1
+		case a.addrs != b.addrs:
+			return b.addrs - a.addrs
+		}
+		return len(b.peers) - len(a.peers)
+	})
 	if len(out) == 0 {
 		if perr != nil {
 			return nil, fmt.Errorf("resolve %s: %w", sum, perr)
@@ -293,7 +328,7 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 // handleName answers NameProtocol for the files this node holds whole.
 func (n *Node) handleName(s network.Stream) {
 	defer s.Close()
-	if n.bans.has(s.Conn().RemotePeer()) {
+	if n.ex.isBanned(s.Conn().RemotePeer()) {
 		_ = s.Reset()
 		return
 	}
@@ -328,12 +363,18 @@ func (n *Node) handleName(s network.Stream) {
 
 // GetNamed fetches the file whose bytes hash to sum and writes it to
 // outPath (temp file, fsync, rename): the root recorded here if any, else
-// the roots peers name for it, most-named first. A root whose file does
-// not hash to sum is dropped and every peer that named it is banned. The
-// file's root is returned; the caller pins it (and provides sum and root).
-// progress, if not nil, is called with bytes held and the file's size as
-// the fetch goes.
-func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, outPath string, progress func(done, total int64)) (cid.Cid, error) {
+// the roots peers name for it, best first (see Resolve). size is the
+// file's size as a signed manifest pins it, or -1 when nothing pins it
+// (the file may then be at most MaxUnpinnedSize). Every fetch is bounded
+// by that size: an answer naming another size is passed over, and a root
+// whose DAG declares another size than its peers said is refused after
+// its root block (dag.Walk). A root that is refused so, or whose file does
+// not hash to sum, is dropped and every peer that named it is banned; so,
+// after a few such bans, is the address they came from. The file's root
+// is returned; the caller pins it (and provides sum and root). progress,
+// if not nil, is called with bytes held and the file's size as the fetch
+// goes.
+func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, size int64, outPath string, progress func(done, total int64)) (cid.Cid, error) {
 	if err := cas.Check(sum); err != nil {
 		return cid.Undef, fmt.Errorf("get %s: %w", sum, err)
 	}
@@ -341,27 +382,39 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, outPath string, progre
 		return cid.Undef, fmt.Errorf("get %s: a file's sum is a raw BLAKE3 CID (bafkr…)", sum)
 	}
 	var errs []error
-	// try fetches a as the file; done is true when it is in place, or the
-	// caller's context ended.
-	try := func(a nameAnswer) (done bool, err error) {
-		err = n.getAs(ctx, sum, a.root, outPath, progress)
+	wrong := 0 // roots fetched whole that did not hash to sum
+	// try fetches a as the file within lim; done is true when it is in
+	// place, the caller's context ended, or maxWrongRoots were fetched in
+	// vain.
+	try := func(a nameAnswer, lim dag.Limit) (done bool, err error) {
+		err = n.getAs(ctx, sum, a.root, lim, outPath, progress)
 		if err == nil {
 			return true, n.names.set(sum, a.root)
 		}
 		if ctx.Err() != nil {
 			return true, fmt.Errorf("get %s: %w", sum, err)
 		}
-		if errors.Is(err, ErrSumMismatch) {
+		if errors.Is(err, ErrSumMismatch) || errors.Is(err, dag.ErrSize) || errors.Is(err, dag.ErrBadNode) {
 			for _, p := range a.peers {
-				n.ban(p, "named a file that does not hash to its sum")
+				n.ban(p, "named a root that is not the file of its sum")
 			}
 		}
 		errs = append(errs, err)
+		if errors.Is(err, ErrSumMismatch) {
+			if wrong++; wrong >= maxWrongRoots {
+				// Their peers are banned: a later call tries the rest.
+				return true, fmt.Errorf("get %s: gave up after %d roots that did not hash to it: %w", sum, wrong, errors.Join(errs...))
+			}
+		}
 		return false, nil
+	}
+	pinned := dag.Limit{Size: size}
+	if size < 0 {
+		pinned = dag.Limit{Size: -1, Max: MaxUnpinnedSize}
 	}
 	local, haveLocal := n.names.get(sum)
 	if haveLocal {
-		if done, err := try(nameAnswer{root: local}); done {
+		if done, err := try(nameAnswer{root: local}, pinned); done {
 			return rootOr(local, err)
 		}
 	}
@@ -369,14 +422,37 @@ func (n *Node) GetNamed(ctx context.Context, sum cid.Cid, outPath string, progre
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// Last, the sum itself: a file of one block is held as it.
-	cands = append(cands, nameAnswer{root: sum})
-	for _, a := range cands {
+	for len(cands) > 0 {
+		i := n.nextAnswer(cands)
+		a := cands[i]
+		cands = slices.Delete(cands, i, i+1)
 		if haveLocal && a.root.Equals(local) {
 			continue
 		}
-		if done, err := try(a); done {
+		if size >= 0 && a.size != uint64(size) {
+			// The sum fixes the size: this answer is wrong, or the
+			// manifest is. Either way fetching it cannot succeed.
+			errs = append(errs, fmt.Errorf("get %s: %s named as %d bytes, pinned %d: %w", sum, a.root, a.size, size, dag.ErrSize))
+			continue
+		}
+		if size < 0 && a.size > MaxUnpinnedSize {
+			errs = append(errs, fmt.Errorf("get %s: %s named as %d bytes, more than %d unpinned: %w", sum, a.root, a.size, int64(MaxUnpinnedSize), dag.ErrSize))
+			continue
+		}
+		// Peers banned since they answered (at an address banned by
+		// another root's failure) are not believed.
+		if !slices.ContainsFunc(a.peers, func(p peer.ID) bool { return !n.bannedAnswer(p, a.from[p]) }) {
+			continue
+		}
+		// The DAG must declare what its peers said.
+		if done, err := try(a, dag.Limit{Size: int64(a.size)}); done {
 			return rootOr(a.root, err)
+		}
+	}
+	// Last, the sum itself: a file of one block is held as it.
+	if size < 0 || size <= dag.MaxChunk {
+		if done, err := try(nameAnswer{root: sum}, pinned); done {
+			return rootOr(sum, err)
 		}
 	}
 	return cid.Undef, fmt.Errorf("get %s: %w", sum, errors.Join(errs...))
@@ -390,17 +466,18 @@ func rootOr(root cid.Cid, err error) (cid.Cid, error) {
 	return root, nil
 }
 
-// getAs fetches root into a temp file beside outPath and renames it to
-// outPath only if its bytes hash to sum.
-func (n *Node) getAs(ctx context.Context, sum, root cid.Cid, outPath string, progress func(done, total int64)) error {
+// getAs fetches root within lim into a temp file beside outPath and
+// renames it to outPath only if its bytes hash to sum; only then are the
+// peers that sent it credited.
+func (n *Node) getAs(ctx context.Context, sum, root cid.Cid, lim dag.Limit, outPath string, progress func(done, total int64)) error {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	tmp := filepath.Join(filepath.Dir(outPath), "."+filepath.Base(outPath)+".unverified-"+hex.EncodeToString(b[:]))
 	stop := n.watchProgress(root, progress)
-	err := n.GetFile(ctx, root, tmp)
+	sent, err := n.getFile(ctx, root, lim, tmp)
 	stop()
 	if err != nil {
-		return err
+		return fmt.Errorf("get %s as %s: %w", sum, root, err)
 	}
 	f, err := os.Open(tmp)
 	if err == nil {
@@ -420,6 +497,7 @@ func (n *Node) getAs(ctx context.Context, sum, root cid.Cid, outPath string, pro
 		_ = os.Remove(tmp)
 		return fmt.Errorf("get %s as %s: %w", sum, root, err)
 	}
+	n.ex.credit(sent)
 	return nil
 }
 
@@ -450,12 +528,65 @@ func (n *Node) watchProgress(root cid.Cid, fn func(done, total int64)) (stop fun
 	return func() { close(quit); wg.Wait() }
 }
 
-// ban refuses p for BanTime and drops its connections.
+// ban refuses p for BanTime and drops its connections. The ban counts
+// against each address p is connected from: at maxAddrBans, the address
+// is banned too and every connection from it dropped.
 func (n *Node) ban(p peer.ID, why string) {
+	if n.bans.has(p) {
+		return // counted once, whoever names it again
+	}
+	keys := n.addrKeys(p)
 	n.bans.add(p)
 	n.met.peersBanned.Inc()
 	n.log.Warn("peer banned", "peer", p, "why", why)
 	_ = n.host.Network().ClosePeer(p)
+	for _, k := range keys {
+		if !n.bans.strikeAddr(k) {
+			continue
+		}
+		n.log.Warn("address banned", "addr", k, "why", "peers banned from it")
+		for _, c := range n.host.Network().Conns() {
+			if addrKey(c.RemoteMultiaddr()) == k {
+				_ = c.Close()
+			}
+		}
+	}
+}
+
+// nextAnswer picks the answer to try next: the first (in Resolve's order)
+// named by a peer with a good record, else the first named from an
+// address that has had no peer banned since (a sybil set's other roots
+// wait until every fresh address had its chance), else the first.
+func (n *Node) nextAnswer(cands []nameAnswer) int {
+	if i := slices.IndexFunc(cands, func(a nameAnswer) bool { return a.good }); i >= 0 {
+		return i
+	}
+	clean := func(a nameAnswer) bool {
+		return slices.ContainsFunc(a.peers, func(p peer.ID) bool {
+			return !slices.ContainsFunc(a.from[p], n.bans.struck)
+		})
+	}
+	if i := slices.IndexFunc(cands, clean); i >= 0 {
+		return i
+	}
+	return 0
+}
+
+// bannedAnswer reports whether p, which answered from the addresses keys,
+// is banned now by its ID or one of them.
+func (n *Node) bannedAnswer(p peer.ID, keys []string) bool {
+	return n.ex.isBanned(p) || slices.ContainsFunc(keys, n.bans.hasKey)
+}
+
+// addrKeys are the addresses (addrKey) p is connected from.
+func (n *Node) addrKeys(p peer.ID) []string {
+	var keys []string
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if k := addrKey(c.RemoteMultiaddr()); k != "" && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // progress reports the bytes of root held and its size, while a fetch or

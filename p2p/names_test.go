@@ -60,7 +60,7 @@ func TestGetNamedThroughDHT(t *testing.T) {
 	// dst knows only the sum, as a manifest gives it.
 	out := filepath.Join(t.TempDir(), "image.tar")
 	var last int64
-	got, err := dst.GetNamed(t.Context(), sum, out, func(done, total int64) {
+	got, err := dst.GetNamed(t.Context(), sum, int64(len(data)), out, func(done, total int64) {
 		if total != int64(len(data)) || done < last || done > total {
 			t.Errorf("progress %d/%d after %d, file is %d bytes", done, total, last, len(data))
 		}
@@ -106,7 +106,7 @@ func TestGetNamedBansLiars(t *testing.T) {
 	connect(t, dst, honest)
 
 	out := filepath.Join(t.TempDir(), "image.tar")
-	if _, err := dst.GetNamed(t.Context(), sum, out, nil); err != nil {
+	if _, err := dst.GetNamed(t.Context(), sum, int64(len(data)), out, nil); err != nil {
 		t.Fatal(err)
 	}
 	checkFile(t, out, data)
@@ -134,7 +134,7 @@ func TestGetNamedOnlyLiarFails(t *testing.T) {
 	}
 	connect(t, dst, liar)
 	out := filepath.Join(t.TempDir(), "image.tar")
-	_, err := dst.GetNamed(t.Context(), sum, out, nil)
+	_, err := dst.GetNamed(t.Context(), sum, int64(len(data)), out, nil)
 	if !errors.Is(err, ErrSumMismatch) {
 		t.Fatalf("err %v, want ErrSumMismatch", err)
 	}
@@ -159,7 +159,7 @@ func TestGetNamedSingleBlock(t *testing.T) {
 	}
 	connect(t, dst, src)
 	out := filepath.Join(t.TempDir(), "manifest.json")
-	if _, err := dst.GetNamed(t.Context(), b.Cid(), out, nil); err != nil {
+	if _, err := dst.GetNamed(t.Context(), b.Cid(), int64(len(payload)), out, nil); err != nil {
 		t.Fatal(err)
 	}
 	checkFile(t, out, payload)

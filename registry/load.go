@@ -186,7 +186,10 @@ func (l *Loaded) resolveArchive(ps *problems, p string, c *Container) {
 	if im.Digest != "" && im.Digest != sum.Digest {
 		ps.add(p+".digest", "%s does not match the archive's %s", clip(im.Digest), sum.Digest)
 	}
-	im.CID, im.Digest = sum.CID.String(), sum.Digest
+	if im.Size != 0 && im.Size != sum.Size {
+		ps.add(p+".size", "%d does not match the archive's %d bytes", im.Size, sum.Size)
+	}
+	im.CID, im.Digest, im.Size = sum.CID.String(), sum.Digest, sum.Size
 	l.Archives[c.Name] = real
 }
 

@@ -58,6 +58,9 @@ type Container struct {
 	SecurityOpt []string          `json:"security_opt,omitempty"`
 }
 
+// MaxImageSize is the largest image archive a manifest may pin (64 GiB).
+const MaxImageSize = 64 << 30
+
 // Image pins a container image by content address. Ref is a human name
 // (the tag Podman shows); it is never enough on its own.
 type Image struct {
@@ -66,6 +69,11 @@ type Image struct {
 	CID string `json:"cid,omitempty"`
 	// Digest is the image's own OCI manifest digest ("sha256:…").
 	Digest string `json:"digest,omitempty"`
+	// Size is the length in bytes of the OCI archive CID names, signed
+	// with it: a node fetching the archive from the swarm refuses a DAG
+	// declaring any other size and never fetches more. Required to fetch
+	// from the swarm; computed from Archive like CID.
+	Size int64 `json:"size,omitempty"`
 	// Archive is an authoring-only path, relative to the app folder, of an
 	// OCI archive; CID and Digest are computed from it when the manifest
 	// is loaded, and it never appears in the signed form.

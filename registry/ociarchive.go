@@ -42,6 +42,8 @@ type ArchiveSum struct {
 	// Digest is the image's OCI manifest digest ("sha256:…"), the one
 	// index.json names and Podman reports for the loaded image.
 	Digest string
+	// Size is the archive file's length in bytes.
+	Size int64
 }
 
 type ociDescriptor struct {
@@ -65,7 +67,8 @@ func ReadOCIArchive(file string) (ArchiveSum, error) {
 
 func readOCIArchive(r io.Reader) (ArchiveSum, error) {
 	h := blake3.New(cas.DigestSize, nil)
-	tee := io.TeeReader(r, h)
+	cnt := &countWriter{w: h}
+	tee := io.TeeReader(r, cnt)
 	tr := tar.NewReader(tee)
 	var (
 		layout, haveIndex bool
@@ -144,7 +147,19 @@ func readOCIArchive(r io.Reader) (ArchiveSum, error) {
 	}
 	var sum [cas.DigestSize]byte
 	h.Sum(sum[:0])
-	return ArchiveSum{CID: cas.FromDigest(cas.Raw, sum), Digest: d}, nil
+	return ArchiveSum{CID: cas.FromDigest(cas.Raw, sum), Digest: d, Size: cnt.n}, nil
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func readJSON(r io.Reader, size, max int64, v any) error {

@@ -322,6 +322,9 @@ func validateImage(ps *problems, p string, im *Image) {
 	} else if !digestRe.MatchString(im.Digest) {
 		ps.add(p+".digest", "%q is not sha256:<64 lowercase hex>", clip(im.Digest))
 	}
+	if im.Size < 0 || im.Size > MaxImageSize {
+		ps.add(p+".size", "%d is not an archive size (1 to %d bytes)", im.Size, int64(MaxImageSize))
+	}
 	if i := strings.LastIndex(im.Ref, "@"); i >= 0 && im.Digest != "" && im.Ref[i+1:] != im.Digest {
 		ps.add(p+".ref", "pins digest %s but image.digest is %s", clip(im.Ref[i+1:]), clip(im.Digest))
 	}

@@ -166,7 +166,7 @@ func newBlobGetCmd(fl *blobFlags) *cobra.Command {
 			if c.Type() == cas.Raw {
 				// A file's sum (as manifests pin image archives): peers
 				// name its root; the file is kept only if it hashes to c.
-				if c, err = n.GetNamed(ctx, c, out, nil); err != nil {
+				if c, err = n.GetNamed(ctx, c, -1, out, nil); err != nil { // no size pinned: at most p2p.MaxUnpinnedSize
 					return err
 				}
 			} else if err := n.GetFile(ctx, c, out); err != nil {

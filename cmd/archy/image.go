@@ -175,7 +175,7 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			img, err := n.PullImage(ctx, c, path)
+			img, err := n.PullImage(ctx, c, -1, path) // no size pinned: at most p2p.MaxUnpinnedSize
 			if err != nil {
 				return err
 			}

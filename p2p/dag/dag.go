@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 
@@ -241,7 +242,7 @@ func Decode(c cid.Cid, data []byte) ([]Link, error) {
 		if err := cas.Check(l.Cid); err != nil {
 			return nil, fmt.Errorf("%w: child %d: %v", ErrBadNode, i, err)
 		}
-		if l.Cid.Type() == cas.Raw && fsn.BlockSize(i) > MaxChunk {
+		if l.Cid.Type() == cas.Raw && fsn.BlockSize(i) > MaxChunk || fsn.BlockSize(i) > maxBlockSize {
 			return nil, fmt.Errorf("%w: child %d too large", ErrBadNode, i)
 		}
 		out[i] = Link{Cid: l.Cid, Size: fsn.BlockSize(i)}
@@ -268,47 +269,166 @@ type GetFunc func(ctx context.Context, c cid.Cid) ([]byte, error)
 // MaxDepth bounds how deep a DAG from a peer may go.
 const MaxDepth = 8
 
-// Leaves resolves root to its ordered leaves, fetching interior nodes
-// through get. A root that is itself a raw block is its own only leaf.
-func Leaves(ctx context.Context, root cid.Cid, get GetFunc) ([]Link, uint64, error) {
+// maxBlockSize bounds the size a link may declare (1 PiB), so that the
+// sizes of a node's links add up without overflow.
+const maxBlockSize = 1 << 50
+
+// ErrSize is returned when a DAG declares another size than the one it
+// must have, or more than it may.
+var ErrSize = errors.New("dag size not as pinned")
+
+// Limit bounds a walk over a DAG that may come from a peer.
+type Limit struct {
+	// Size is the size the file must have, as a signed manifest pins
+	// it; -1 when nothing pins it.
+	Size int64
+	// Max caps the size the root may declare when Size is -1; 0 for no
+	// cap (content already held and checked).
+	Max uint64
+}
+
+// NoLimit walks what the store already holds (no size pinned, and no
+// bound on leaves for the size).
+var NoLimit = Limit{Size: -1}
+
+// MaxLeaves is the most leaves Build makes for a file of size bytes. A
+// chunk shorter than MinChunk ends a segment: the file's end, or the
+// edge of a tar member of at least MinChunk bytes (at most two edges
+// each). So a file has at most size/MinChunk long chunks and
+// 2*size/MinChunk+1 short ones.
+func MaxLeaves(size uint64) uint64 { return 3*(size/MinChunk) + 1 }
+
+// maxInterior bounds the bytes of the interior nodes of a file of size
+// bytes: about 50 bytes a link are needed; a peer's padded nodes are not
+// walked past this.
+func maxInterior(size uint64) uint64 { return 1<<20 + size/16 }
+
+// Walk calls fn with root's leaves in file order, fetching interior nodes
+// through get, and returns the file size. It holds only the path from the
+// root to the current leaf, and refuses a DAG as soon as it is not what a
+// Build under lim makes: a root declaring another size than lim.Size (or
+// more than lim.Max), a node whose links do not add up to what its parent
+// says, an empty link, more leaves than MaxLeaves, interior nodes larger
+// than the file warrants, or more than MaxDepth levels. A DAG bomb (a few
+// blocks that name millions of leaves and terabytes) so costs one block.
+func Walk(ctx context.Context, root cid.Cid, lim Limit, get GetFunc, fn func(Link) error) (uint64, error) {
 	if err := cas.Check(root); err != nil {
-		return nil, 0, err
+		return 0, err
 	}
-	if root.Type() == cas.Raw {
-		data, err := get(ctx, root)
-		if err != nil {
-			return nil, 0, err
+	checkSize := func(declared uint64) error {
+		if lim.Size >= 0 && declared != uint64(lim.Size) {
+			return fmt.Errorf("%w: root %s declares %d bytes, pinned %d", ErrSize, root, declared, lim.Size)
 		}
-		return []Link{{Cid: root, Size: uint64(len(data))}}, uint64(len(data)), nil
-	}
-	var out []Link
-	var total uint64
-	var walk func(c cid.Cid, depth int) error
-	walk = func(c cid.Cid, depth int) error {
-		if depth > MaxDepth {
-			return fmt.Errorf("%w: deeper than %d", ErrBadNode, MaxDepth)
-		}
-		data, err := get(ctx, c)
-		if err != nil {
-			return err
-		}
-		kids, err := Decode(c, data)
-		if err != nil {
-			return fmt.Errorf("decode %s: %w", c, err)
-		}
-		for _, k := range kids {
-			if k.Cid.Type() == cas.Raw {
-				out = append(out, k)
-				total += k.Size
-				continue
-			}
-			if err := walk(k.Cid, depth+1); err != nil {
-				return err
-			}
+		if lim.Size < 0 && lim.Max > 0 && declared > lim.Max {
+			return fmt.Errorf("%w: root %s declares %d bytes, more than the %d allowed", ErrSize, root, declared, lim.Max)
 		}
 		return nil
 	}
-	if err := walk(root, 0); err != nil {
+	data, err := get(ctx, root)
+	if err != nil {
+		return 0, err
+	}
+	if root.Type() == cas.Raw {
+		if err := checkSize(uint64(len(data))); err != nil {
+			return 0, err
+		}
+		return uint64(len(data)), fn(Link{Cid: root, Size: uint64(len(data))})
+	}
+	kids, err := Decode(root, data)
+	if err != nil {
+		return 0, fmt.Errorf("decode %s: %w", root, err)
+	}
+	var declared uint64
+	for _, k := range kids {
+		declared += k.Size
+	}
+	if err := checkSize(declared); err != nil {
+		return 0, err
+	}
+	// What the store holds was walked within a limit when it came.
+	maxLeaves, budget := MaxLeaves(declared), maxInterior(declared)
+	if lim == NoLimit {
+		maxLeaves, budget = math.MaxUint64, math.MaxUint64
+	}
+	interior := uint64(len(data))
+	var leaves, total uint64
+	// stack holds the links of each node on the path to the current leaf
+	// and, per node, the next one to visit.
+	type frame struct {
+		kids []Link
+		next int
+	}
+	stack := []frame{{kids: kids}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next == len(top.kids) {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		k := top.kids[top.next]
+		top.next++
+		if k.Size == 0 {
+			return 0, fmt.Errorf("%w: empty link to %s", ErrBadNode, k.Cid)
+		}
+		if k.Cid.Type() == cas.Raw {
+			if leaves++; leaves > maxLeaves {
+				return 0, fmt.Errorf("%w: more than %d leaves for %d bytes", ErrSize, maxLeaves, declared)
+			}
+			total += k.Size
+			if err := fn(k); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if len(stack) > MaxDepth {
+			return 0, fmt.Errorf("%w: deeper than %d", ErrBadNode, MaxDepth)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		data, err := get(ctx, k.Cid)
+		if err != nil {
+			return 0, err
+		}
+		if interior += uint64(len(data)); interior > budget {
+			return 0, fmt.Errorf("%w: interior nodes over %d bytes for %d bytes of file", ErrSize, budget, declared)
+		}
+		sub, err := Decode(k.Cid, data)
+		if err != nil {
+			return 0, fmt.Errorf("decode %s: %w", k.Cid, err)
+		}
+		var sum uint64
+		for _, c := range sub {
+			sum += c.Size
+		}
+		if len(sub) == 0 || sum != k.Size {
+			return 0, fmt.Errorf("%w: %s holds %d bytes in %d links, its parent says %d", ErrBadNode, k.Cid, sum, len(sub), k.Size)
+		}
+		stack = append(stack, frame{kids: sub})
+	}
+	if total != declared {
+		return 0, fmt.Errorf("%w: leaves hold %d bytes, root declares %d", ErrBadNode, total, declared)
+	}
+	return total, nil
+}
+
+// Leaves resolves root to its ordered leaves, fetching interior nodes
+// through get. A root that is itself a raw block is its own only leaf. It
+// is for DAGs held locally: one from a peer is walked within a Limit
+// (LeavesWithin).
+func Leaves(ctx context.Context, root cid.Cid, get GetFunc) ([]Link, uint64, error) {
+	return LeavesWithin(ctx, root, NoLimit, get)
+}
+
+// LeavesWithin is Leaves under lim (see Walk). The list is as long as the
+// file warrants: at most MaxLeaves of the size lim allows.
+func LeavesWithin(ctx context.Context, root cid.Cid, lim Limit, get GetFunc) ([]Link, uint64, error) {
+	var out []Link
+	total, err := Walk(ctx, root, lim, get, func(l Link) error {
+		out = append(out, l)
+		return nil
+	})
+	if err != nil {
 		return nil, 0, err
 	}
 	return out, total, nil

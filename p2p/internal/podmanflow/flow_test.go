@@ -74,7 +74,7 @@ func TestImageThroughSwarmRunsInPodman(t *testing.T) {
 	if err := installer.Connect(ctx, publisher.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	names, img, err := installer.InstallImage(ctx, root, t.TempDir(), rt)
+	names, img, err := installer.InstallImage(ctx, root, -1, t.TempDir(), rt)
 	if err != nil {
 		t.Fatal(err)
 	}
