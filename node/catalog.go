@@ -57,17 +57,27 @@ func (n *Node) follow(f Follow) (*follower, error) {
 	if err := os.MkdirAll(string(fl.rot), 0o700); err != nil {
 		return nil, fmt.Errorf("follow registry %s: %w", f.Name, err)
 	}
-	fl.topic, err = n.p2p.JoinCatalog(f.Name, func(ctx context.Context, from peer.ID, data []byte) bool {
+	fl.topic, err = n.p2p.JoinCatalog(f.Name, func(ctx context.Context, from peer.ID, data []byte) p2p.Verdict {
 		if err := fl.update(ctx, data); err != nil {
 			n.log.Debug("catalog from peer refused", "registry", f.Name, "peer", from, "err", err)
-			return false
+			return verdict(err)
 		}
-		return true
+		return p2p.Accept
 	})
 	if err != nil {
 		return nil, err
 	}
 	return fl, nil
+}
+
+// verdict says whether a refused catalog counts against the peer that sent
+// it: an older or expired catalog is what an honest peer that is behind
+// forwards, so it is only ignored; anything else is rejected.
+func verdict(err error) p2p.Verdict {
+	if errors.Is(err, registry.ErrRollback) || errors.Is(err, registry.ErrExpired) {
+		return p2p.Ignore
+	}
+	return p2p.Reject
 }
 
 // update applies a signed catalog to the trust store; a catalog the store
