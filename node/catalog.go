@@ -51,9 +51,16 @@ type follower struct {
 	blobs string // where fetched bundle blobs land before they are read
 	topic *p2p.Catalog
 
+	// fetching bounds the blob fetches pointers start at once: a pointer
+	// that arrives while they are busy is ignored (its sender re-gossips).
+	fetching chan struct{}
+
 	mu   sync.Mutex
 	blob cid.Cid // the pinned blob of the current bundle, if it travels as one
 }
+
+// maxBlobFetches is how many catalog blobs one registry fetches at once.
+const maxBlobFetches = 2
 
 func (n *Node) follow(f Follow) (*follower, error) {
 	if !registryName.MatchString(f.Name) {
@@ -70,7 +77,8 @@ func (n *Node) follow(f Follow) (*follower, error) {
 		return nil, err
 	}
 	fl := &follower{name: f.Name, p2p: n.p2p, log: n.log.With("registry", f.Name), store: st,
-		rot: registry.RotationDir(filepath.Join(dir, "roots")), blobs: filepath.Join(dir, "blobs")}
+		rot: registry.RotationDir(filepath.Join(dir, "roots")), blobs: filepath.Join(dir, "blobs"),
+		fetching: make(chan struct{}, maxBlobFetches)}
 	for _, d := range []string{string(fl.rot), fl.blobs} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("follow registry %s: %w", f.Name, err)
@@ -178,9 +186,17 @@ func (fl *follower) applyPointer(ctx context.Context, data []byte) (registry.Upd
 		return registry.UpdateResult{}, fmt.Errorf("catalog pointer: %w: version %d (root %d), trusted %d (root %d)",
 			registry.ErrRollback, p.Version, p.RootVersion, st.Version, st.Root.Version)
 	}
+	select {
+	case fl.fetching <- struct{}{}:
+		defer func() { <-fl.fetching }()
+	default:
+		return registry.UpdateResult{}, fmt.Errorf("catalog pointer %s: %w: %d blob fetches already running", c, errUnchecked, maxBlobFetches)
+	}
+	// The peer that passed the pointer on checked the blob and holds it,
+	// so a blob that cannot be fetched counts against it.
 	raw, err := fl.fetchBlob(ctx, c, p.Size)
 	if err != nil {
-		return registry.UpdateResult{}, fmt.Errorf("catalog pointer %s: %w: %w", c, errUnchecked, err)
+		return registry.UpdateResult{}, fmt.Errorf("catalog pointer %s: fetch: %w", c, err)
 	}
 	b, err := registry.ParseBundle(raw)
 	if err != nil {
@@ -210,7 +226,7 @@ func (fl *follower) fetchBlob(ctx context.Context, c cid.Cid, size int64) ([]byt
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "bundle.json")
-	if err := fl.p2p.GetFile(ctx, c, out); err != nil {
+	if err := fl.getFile(ctx, c, size, out); err != nil {
 		return nil, err
 	}
 	if err := fl.p2p.Pin(ctx, c); err != nil {
@@ -227,6 +243,20 @@ func (fl *follower) fetchBlob(ctx context.Context, c cid.Cid, size int64) ([]byt
 		return nil, fmt.Errorf("read blob: %d bytes, the pointer says %d (%v)", n, size, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// sizedGetter is p2p's fetch bounded by a pinned size (issue 11 item 4,
+// merged separately): with it a pointer's size bounds what its blob
+// fetch downloads, not only what is read back.
+type sizedGetter interface {
+	GetFileSized(ctx context.Context, root cid.Cid, size int64, outPath string) error
+}
+
+func (fl *follower) getFile(ctx context.Context, c cid.Cid, size int64, out string) error {
+	if g, ok := any(fl.p2p).(sizedGetter); ok {
+		return g.GetFileSized(ctx, c, size, out)
+	}
+	return fl.p2p.GetFile(ctx, c, out)
 }
 
 // setBlob makes c the pinned blob of the current catalog.
