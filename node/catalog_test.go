@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/registry"
@@ -281,20 +282,7 @@ func TestForgedChainLinkRefused(t *testing.T) {
 	if code := postCatalog(t, b, c.catalog(t, 1, c.keys[0], c.keys[1])); code != http.StatusOK {
 		t.Fatalf("catalog v1: %d", code)
 	}
-	// The attacker: a bare swarm node that lets anything out.
-	m, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	topic, err := m.JoinCatalog("demo", func(context.Context, peer.ID, []byte) p2p.Verdict { return p2p.Accept })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = topic.Close() })
-	if err := m.Connect(t.Context(), b.P2P().AddrInfo()); err != nil {
-		t.Fatal(err)
-	}
+	m, topic := attacker(t, b)
 	evilKeys, evilDIDs := newKeys(t, 2)
 	evilRoot := registry.Root{Version: 2, Keys: evilDIDs, Threshold: 2}
 	exp := time.Now().Add(24 * time.Hour)
@@ -308,19 +296,67 @@ func TestForgedChainLinkRefused(t *testing.T) {
 	if _, err := b.followers["demo"].apply(t.Context(), data); !errors.Is(err, registry.ErrRootRotation) {
 		t.Fatalf("forged link: %v, want %v", err, registry.ErrRootRotation)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	publishUntilPenalised(t, b, m, topic, data, "the forged bundle")
+	if st := catalogStatus(t, b); st.Version != 1 || !st.Root.Equal(c.root) {
+		t.Fatalf("B moved to version %d, root %+v", st.Version, st.Root)
+	}
+}
+
+// attacker starts a bare swarm node that lets any catalog message out,
+// connected to n.
+func attacker(t *testing.T, n *Node) (*p2p.Node, *p2p.Catalog) {
+	t.Helper()
+	m, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	topic, err := m.JoinCatalog("demo", func(context.Context, peer.ID, []byte) p2p.Verdict { return p2p.Accept })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = topic.Close() })
+	if err := m.Connect(t.Context(), n.P2P().AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	return m, topic
+}
+
+// publishUntilPenalised gossips data from m until n scores m below zero.
+func publishUntilPenalised(t *testing.T, n *Node, m *p2p.Node, topic *p2p.Catalog, data []byte, what string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_ = topic.Publish(t.Context(), data)
-		if s, ok := b.P2P().GossipScore(m.ID()); ok && s < 0 {
-			break
+		if s, ok := n.P2P().GossipScore(m.ID()); ok && s < 0 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the forged bundle never cost its sender score at B")
+			t.Fatalf("%s never cost its sender score", what)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if st := catalogStatus(t, b); st.Version != 1 || !st.Root.Equal(c.root) {
-		t.Fatalf("B moved to version %d, root %+v", st.Version, st.Root)
+}
+
+// TestBogusPointerCostsSender: a pointer to a blob its sender cannot
+// serve (it names a newer catalog to make the node fetch) is rejected and
+// costs the sender score, so pointers cannot make a node fetch for free.
+func TestBogusPointerCostsSender(t *testing.T) {
+	c := newCurator(t)
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	if err := registry.WriteRootFile(rootFile, "demo", c.root); err != nil {
+		t.Fatal(err)
+	}
+	b := startFollower(t, rootFile, nil)
+	m, topic := attacker(t, b)
+	ptr, err := (&registry.Pointer{Registry: "demo", Version: 9, RootVersion: 1,
+		CID: cas.Sum([]byte("a blob nobody has")).String(), Size: 1000}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishUntilPenalised(t, b, m, topic, ptr, "a pointer to nothing")
+	if st := catalogStatus(t, b); st.Version != 0 {
+		t.Fatalf("B moved to version %d", st.Version)
 	}
 }
 
