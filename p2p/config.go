@@ -68,7 +68,7 @@ type Config struct {
 	// (refreshes of records it has are kept). Default 4096.
 	MaxProvidersPerPeer int
 	// MaxProviderRecords caps the provider records kept for all other
-	// peers together. Default 262144 (about 40 MiB).
+	// peers together. Default 262144 (about 50 MiB).
 	MaxProviderRecords int
 	// reprovideDelay is the wait before the first reprovide (1 min;
 	// tests shorten it).
@@ -83,14 +83,18 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultDHTPrefix        = "/archy"
-	DefaultDialTimeout      = 10 * time.Second
-	DefaultRequestTimeout   = 30 * time.Second
-	DefaultMinRate          = 64 << 10
-	DefaultMaxPeerBytes     = 64 << 20
-	DefaultMaxStrikes       = 3
-	DefaultBanTime          = 10 * time.Minute
-	DefaultReprovide        = 12 * time.Hour
+	DefaultDHTPrefix      = "/archy"
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultMinRate        = 64 << 10
+	DefaultMaxPeerBytes   = 64 << 20
+	DefaultMaxStrikes     = 3
+	DefaultBanTime        = 10 * time.Minute
+	DefaultReprovide      = 12 * time.Hour
+)
+
+// Default caps on the DHT provider records kept for other peers.
+const (
 	DefaultProvidersPerPeer = 4096
 	DefaultProviderRecords  = 1 << 18
 )

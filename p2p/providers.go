@@ -25,10 +25,9 @@ type providerStore struct {
 	perPeer     int
 	total       int
 
-	mu      sync.Mutex
-	counts  map[peer.ID]int
-	stored  int
-	dropped int64
+	mu     sync.Mutex
+	counts map[peer.ID]int
+	stored int
 }
 
 func newProviderStore(self peer.ID, perPeer, total int) *providerStore {
@@ -64,8 +63,7 @@ func (s *providerStore) Put(ctx context.Context, k ds.Key, v []byte) error {
 		return err
 	}
 	if !has && (s.counts[p] >= s.perPeer || s.stored >= s.total) {
-		s.dropped++
-		return nil
+		return nil // dropped: the record just is not found here
 	}
 	if err := s.Batching.Put(ctx, k, v); err != nil {
 		return err
