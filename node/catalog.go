@@ -84,6 +84,11 @@ func (n *Node) follow(f Follow) (*follower, error) {
 			return nil, fmt.Errorf("follow registry %s: %w", f.Name, err)
 		}
 	}
+	if b, err := os.ReadFile(fl.blobFile()); err == nil {
+		if c, err := cas.Parse(string(b)); err == nil {
+			fl.blob = c // still pinned from the last run
+		}
+	}
 	fl.topic, err = n.p2p.JoinCatalog(f.Name, func(ctx context.Context, from peer.ID, data []byte) p2p.Verdict {
 		if _, err := fl.apply(ctx, data); err != nil {
 			n.log.Debug("catalog from peer refused", "registry", f.Name, "peer", from, "err", err)
@@ -259,12 +264,19 @@ func (fl *follower) getFile(ctx context.Context, c cid.Cid, size int64, out stri
 	return fl.p2p.GetFile(ctx, c, out)
 }
 
+// blobFile names the pinned blob across restarts, so it is unpinned when
+// the next one replaces it.
+func (fl *follower) blobFile() string { return filepath.Join(filepath.Dir(fl.blobs), "blob.cid") }
+
 // setBlob makes c the pinned blob of the current catalog.
 func (fl *follower) setBlob(ctx context.Context, c cid.Cid) {
 	fl.mu.Lock()
+	defer fl.mu.Unlock()
 	old := fl.blob
 	fl.blob = c
-	fl.mu.Unlock()
+	if err := atomicfile.Write(fl.blobFile(), []byte(c.String()), 0o644); err != nil {
+		fl.log.Warn("record catalog blob", "cid", c, "err", err)
+	}
 	if old.Defined() && old != c {
 		_ = fl.p2p.Unpin(ctx, old)
 	}

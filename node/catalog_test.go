@@ -389,4 +389,15 @@ func TestLargeCatalogTravelsAsBlob(t *testing.T) {
 	if got := b.followers["demo"].store.Current(); got == nil || len(got.Entries) != len(cat.Entries) {
 		t.Fatal("B's catalog is not the one published")
 	}
+	// It came as a blob: B pinned the one A stored, to serve it on.
+	fa, fb := a.followers["demo"], b.followers["demo"]
+	fa.mu.Lock()
+	want := fa.blob
+	fa.mu.Unlock()
+	fb.mu.Lock()
+	got := fb.blob
+	fb.mu.Unlock()
+	if !want.Defined() || got != want {
+		t.Fatalf("B's catalog blob %v, A stored %v", got, want)
+	}
 }
