@@ -65,6 +65,13 @@ type Config struct {
 	// GCInterval is how often blocks no pin needs are collected. Default
 	// 1h; negative turns periodic collection off.
 	GCInterval time.Duration
+	// MaxProvidersPerPeer caps the DHT provider records one other peer
+	// can make this node keep; its ADD_PROVIDERs past the cap are dropped
+	// (refreshes of records it has are kept). Default 4096.
+	MaxProvidersPerPeer int
+	// MaxProviderRecords caps the provider records kept for all other
+	// peers together. Default 262144 (about 50 MiB).
+	MaxProviderRecords int
 	// reprovideDelay is the wait before the first reprovide (1 min;
 	// tests shorten it).
 	reprovideDelay time.Duration
@@ -86,6 +93,12 @@ const (
 	DefaultMaxStrikes     = 3
 	DefaultBanTime        = 10 * time.Minute
 	DefaultReprovide      = 12 * time.Hour
+)
+
+// Default caps on the DHT provider records kept for other peers.
+const (
+	DefaultProvidersPerPeer = 4096
+	DefaultProviderRecords  = 1 << 18
 )
 
 // DefaultListenAddrs are used when Config.ListenAddrs is empty.
@@ -131,6 +144,12 @@ func (c *Config) setDefaults() {
 	if c.MaxPeerBytes == 0 {
 		c.MaxPeerBytes = DefaultMaxPeerBytes
 	}
+	if c.MaxProvidersPerPeer == 0 {
+		c.MaxProvidersPerPeer = DefaultProvidersPerPeer
+	}
+	if c.MaxProviderRecords == 0 {
+		c.MaxProviderRecords = DefaultProviderRecords
+	}
 }
 
 // Validate names the first bad field.
@@ -148,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout < 0 || c.RequestTimeout < 0 {
 		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
+	}
+	if c.MaxProvidersPerPeer < 0 || c.MaxProviderRecords < 0 {
+		return fmt.Errorf("%w: MaxProvidersPerPeer and MaxProviderRecords must be positive", ErrConfig)
 	}
 	if c.MinRate < 0 || c.MaxPeerBytes < 0 || c.UploadRate < 0 || c.MaxStrikes < 0 {
 		return fmt.Errorf("%w: MinRate, MaxPeerBytes, UploadRate and MaxStrikes must be positive", ErrConfig)

@@ -49,6 +49,8 @@ type Node struct {
 	names *nameBook
 	bans  *banList
 	ps    *pubsub.PubSub
+	provs *providerStore
+	score *gossipScores
 	met   *metrics
 
 	// life is the node's lifetime, cancelled by Close: the base context of
@@ -101,7 +103,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		_ = n.Close()
 		return nil, err
 	}
-	dopts := []dht.Option{dht.BootstrapPeers(boot...)}
+	n.provs = newProviderStore(h.ID(), cfg.MaxProvidersPerPeer, cfg.MaxProviderRecords)
+	dopts := []dht.Option{dht.BootstrapPeers(boot...), dht.ProviderDatastore(n.provs)}
 	if cfg.DHTClientOnly {
 		dopts = append(dopts, dht.Mode(dht.ModeClient))
 	} else {
@@ -120,7 +123,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		return fail(err)
 	}
 	h.SetStreamHandler(NameProtocol, n.handleName)
-	n.ps, err = pubsub.NewGossipSub(life, h, pubsub.WithMaxMessageSize(MaxCatalogSize+4<<10))
+	n.score = &gossipScores{}
+	popts := append([]pubsub.Option{pubsub.WithMaxMessageSize(MaxCatalogSize + 4<<10)}, scoreOptions(n.score)...)
+	n.ps, err = pubsub.NewGossipSub(life, h, popts...)
 	if err != nil {
 		return fail(fmt.Errorf("start gossip: %w", err))
 	}

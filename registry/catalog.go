@@ -59,6 +59,10 @@ var (
 	// signed by a threshold of both the old and the new keys, or a catalog
 	// whose root differs from the trusted root of the same version.
 	ErrRootRotation = errors.New("invalid root rotation")
+	// ErrRotationMissing is returned when a catalog names a newer root
+	// than the trusted one and the rotations leading to it were not
+	// offered: the node cannot check it yet (it matches ErrRootRotation).
+	ErrRotationMissing = fmt.Errorf("%w: rotation missing", ErrRootRotation)
 	// ErrRootChain is returned when more root rotations are offered than
 	// the trust store walks in one update.
 	ErrRootChain = errors.New("root rotation chain too long")

@@ -2,6 +2,10 @@ package registry_test
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -61,6 +65,68 @@ func FuzzReadCatalog(f *testing.F) {
 		}
 		if len(raw) > registry.MaxCatalogSize || env == nil || !bytes.Equal(raw, data) {
 			t.Fatal("reader accepted more than the cap or changed the bytes")
+		}
+	})
+}
+
+// FuzzParseBundle feeds the catalog bundle parser (a catalog and its root
+// rotation chain) and the pointer parser arbitrary bytes. Neither may
+// panic; an accepted bundle's chain is consecutive, capped and answers
+// Rotation for exactly its versions, and survives a round trip.
+func FuzzParseBundle(f *testing.F) {
+	cat := []byte(`{"payloadType":"x","payload":"","signatures":[]}`)
+	good, err := (&registry.Bundle{Chain: []registry.Link{{Version: 2, Catalog: cat}, {Version: 3, Catalog: cat}}, Catalog: cat}).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"type":"archy.catalog-bundle/v1","catalog":"e30=","chain":[{"version":3,"catalog":"e30="},{"version":2,"catalog":"e30="}]}`))
+	f.Add([]byte(`{"type":"archy.catalog-bundle/v1","catalog":"e30=","chain":[{"version":1,"catalog":"e30="}]}`))
+	f.Add([]byte(`{"type":"archy.catalog-bundle/v1","catalog":"e30=","chain":[{"version":9007199254740993,"catalog":"e30="}]}`))
+	f.Add([]byte(`{"type":"archy.catalog-pointer/v1","registry":"demo","version":2,"root_version":1,"cid":"bafkr4i","size":10}`))
+	f.Add([]byte(`{"type":"archy.catalog-bundle/v1","catalog":"!!"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = registry.MessageType(data)
+		if p, err := registry.ParsePointer(data); err == nil {
+			if p.Size < 1 || p.Size > registry.MaxBundleSize || p.Version < 1 {
+				t.Fatalf("accepted pointer %+v", p)
+			}
+		}
+		b, err := registry.ParseBundle(data)
+		if err != nil {
+			if b != nil {
+				t.Fatal("a bundle returned with an error")
+			}
+			return
+		}
+		if len(b.Chain) > registry.DefaultMaxRootRotations || len(b.Catalog) == 0 {
+			t.Fatalf("accepted bundle with %d links, %d catalog bytes", len(b.Chain), len(b.Catalog))
+		}
+		for i, l := range b.Chain {
+			if l.Version < 2 || (i > 0 && l.Version != b.Chain[i-1].Version+1) {
+				t.Fatalf("accepted chain out of order at %d: %d", i, l.Version)
+			}
+			rc, err := b.Rotation(t.Context(), l.Version)
+			if err != nil {
+				t.Fatalf("rotation %d: %v", l.Version, err)
+			}
+			got, _ := io.ReadAll(rc)
+			if !bytes.Equal(got, l.Catalog) {
+				t.Fatalf("rotation %d answers another link", l.Version)
+			}
+		}
+		if len(b.Chain) > 0 {
+			if _, err := b.Rotation(t.Context(), b.Chain[len(b.Chain)-1].Version+1); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("rotation past the chain: %v", err)
+			}
+		}
+		again, err := b.Marshal()
+		if err != nil {
+			t.Fatalf("accepted bundle does not marshal: %v", err)
+		}
+		b2, err := registry.ParseBundle(again)
+		if err != nil || !reflect.DeepEqual(b, b2) {
+			t.Fatalf("round trip: %v\n%+v\n%+v", err, b, b2)
 		}
 	})
 }

@@ -167,6 +167,10 @@ type UpdateResult struct {
 	Changed bool
 	// Rotations is the number of root rotations applied.
 	Rotations int
+	// Links are the signed catalogs that introduced each new root
+	// version, in order (the last may be the catalog itself): a node keeps
+	// them to pass on to followers that missed the rotation.
+	Links []Link
 }
 
 // OpenTrustStore opens (creating if needed) the trust store in cfg.Dir. A
@@ -375,6 +379,7 @@ func (s *TrustStore) Update(ctx context.Context, r io.Reader, rot Rotations) (Up
 	defer s.mu.Unlock()
 	root, floor, floorCID := s.st.Root, s.st.Version, s.st.CID
 	rotated := 0
+	var links []Link
 	for rot != nil {
 		next := root.Version + 1
 		rc, err := rot.Rotation(ctx, next)
@@ -388,12 +393,13 @@ func (s *TrustStore) Update(ctx context.Context, r io.Reader, rot Rotations) (Up
 			rc.Close()
 			return UpdateResult{}, fmt.Errorf("update catalog: %w: more than %d rotations after root version %d", ErrRootChain, s.maxRotations, s.st.Root.Version)
 		}
-		c, env, err := readRotation(rc, root)
+		c, env, linkRaw, err := readRotation(rc, root)
 		rc.Close()
 		if err != nil {
 			return UpdateResult{}, fmt.Errorf("update catalog: %w", err)
 		}
 		root, floor, floorCID = c.Root, c.Version, cas.Sum(env.Payload).String()
+		links = append(links, Link{Version: c.Root.Version, Catalog: linkRaw})
 		rotated++
 	}
 
@@ -401,11 +407,24 @@ func (s *TrustStore) Update(ctx context.Context, r io.Reader, rot Rotations) (Up
 	if err != nil {
 		return UpdateResult{}, fmt.Errorf("update catalog: root version %d: %w", root.Version, err)
 	}
+	if c.Root.Version == root.Version+1 {
+		// The catalog introduces the next root itself: it is its own
+		// rotation, checked as a chain link is.
+		if rotated == s.maxRotations {
+			return UpdateResult{}, fmt.Errorf("update catalog: %w: more than %d rotations after root version %d", ErrRootChain, s.maxRotations, s.st.Root.Version)
+		}
+		if signers, err = env.Verify(CatalogPayloadType, c.Root.Threshold, c.Root.has); err != nil {
+			return UpdateResult{}, fmt.Errorf("update catalog %d: %w: root rotation %d not signed by a threshold of the new root: %w", c.Version, ErrRootRotation, c.Root.Version, err)
+		}
+		root, floor, floorCID = c.Root, c.Version, cas.Sum(env.Payload).String()
+		links = append(links, Link{Version: c.Root.Version, Catalog: raw})
+		rotated++
+	}
 	switch {
 	case c.Root.Version < root.Version:
 		return UpdateResult{}, fmt.Errorf("update catalog %d: %w: root version %d is older than the trusted %d", c.Version, ErrRollback, c.Root.Version, root.Version)
 	case c.Root.Version > root.Version:
-		return UpdateResult{}, fmt.Errorf("update catalog %d: %w: root version %d without the rotation from %d", c.Version, ErrRootRotation, c.Root.Version, root.Version)
+		return UpdateResult{}, fmt.Errorf("update catalog %d: %w: root version %d without the rotation from %d", c.Version, ErrRotationMissing, c.Root.Version, root.Version)
 	case !c.Root.Equal(root):
 		return UpdateResult{}, fmt.Errorf("update catalog %d: %w: its root differs from the trusted root version %d", c.Version, ErrRootRotation, root.Version)
 	}
@@ -433,36 +452,36 @@ func (s *TrustStore) Update(ctx context.Context, r io.Reader, rot Rotations) (Up
 	}
 	s.st, s.cur, s.lost = st, vc, ""
 	s.log.Info("catalog updated", "version", c.Version, "root_version", root.Version, "rotations", rotated, "cid", sum.String())
-	return UpdateResult{Catalog: vc, Changed: true, Rotations: rotated}, nil
+	return UpdateResult{Catalog: vc, Changed: true, Rotations: rotated, Links: links}, nil
 }
 
 // readRotation checks the catalog that introduces root version old+1:
 // payload type, a threshold of the old root (before parsing), a root
 // version of exactly old+1, and a threshold of the new root. Its expiry
 // does not matter: only the last catalog's does.
-func readRotation(r io.Reader, old Root) (*Catalog, *did.Envelope, error) {
+func readRotation(r io.Reader, old Root) (*Catalog, *did.Envelope, []byte, error) {
 	next := old.Version + 1
-	_, env, err := ReadCatalog(r)
+	raw, env, err := ReadCatalog(r)
 	if err != nil {
-		return nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
+		return nil, nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
 	}
 	if _, err := env.Verify(CatalogPayloadType, old.Threshold, old.has); err != nil {
 		if errors.Is(err, did.ErrPayloadType) {
-			return nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
+			return nil, nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
 		}
-		return nil, nil, fmt.Errorf("root rotation %d: %w: not signed by a threshold of root version %d: %w", next, ErrRootRotation, old.Version, err)
+		return nil, nil, nil, fmt.Errorf("root rotation %d: %w: not signed by a threshold of root version %d: %w", next, ErrRootRotation, old.Version, err)
 	}
 	c, err := ParseCatalog(env.Payload)
 	if err != nil {
-		return nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
+		return nil, nil, nil, fmt.Errorf("root rotation %d: %w", next, err)
 	}
 	if c.Root.Version != next {
-		return nil, nil, fmt.Errorf("root rotation %d: %w: the catalog names root version %d", next, ErrRootRotation, c.Root.Version)
+		return nil, nil, nil, fmt.Errorf("root rotation %d: %w: the catalog names root version %d", next, ErrRootRotation, c.Root.Version)
 	}
 	if _, err := env.Verify(CatalogPayloadType, c.Root.Threshold, c.Root.has); err != nil {
-		return nil, nil, fmt.Errorf("root rotation %d: %w: not signed by a threshold of the new root: %w", next, ErrRootRotation, err)
+		return nil, nil, nil, fmt.Errorf("root rotation %d: %w: not signed by a threshold of the new root: %w", next, ErrRootRotation, err)
 	}
-	return c, env, nil
+	return c, env, raw, nil
 }
 
 // persist writes the catalog, then the state naming it, each atomically;
