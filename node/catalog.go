@@ -250,18 +250,9 @@ func (fl *follower) fetchBlob(ctx context.Context, c cid.Cid, size int64) ([]byt
 	return buf.Bytes(), nil
 }
 
-// sizedGetter is p2p's fetch bounded by a pinned size (issue 11 item 4,
-// merged separately): with it a pointer's size bounds what its blob
-// fetch downloads, not only what is read back.
-type sizedGetter interface {
-	GetFileSized(ctx context.Context, root cid.Cid, size int64, outPath string) error
-}
-
+// getFile fetches a catalog blob, its download bounded by the pointer's size.
 func (fl *follower) getFile(ctx context.Context, c cid.Cid, size int64, out string) error {
-	if g, ok := any(fl.p2p).(sizedGetter); ok {
-		return g.GetFileSized(ctx, c, size, out)
-	}
-	return fl.p2p.GetFile(ctx, c, out)
+	return fl.p2p.GetFileSized(ctx, c, size, out)
 }
 
 // blobFile names the pinned blob across restarts, so it is unpinned when
