@@ -116,7 +116,8 @@ type Node struct {
 	relay     *relay.Relay
 	relayLn   net.Listener
 	apiLn     net.Listener
-	browseLn  net.Listener // nil unless BrowseListen
+	browseLn  net.Listener // nil unless BrowseListen, and once Run serves it
+	browseURL string       // its address, for tests and the log
 	disk      diskUsage
 	store     *discovery.Store
 	disc      *discovery.Discoverer
@@ -184,6 +185,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 		if n.browseLn, err = lc.Listen(ctx, "tcp", cfg.BrowseListen); err != nil {
 			return nil, fmt.Errorf("browse: listen on %s: %w", cfg.BrowseListen, err)
 		}
+		n.browseURL = "http://" + n.browseLn.Addr().String()
 	}
 	n.warnExposedAPI()
 	n.ops = newOpTable(cfg.API.OperationTTL, time.Now)

@@ -25,7 +25,7 @@ import (
 
 func newNodeCmd() *cobra.Command {
 	c := &cobra.Command{Use: "node", Short: "Run an archy node and ask a running one about itself"}
-	c.AddCommand(newNodeRunCmd(), newNodeConfigCmd(), newNodeStatusCmd(), newNodePeersCmd())
+	c.AddCommand(newNodeRunCmd(), newNodeConfigCmd(), newNodeStatusCmd(), newNodePeersCmd(), newNodePageCmd())
 	return c
 }
 
@@ -116,6 +116,8 @@ only under localhost, an IP address, or a name given with --api-host.`,
 	c.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peers (multiaddr with /p2p/ID)")
 	c.Flags().StringVar(&cfg.Podman.Socket, "podman-socket", "", `rootless Podman API socket (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock; "off" runs without apps)`)
 	c.Flags().Var(&upload, "upload-rate", "cap on the bytes per second the node sends to peers, such as 4MiB (default: no cap)")
+	c.Flags().StringVar(&cfg.BrowseListen, "browse-listen", "", "also serve the marketplace page read-only on this address, for other machines (every change refused there)")
+	c.Flags().BoolVar(&cfg.NoPeering, "no-peering", false, "do not announce this node's addresses on its relays nor dial the peers announced there")
 	c.Flags().BoolVar(&cfg.P2P.NoSuperSeed, "no-super-seed", false, "serve every piece asked for, instead of pointing askers at peers that already got it")
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
@@ -330,3 +332,30 @@ func (b *byteRate) Set(s string) error {
 }
 
 func (b *byteRate) Type() string { return "rate" }
+
+// newNodePageCmd prints the address of the running node's page with the
+// API token in the fragment: a browser keeps a fragment to itself (it is
+// never sent to the node nor logged), and the page takes the token from
+// it for that tab.
+func newNodePageCmd() *cobra.Command {
+	var dataDir string
+	c := &cobra.Command{
+		Use:   "page",
+		Short: "Print the address of the node's marketplace page, signed in (the token rides in the URL fragment)",
+		Long: `Print the address of the running node's page with its API token in the
+URL's fragment (#token=...), which the browser never sends: open it to
+browse, install and manage apps. Treat the printed address as the secret
+it carries. Without it the page browses read-only until given the token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newNodeClient(dataDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/#token=%s\n", c.base, c.token)
+			return nil
+		},
+	}
+	dataDirFlag(c, &dataDir)
+	return c
+}

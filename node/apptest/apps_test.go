@@ -103,6 +103,7 @@ containers:
     command: ` + command + `
     ports: [{container: 8080, host: ` + strconv.Itoa(hostPort) + `}]
     health: {http: {port: 8080, path: /}, interval: 500ms}
+ui: {container: web, port: 8080}
 `
 	if err := os.WriteFile(filepath.Join(dir, "manifest.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
