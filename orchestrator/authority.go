@@ -82,10 +82,11 @@ func (p *Pin) clone() *Pin {
 }
 
 // authorize decides whether rel may replace (or reuse the data of) an app
-// of the given id pinned to pin at version cur ("" skips the version
-// rule). It returns the pin to keep when rel is accepted: pin itself, or
+// of the given id pinned to pin at version cur: its version must be above
+// cur, or equal to it when same is true (a reinstall over kept data).
+// It returns the pin to keep when rel is accepted: pin itself, or
 // pin moved by the rotation statements in opts.
-func (o *Orchestrator) authorize(id string, pin *Pin, cur string, rel *Release, opts options) (*Pin, error) {
+func (o *Orchestrator) authorize(id string, pin *Pin, cur string, same bool, rel *Release, opts options) (*Pin, error) {
 	m, err := rel.Manifest()
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func (o *Orchestrator) authorize(id string, pin *Pin, cur string, rel *Release, 
 			m.ID, m.Version, m.Publisher, id, pin.Publisher, pin.Publisher, ErrPublisherMismatch)
 		return nil, errors.Join(append([]error{err}, why...)...)
 	}
-	if cur != "" && !opts.allowDowngrade {
+	if !opts.allowDowngrade {
 		nv, err := semver.StrictNewVersion(m.Version)
 		if err != nil {
 			return nil, fmt.Errorf("%s version %q: %w", m.ID, m.Version, err)
@@ -119,8 +120,8 @@ func (o *Orchestrator) authorize(id string, pin *Pin, cur string, rel *Release, 
 		if err != nil {
 			return nil, fmt.Errorf("%s installed version %q: %w", id, cur, err)
 		}
-		if !nv.GreaterThan(cv) {
-			return nil, fmt.Errorf("%s %s is not above the installed %s (the owner can force it: --allow-downgrade): %w", m.ID, m.Version, cur, ErrDowngrade)
+		if nv.LessThan(cv) || (nv.Equal(cv) && !same) {
+			return nil, fmt.Errorf("%s %s is not above %s, the version installed (the owner can force it: --allow-downgrade): %w", m.ID, m.Version, cur, ErrDowngrade)
 		}
 	}
 	return next, nil
@@ -178,7 +179,7 @@ func (o *Orchestrator) authorizeNew(rel *Release, opts options) (*Pin, error) {
 	if kept == nil || !o.hasKept(m.ID) {
 		return &Pin{Publisher: m.Publisher}, nil
 	}
-	pin, err := o.authorize(m.ID, kept.Pin, kept.Version, rel, opts)
+	pin, err := o.authorize(m.ID, kept.Pin, kept.Version, true, rel, opts)
 	if err != nil {
 		return nil, fmt.Errorf("the node keeps data and secrets of an uninstalled %s %s from %s (remove %s and %s to install another publisher's app under this id): %w",
 			m.ID, kept.Version, kept.Pin.Publisher, o.DataDir(m.ID), o.secrets.appDir(m.ID), err)

@@ -753,7 +753,7 @@ func (o *Orchestrator) Update(ctx context.Context, v *registry.Verified, archive
 		if cur == nil {
 			return fmt.Errorf("update %s: the installed app has no publisher pin", a.id)
 		}
-		if pin, err = o.authorize(a.id, cur, st.Current.Version, rel, opt); err != nil {
+		if pin, err = o.authorize(a.id, cur, st.Current.Version, false, rel, opt); err != nil {
 			return fmt.Errorf("update %s: %w", a.id, err)
 		}
 	}
