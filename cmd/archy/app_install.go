@@ -65,6 +65,8 @@ func (c *nodeClient) do(cmd *cobra.Command, method, path string, body any) error
 
 func newAppInstallCmd() *cobra.Command {
 	var dataDir, signed string
+	var allowDowngrade bool
+	var rotations []string
 	c := &cobra.Command{
 		Use:   "install PATH|CID [--signed FILE]",
 		Short: "Install (or update to) a signed app on the running node",
@@ -79,16 +81,30 @@ envelope must be the one in PATH, and its image archives are handed over.
 
 CID is the manifest CID of a release the node discovered (archy app list
 --discovered) or found in a followed catalog: the node fetches the images
-from the swarm by the CIDs the manifest pins, each checked on arrival.`,
+from the swarm by the CIDs the manifest pins, each checked on arrival.
+
+An installed app is pinned to its publisher's DID: a release from another
+DID is refused as a different app unless --rotation hands a statement
+signed by the installed publisher (archy app rotate) naming the new one.
+A version that does not go up is refused unless --allow-downgrade.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			req := node.InstallRequest{AllowDowngrade: allowDowngrade}
+			for _, f := range rotations {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("--rotation: %w", err)
+				}
+				req.Rotations = append(req.Rotations, b)
+			}
 			if _, statErr := os.Stat(args[0]); statErr != nil && signed == "" {
 				if c, err := cas.Parse(args[0]); err == nil {
 					nc, err := newNodeClient(dataDir)
 					if err != nil {
 						return err
 					}
-					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: c.String()}); err != nil {
+					req.CID = c.String()
+					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
 						return fmt.Errorf("install %s: %w", c, err)
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "installed %s\n", c)
@@ -117,7 +133,8 @@ from the swarm by the CIDs the manifest pins, each checked on arrival.`,
 			if err != nil {
 				return err
 			}
-			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{Envelope: env, Archives: l.Archives}); err != nil {
+			req.Envelope, req.Archives = env, l.Archives
+			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
 				return fmt.Errorf("install %s %s: %w", l.Manifest.ID, l.Manifest.Version, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "installed %s %s\n", l.Manifest.ID, l.Manifest.Version)
@@ -126,6 +143,8 @@ from the swarm by the CIDs the manifest pins, each checked on arrival.`,
 	}
 	dataDirFlag(c, &dataDir)
 	c.Flags().StringVar(&signed, "signed", "", "the signed envelope (default <PATH>/"+signedFile+")")
+	c.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "install a version that is not above the installed one")
+	c.Flags().StringArrayVar(&rotations, "rotation", nil, "a rotation statement file (archy app rotate) moving the app to this release's publisher; repeat for a chain, oldest first")
 	return c
 }
 
