@@ -121,7 +121,7 @@ func TestTakeoverByAnotherPublisherRefused(t *testing.T) {
 		}
 	}
 	snapshotApp(t, o, "vault", twinInspect(e)).same(t, before)
-	if s, _ := o.Status("vault"); s.Error != "" || !s.Healthy {
+	if s, _ := o.Status("vault"); s.Error != "" || !s.Healthy || s.Publisher != owner.key.DID() {
 		t.Errorf("the refused takeover shows on the app: %+v", s)
 	}
 	// A node restart keeps the pin.
@@ -239,7 +239,7 @@ func TestRotationMovesThePin(t *testing.T) {
 	if err := o.Update(ctx, nv, na, orchestrator.WithRotations(rot)); err != nil {
 		t.Fatalf("update with the rotation statement: %v", err)
 	}
-	if s, _ := o.Status("vault"); s.Version != "1.1.0" || !s.Healthy {
+	if s, _ := o.Status("vault"); s.Version != "1.1.0" || !s.Healthy || s.Publisher != newPub.key.DID() {
 		t.Fatalf("after the rotation: %+v", s)
 	}
 	if b, _ := os.ReadFile(filepath.Join(o.SecretsDir("vault"), "db_password")); string(b) != string(secret) {
