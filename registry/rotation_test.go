@@ -74,3 +74,34 @@ func TestRotationRefused(t *testing.T) {
 		t.Fatalf("sign a rotation to the same DID: %v", err)
 	}
 }
+
+// FuzzVerifyRotation feeds rotation statements as they come from install
+// requests: never a panic, every failure is ErrInvalidRotation, and what
+// is accepted was signed by its From DID.
+func FuzzVerifyRotation(f *testing.F) {
+	old, next := testKey(f, 1), testKey(f, 2)
+	env, err := SignRotation("vault", old, next.DID(), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := env.Marshal()
+	f.Add(good)
+	f.Add([]byte(`{"payloadType":"` + RotationPayloadType + `","payload":"e30=","signatures":[]}`))
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := VerifyRotation(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRotation) {
+				t.Fatalf("error %v is not ErrInvalidRotation", err)
+			}
+			return
+		}
+		e, err := did.ParseEnvelope(data)
+		if err != nil {
+			t.Fatalf("accepted an envelope that does not parse: %v", err)
+		}
+		if _, err := e.Verify(RotationPayloadType, 1, func(id string) bool { return id == r.From }); err != nil {
+			t.Fatalf("accepted a statement not signed by %s: %v", r.From, err)
+		}
+	})
+}
