@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -315,4 +316,38 @@ func TestForgedRotationRefused(t *testing.T) {
 		}
 	}
 	snapshotApp(t, o, "vault", twinInspect(e)).same(t, before)
+}
+
+// A state written before pins existed is pinned to its current release's
+// publisher when the node reads it.
+func TestStateWithoutPinIsPinnedToItsPublisher(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	owner, stranger := newFixture(t), newFixture(t)
+	ctx := context.Background()
+	v, a := owner.app("legacy", "1.0.0", vaultCtrs, withSecrets)
+	o := e.orch()
+	if err := o.Install(ctx, v, a); err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	b, err := os.ReadFile(o.StateFile("legacy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st["pin"] == nil {
+		t.Fatalf("state has no pin: %s (%v)", b, err)
+	}
+	delete(st, "pin")
+	b, _ = json.Marshal(st)
+	if err := os.WriteFile(o.StateFile("legacy"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o2 := e.orch()
+	if s, _ := o2.Status("legacy"); s.Publisher != owner.key.DID() {
+		t.Fatalf("legacy state pinned to %q, want %s", s.Publisher, owner.key.DID())
+	}
+	sv, sa := stranger.app("legacy", "2.0.0", vaultCtrs, withSecrets)
+	if err := o2.Update(ctx, sv, sa); !errors.Is(err, orchestrator.ErrPublisherMismatch) {
+		t.Fatalf("update of a legacy state by a stranger: %v", err)
+	}
 }
