@@ -38,6 +38,10 @@ func TestAppRotate(t *testing.T) {
 	if _, err := json.Marshal(node.InstallRequest{CID: "x", Rotations: []json.RawMessage{b}}); err != nil {
 		t.Fatalf("install request with the statement: %v", err)
 	}
+	if _, _, err := archy(t, "app", "install", "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4", "--data", dir,
+		"--allow-downgrade", "--rotation", filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "--rotation") {
+		t.Errorf("install with a missing rotation file: %v", err)
+	}
 	for _, args := range [][]string{
 		{"app", "rotate", "org.example.vault", "--key", oldKey},                    // no --to
 		{"app", "rotate", "org.example.vault", "--key", oldKey, "--to", oldDID},    // to itself
