@@ -45,7 +45,8 @@ func resign(t *testing.T, l *registry.Loaded, key *did.Key, version string) ([]b
 // envelope, and a CID discovered on its relay) enforce the app's pin and
 // monotonic versions, on real Podman: a stranger's higher version of an
 // installed id is refused as a different app, the owner's lower version
-// as a downgrade until the owner forces it.
+// as a downgrade until the owner forces it, and a rotation statement by
+// the owner makes the new DID's release an update.
 func TestNodeRefusesTakeoverAndDowngrade(t *testing.T) {
 	sock := podmantest.Socket(t)
 	var tag [4]byte
@@ -130,6 +131,20 @@ func TestNodeRefusesTakeoverAndDowngrade(t *testing.T) {
 	}
 	if s := status(); s.Version != "0.9.0" || !s.Healthy {
 		t.Fatalf("after the forced downgrade: %+v", s)
+	}
+
+	// The owner hands the app over: with the owner's rotation statement,
+	// the discovered release of the new DID is an update.
+	rot, err := registry.SignRotation("pinapp", ownerKey, stranger.DID(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotJSON, _ := rot.Marshal()
+	if code, out := call(t, n, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: theirs.CID.String(), Rotations: []json.RawMessage{rotJSON}}); code != http.StatusOK {
+		t.Fatalf("update with the owner's rotation statement: %d %s", code, out)
+	}
+	if s := status(); s.Version != "9.0.0" || !s.Healthy || s.Publisher != stranger.DID() {
+		t.Fatalf("after the rotation: %+v", s)
 	}
 }
 
