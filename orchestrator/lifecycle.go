@@ -774,6 +774,9 @@ func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *R
 	if st.Current.CID == rel.CID {
 		return nil
 	}
+	if pin == nil { // fail closed: never an update without an authorized pin
+		return fmt.Errorf("app %s: release %s was not authorized: %w", a.id, rel.CID, ErrPublisherMismatch)
+	}
 	old := st.Current
 	oldM, err := old.Manifest()
 	if err != nil {
