@@ -98,6 +98,30 @@ type InstallRequest struct {
 	// Archives maps containers to OCI archive paths on this machine
 	// (optional).
 	Archives map[string]string `json:"archives,omitempty"`
+	// AllowDowngrade is the owner forcing a release whose version is not
+	// above the installed one.
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
+	// Rotations are rotation statements (DSSE JSON, oldest first) signed
+	// by the installed app's publisher that name the release's publisher
+	// as its successor.
+	Rotations []json.RawMessage `json:"rotations,omitempty"`
+}
+
+// maxRotations caps the rotation statements one install request carries.
+const maxRotations = 32
+
+// options turns the request's owner choices into orchestrator options:
+// the same authority rules hold whether the release came as an envelope
+// or by CID from discovery or a catalog.
+func (req *InstallRequest) options() []orchestrator.Option {
+	var opts []orchestrator.Option
+	if req.AllowDowngrade {
+		opts = append(opts, orchestrator.AllowDowngrade())
+	}
+	for _, r := range req.Rotations {
+		opts = append(opts, orchestrator.WithRotations(r))
+	}
+	return opts
 }
 
 func (n *Node) appsHandlers(mux *http.ServeMux) {
@@ -108,6 +132,9 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		var req InstallRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, did.MaxEnvelopeSize+1<<20)).Decode(&req); err != nil {
 			return badRequest(fmt.Errorf("read install request: %w", err))
+		}
+		if len(req.Rotations) > maxRotations {
+			return badRequest(fmt.Errorf("install request: %d rotation statements, at most %d", len(req.Rotations), maxRotations))
 		}
 		if len(req.Envelope) == 0 {
 			if req.CID == "" {
@@ -132,14 +159,17 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		trackApp(r.Context(), v.Manifest.ID)
 		n.imgMu.RLock()
 		defer n.imgMu.RUnlock()
+		// The orchestrator refuses a release from another publisher than
+		// the installed app's (or its kept data's) and a version that does
+		// not go up: 409 with the reason.
 		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
-			err := n.orch.Update(r.Context(), v, req.Archives)
+			err := n.orch.Update(r.Context(), v, req.Archives, req.options()...)
 			if err == nil {
 				n.pruneLater()
 			}
 			return err
 		}
-		return n.orch.Install(r.Context(), v, req.Archives)
+		return n.orch.Install(r.Context(), v, req.Archives, req.options()...)
 	}))
 	for _, op := range []struct {
 		name string

@@ -74,7 +74,13 @@ func (o *Orchestrator) getApp(id string) (*app, error) {
 // app's data and secrets (kept for a retry), unless it only waits for a
 // required app: then it stays installed, waiting, and the reconciler
 // starts it once the requirement is healthy.
-func (o *Orchestrator) Install(ctx context.Context, v *registry.Verified, archives map[string]string) error {
+//
+// The app is pinned to the release's publisher DID. A release of an
+// installed id from another DID is refused (ErrPublisherMismatch), and so
+// is one whose id has data and secrets kept from an uninstall by another
+// publisher: they are never handed to another publisher's containers.
+func (o *Orchestrator) Install(ctx context.Context, v *registry.Verified, archives map[string]string, opts ...Option) error {
+	opt := optionsOf(opts)
 	rel, err := releaseOf(v, archives)
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
@@ -103,13 +109,21 @@ func (o *Orchestrator) Install(ctx context.Context, v *registry.Verified, archiv
 		switch {
 		case st.Intent == IntentRemoved:
 			return fmt.Errorf("install %s: an uninstall is still finishing: %w", m.ID, ErrBusy)
+		case st.Pin != nil && m.Publisher != st.Pin.Publisher:
+			return fmt.Errorf("install %s %s: it is signed by %s, but the installed %s is pinned to %s: %w",
+				m.ID, m.Version, m.Publisher, m.ID, st.Pin.Publisher, ErrPublisherMismatch)
 		case st.Current.CID != rel.CID:
 			return fmt.Errorf("install %s %s: version %s is installed (update it instead): %w", m.ID, m.Version, st.Current.Version, ErrAlreadyInstalled)
 		}
 		return o.startLocked(ctx, a, "install")
 	}
+	pin, err := o.authorizeNew(rel, opt)
+	if err != nil {
+		o.dropIfNew(a)
+		return fmt.Errorf("install %s %s: %w", m.ID, m.Version, err)
+	}
 	op := o.newOp(a, "install")
-	err = o.install(ctx, op, a, rel)
+	err = o.install(ctx, op, a, rel, pin)
 	if err != nil && !errors.Is(err, ErrWaiting) {
 		// Undo: no half-installed app, no ghost.
 		o.mu.Lock()
@@ -154,7 +168,7 @@ func (o *Orchestrator) forget(a *app) error {
 	return nil
 }
 
-func (o *Orchestrator) install(ctx context.Context, op *operation, a *app, rel *Release) error {
+func (o *Orchestrator) install(ctx context.Context, op *operation, a *app, rel *Release, pin *Pin) error {
 	m, _ := rel.Manifest()
 	if err := o.fetch(ctx, op, rel, nil, 0, 0.1); err != nil {
 		return err
@@ -162,7 +176,11 @@ func (o *Orchestrator) install(ctx context.Context, op *operation, a *app, rel *
 	if err := o.load(ctx, op, rel, 0.1, 0.35); err != nil {
 		return err
 	}
-	st := &AppState{ID: m.ID, Intent: IntentRunning, Current: rel, Pending: &Pending{Op: "install", Started: o.cfg.Now()}}
+	// Before any secret or data folder exists: they go with the pin.
+	if err := o.store.savePin(m.ID, rel.Version, pin); err != nil {
+		return err
+	}
+	st := &AppState{ID: m.ID, Intent: IntentRunning, Current: rel, Pending: &Pending{Op: "install", Started: o.cfg.Now()}, Pin: pin}
 	if err := o.store.save(st); err != nil {
 		return err
 	}
@@ -706,7 +724,14 @@ func (o *Orchestrator) Restart(ctx context.Context, id string) error {
 // healthy; if it is not within its health deadline, the old version is
 // brought back and Update returns an error wrapping ErrRolledBack. Data
 // and secrets are kept either way.
-func (o *Orchestrator) Update(ctx context.Context, v *registry.Verified, archives map[string]string) error {
+//
+// Only a release from the DID the app is pinned to is an update, or from
+// the DID a rotation statement signed by it names (WithRotations; the pin
+// then moves): anything else is refused with ErrPublisherMismatch before
+// the app is touched. The version must go up unless AllowDowngrade is
+// given (ErrDowngrade).
+func (o *Orchestrator) Update(ctx context.Context, v *registry.Verified, archives map[string]string, opts ...Option) error {
+	opt := optionsOf(opts)
 	rel, err := releaseOf(v, archives)
 	if err != nil {
 		return fmt.Errorf("update: %w", err)
@@ -720,13 +745,27 @@ func (o *Orchestrator) Update(ctx context.Context, v *registry.Verified, archive
 		return fmt.Errorf("update: %w", err)
 	}
 	defer unlock()
+	o.mu.Lock()
+	st := a.state
+	o.mu.Unlock()
+	var pin *Pin
+	if st != nil && st.Intent != IntentRemoved && st.Current.CID != rel.CID {
+		cur := st.Pin
+		if cur == nil {
+			return fmt.Errorf("update %s: the installed app has no publisher pin", a.id)
+		}
+		if pin, err = o.authorize(a.id, cur, st.Current.Version, false, rel, opt); err != nil {
+			return fmt.Errorf("update %s: %w", a.id, err)
+		}
+	}
 	op := o.newOp(a, "update")
-	err = o.update(ctx, op, a, rel)
+	err = o.update(ctx, op, a, rel, pin)
 	o.setErr(a, err)
 	return op.finish(err)
 }
 
-func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *Release) error {
+// update replaces a's release by rel, which authorize accepted with pin.
+func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *Release, pin *Pin) error {
 	o.mu.Lock()
 	st := a.state
 	o.mu.Unlock()
@@ -735,6 +774,9 @@ func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *R
 	}
 	if st.Current.CID == rel.CID {
 		return nil
+	}
+	if pin == nil { // fail closed: never an update without an authorized pin
+		return fmt.Errorf("app %s: release %s was not authorized: %w", a.id, rel.CID, ErrPublisherMismatch)
 	}
 	old := st.Current
 	oldM, err := old.Manifest()
@@ -747,12 +789,18 @@ func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *R
 	if err := o.load(ctx, op, rel, 0.1, 0.3); err != nil {
 		return err
 	}
-	older := st.Previous
+	// The pin moves (by a rotation) when the release is accepted, and
+	// stays moved should it roll back: the old DID signed the move.
+	if err := o.store.savePin(a.id, rel.Version, pin); err != nil {
+		return err
+	}
+	older, oldPin := st.Previous, st.Pin
 	st.Previous, st.Current = old, rel
 	st.Intent = IntentRunning
 	st.Pending = &Pending{Op: "update", Started: o.cfg.Now()}
+	st.Pin = pin
 	if err := o.store.save(st); err != nil {
-		st.Current, st.Previous = old, older
+		st.Current, st.Previous, st.Pin = old, older, oldPin
 		return err
 	}
 	op.report(StageSecrets, 0.3, "materialising secrets")
@@ -882,6 +930,14 @@ func (o *Orchestrator) finishUninstall(ctx context.Context, op *operation, a *ap
 			return err
 		}
 		if err := o.purgeData(sctx, a.id); err != nil {
+			return err
+		}
+		if err := o.store.dropPin(a.id); err != nil {
+			return err
+		}
+	} else if st.Pin != nil {
+		// The kept data and secrets stay with their publisher.
+		if err := o.store.savePin(a.id, st.Current.Version, st.Pin); err != nil {
 			return err
 		}
 	}

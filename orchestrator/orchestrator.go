@@ -358,9 +358,12 @@ func (o *Orchestrator) publish(a *app, p Progress) {
 // AppStatus is what the node shows about an app. It never holds secret
 // values.
 type AppStatus struct {
-	ID         string            `json:"id"`
-	Version    string            `json:"version"`
-	CID        string            `json:"cid"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	CID     string `json:"cid"`
+	// Publisher is the DID the app is pinned to: only its releases (or
+	// those of a DID it names in a rotation statement) update the app.
+	Publisher  string            `json:"publisher,omitempty"`
 	Intent     Intent            `json:"intent"`
 	Phase      string            `json:"phase"` // running, starting, stopped, waiting, failed, removing, installing, updating
 	Reason     string            `json:"reason,omitempty"`
@@ -415,6 +418,9 @@ func (o *Orchestrator) statusLocked(a *app) AppStatus {
 		s.Intent = a.state.Intent
 		s.Version = a.state.Current.Version
 		s.CID = a.state.Current.CID
+		if a.state.Pin != nil {
+			s.Publisher = a.state.Pin.Publisher
+		}
 	}
 	if a.progress != nil {
 		p := *a.progress

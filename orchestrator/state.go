@@ -73,6 +73,10 @@ type AppState struct {
 	Current  *Release `json:"current"`
 	Previous *Release `json:"previous,omitempty"` // the way back of the last update
 	Pending  *Pending `json:"pending,omitempty"`
+	// Pin is the publisher the app is pinned to (see Install and Update).
+	// A state written before pins existed is pinned to its current
+	// release's publisher when read.
+	Pin *Pin `json:"pin,omitempty"`
 }
 
 // store keeps the desired state, one JSON file per app, written atomically.
@@ -136,10 +140,74 @@ func (s *store) load() ([]*AppState, error) {
 		if a.ID+".json" != name || a.Current == nil {
 			return nil, fmt.Errorf("read state %s: bad id or no release", name)
 		}
+		if a.Pin == nil {
+			m, err := a.Current.Manifest()
+			if err != nil {
+				return nil, fmt.Errorf("read state %s: %w", name, err)
+			}
+			a.Pin = &Pin{Publisher: m.Publisher}
+		}
 		out = append(out, &a)
 	}
 	slices.SortFunc(out, func(a, b *AppState) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// keptPin is the pin of an app as it goes with the app's data and
+// secrets: written whenever the pin is set, left by an uninstall that
+// keeps them, removed by a purge. It keeps another publisher's release
+// from taking over the data of an uninstalled app.
+type keptPin struct {
+	Format  int    `json:"format"`
+	ID      string `json:"id"`
+	Version string `json:"version"` // the version the data was last used by
+	Pin     *Pin   `json:"pin"`
+}
+
+func (s *store) pinPath(id string) string { return filepath.Join(s.dir, "pins", id+".json") }
+
+// savePin records the pin that goes with app id's data.
+func (s *store) savePin(id, version string, pin *Pin) error {
+	if !validAppID(id) {
+		return fmt.Errorf("save pin: invalid app id %q", id)
+	}
+	b, err := json.MarshalIndent(keptPin{Format: StateFormat, ID: id, Version: version, Pin: pin}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save pin of %s: %w", id, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.pinPath(id)), 0o700); err != nil {
+		return fmt.Errorf("save pin of %s: %w", id, err)
+	}
+	if err := atomicfile.Write(s.pinPath(id), b, 0o600); err != nil {
+		return fmt.Errorf("save pin of %s: %w", id, err)
+	}
+	return nil
+}
+
+// keptPin reads the pin that goes with app id's data, or nil.
+func (s *store) keptPin(id string) (*keptPin, error) {
+	b, err := os.ReadFile(s.pinPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pin of %s: %w", id, err)
+	}
+	var k keptPin
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("read pin of %s: %w", id, err)
+	}
+	if k.Format != StateFormat || k.ID != id || k.Pin == nil || k.Pin.Publisher == "" {
+		return nil, fmt.Errorf("read pin of %s: %s is not a pin of this app (format %d)", id, s.pinPath(id), k.Format)
+	}
+	return &k, nil
+}
+
+func (s *store) dropPin(id string) error {
+	if err := os.Remove(s.pinPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove pin of %s: %w", id, err)
+	}
+	return nil
 }
 
 // validAppID keeps ids usable in file and container names.

@@ -11,5 +11,6 @@ func newAppCmd() *cobra.Command {
 	c.AddCommand(newAppVerifyCmd())
 	c.AddCommand(newAppPublishCmd(), newAppWithdrawCmd(), newAppListCmd())
 	c.AddCommand(newAppTestCmd(), newAppInstallCmd(), newAppUninstallCmd())
+	c.AddCommand(newAppRotateCmd())
 	return c
 }

@@ -19,6 +19,8 @@ import (
 func newAppInstallCmd() *cobra.Command {
 	var dataDir, signed string
 	var asJSON bool
+	var allowDowngrade bool
+	var rotations []string
 	c := &cobra.Command{
 		Use:   "install PATH|CID [--signed FILE]",
 		Short: "Install (or update to) a signed app on the running node",
@@ -35,11 +37,24 @@ CID is the manifest CID of a release the node discovered (archy app list
 --discovered) or found in a followed catalog: the node fetches the images
 from the swarm by the CIDs the manifest pins, each checked on arrival.
 
+An installed app is pinned to its publisher's DID: a release from another
+DID is refused as a different app unless --rotation hands a statement
+signed by the installed publisher (archy app rotate) naming the new one.
+A version that does not go up is refused unless --allow-downgrade.
+
 The node runs the install as an operation: the command follows its
 progress (--json: its events as JSON lines) until it ends; interrupted,
 the install goes on in the node.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			req := node.InstallRequest{AllowDowngrade: allowDowngrade}
+			for _, f := range rotations {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("--rotation: %w", err)
+				}
+				req.Rotations = append(req.Rotations, b)
+			}
 			if _, statErr := os.Stat(args[0]); statErr != nil && signed == "" {
 				if c, err := cas.Parse(args[0]); err == nil {
 					nc, err := newNodeClient(dataDir)
@@ -47,7 +62,8 @@ the install goes on in the node.`,
 						return err
 					}
 					nc.json = asJSON
-					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{CID: c.String()}); err != nil {
+					req.CID = c.String()
+					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
 						return fmt.Errorf("install %s: %w", c, err)
 					}
 					if !asJSON {
@@ -79,7 +95,8 @@ the install goes on in the node.`,
 				return err
 			}
 			nc.json = asJSON
-			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", node.InstallRequest{Envelope: env, Archives: l.Archives}); err != nil {
+			req.Envelope, req.Archives = env, l.Archives
+			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
 				return fmt.Errorf("install %s %s: %w", l.Manifest.ID, l.Manifest.Version, err)
 			}
 			if !asJSON {
@@ -91,6 +108,8 @@ the install goes on in the node.`,
 	dataDirFlag(c, &dataDir)
 	c.Flags().BoolVar(&asJSON, "json", false, "print the operation's events as JSON lines")
 	c.Flags().StringVar(&signed, "signed", "", "the signed envelope (default <PATH>/"+signedFile+")")
+	c.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "install a version that is not above the installed one")
+	c.Flags().StringArrayVar(&rotations, "rotation", nil, "a rotation statement file (archy app rotate) moving the app to this release's publisher; repeat for a chain, oldest first")
 	return c
 }
 
