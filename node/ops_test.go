@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -305,5 +306,60 @@ func TestSlowUploadOutlivesRequestTimeout(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Fatal("an upload stalled for twice the timeout was kept")
 		}
+	}
+}
+
+// TestOpTableKeepsEndedOpsForTTL: an ended operation stays readable for
+// the TTL, then goes; at most maxEndedOps ended ones are kept (the
+// oldest go first), at most maxRunningOps run at once, and an operation
+// keeps at most maxOpEvents events, the end event last.
+func TestOpTableKeepsEndedOpsForTTL(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	tab := newOpTable(time.Minute, func() time.Time { return now })
+	o, err := tab.start("install", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxOpEvents + 10 {
+		tab.emit(o, OpEvent{Type: EventProgress})
+	}
+	tab.emit(o, OpEvent{Type: EventEnd, OK: true})
+	tab.emit(o, OpEvent{Type: EventProgress}) // after the end: dropped
+	evs, ended, _ := tab.since(o, 0)
+	if !ended || len(evs) != maxOpEvents || evs[len(evs)-1].Type != EventEnd || evs[len(evs)-1].Seq != maxOpEvents+11 {
+		t.Fatalf("%d events kept, ended %v, last %+v", len(evs), ended, evs[len(evs)-1])
+	}
+	now = now.Add(59 * time.Second)
+	if tab.get(o.id) == nil || tab.status(o).State != OpSucceeded {
+		t.Fatal("an operation that ended 59 s ago is gone")
+	}
+	now = now.Add(2 * time.Second)
+	if tab.get(o.id) != nil {
+		t.Fatal("an operation that ended past the TTL is kept")
+	}
+
+	var first *op
+	for i := range maxEndedOps + 5 {
+		o, err := tab.start("stop", "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = o
+		}
+		tab.emit(o, OpEvent{Type: EventEnd})
+		now = now.Add(time.Millisecond)
+	}
+	tab.get("")
+	if len(tab.ops) != maxEndedOps || tab.ops[first.id] != nil {
+		t.Fatalf("%d ended operations kept (at most %d), the oldest kept: %v", len(tab.ops), maxEndedOps, tab.ops[first.id] != nil)
+	}
+	for range maxRunningOps {
+		if _, err := tab.start("start", "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tab.start("start", "b"); !errors.Is(err, ErrTooManyOps) {
+		t.Fatalf("operation beyond %d running: %v", maxRunningOps, err)
 	}
 }
