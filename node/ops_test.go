@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/ociimage"
 	"github.com/archy-node/archy/orchestrator"
@@ -232,5 +234,132 @@ func TestOperationOutlivesRequestTimeout(t *testing.T) {
 		t.Fatalf("unknown operation: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+}
+
+// trickle is an upload body that sends a chunk every gap, until stop
+// is closed.
+type trickle struct {
+	left, chunk int
+	gap         time.Duration
+	sent        bool
+	stop        chan struct{}
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	if r.sent {
+		select {
+		case <-time.After(r.gap):
+		case <-r.stop:
+			return 0, io.ErrUnexpectedEOF
+		}
+	}
+	r.sent = true
+	k := min(len(p), r.chunk, r.left)
+	for i := range p[:k] {
+		p[i] = byte(r.left - i)
+	}
+	r.left -= k
+	return k, nil
+}
+
+// TestSlowUploadOutlivesRequestTimeout: with the API's request timeout
+// at one second, a blob upload that takes three seconds but never stalls
+// for a second is kept whole and answered; one that stalls is cut.
+func TestSlowUploadOutlivesRequestTimeout(t *testing.T) {
+	n := runNode(t, Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+		Podman: PodmanConfig{Socket: "off"}, API: APIConfig{RequestTimeout: time.Second},
+		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	const size, chunk = 12 * 32 << 10, 32 << 10
+	var want bytes.Buffer
+	if _, err := io.Copy(&want, &trickle{left: size, chunk: chunk}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, n.APIURL()+"/api/v1/blobs", &trickle{left: size, chunk: chunk, gap: 250 * time.Millisecond})
+	req.Header.Set("Authorization", "Bearer "+n.Token())
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("upload cut after %s: %v", time.Since(began), err)
+	}
+	defer resp.Body.Close()
+	var res struct{ Sum string }
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload: %s %v", resp.Status, err)
+	}
+	if took := time.Since(began); took < 2*time.Second {
+		t.Fatalf("the upload took %s: it was meant to outlast the timeout", took)
+	}
+	if res.Sum != cas.Sum(want.Bytes()).String() {
+		t.Fatalf("the node kept %s, the upload was %s", res.Sum, cas.Sum(want.Bytes()))
+	}
+	// A stalled upload still ends.
+	stop := make(chan struct{})
+	defer close(stop)
+	req, _ = http.NewRequest(http.MethodPost, n.APIURL()+"/api/v1/blobs", &trickle{left: 3 * chunk, chunk: chunk, gap: 2 * time.Second, stop: stop})
+	req.Header.Set("Authorization", "Bearer "+n.Token())
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("an upload stalled for twice the timeout was kept")
+		}
+	}
+}
+
+// TestOpTableKeepsEndedOpsForTTL: an ended operation stays readable for
+// the TTL, then goes; at most maxEndedOps ended ones are kept (the
+// oldest go first), at most maxRunningOps run at once, and an operation
+// keeps at most maxOpEvents events, the end event last.
+func TestOpTableKeepsEndedOpsForTTL(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	tab := newOpTable(time.Minute, func() time.Time { return now })
+	o, err := tab.start("install", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxOpEvents + 10 {
+		tab.emit(o, OpEvent{Type: EventProgress})
+	}
+	tab.emit(o, OpEvent{Type: EventEnd, OK: true})
+	tab.emit(o, OpEvent{Type: EventProgress}) // after the end: dropped
+	evs, ended, _ := tab.since(o, 0)
+	if !ended || len(evs) != maxOpEvents || evs[len(evs)-1].Type != EventEnd || evs[len(evs)-1].Seq != maxOpEvents+11 {
+		t.Fatalf("%d events kept, ended %v, last %+v", len(evs), ended, evs[len(evs)-1])
+	}
+	now = now.Add(59 * time.Second)
+	if tab.get(o.id) == nil || tab.status(o).State != OpSucceeded {
+		t.Fatal("an operation that ended 59 s ago is gone")
+	}
+	now = now.Add(2 * time.Second)
+	if tab.get(o.id) != nil {
+		t.Fatal("an operation that ended past the TTL is kept")
+	}
+
+	var first *op
+	for i := range maxEndedOps + 5 {
+		o, err := tab.start("stop", "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = o
+		}
+		tab.emit(o, OpEvent{Type: EventEnd})
+		now = now.Add(time.Millisecond)
+	}
+	tab.get("")
+	if len(tab.ops) != maxEndedOps || tab.ops[first.id] != nil {
+		t.Fatalf("%d ended operations kept (at most %d), the oldest kept: %v", len(tab.ops), maxEndedOps, tab.ops[first.id] != nil)
+	}
+	for range maxRunningOps {
+		if _, err := tab.start("start", "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tab.start("start", "b"); !errors.Is(err, ErrTooManyOps) {
+		t.Fatalf("operation beyond %d running: %v", maxRunningOps, err)
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +153,125 @@ func TestInstallFollowsOperation(t *testing.T) {
 	_, _, err = execArchy(t, "app", "uninstall", "cliapp", "--data", data)
 	if err == nil || !strings.Contains(err.Error(), "not installed") {
 		t.Fatalf("uninstall of an app not installed: %v", err)
+	}
+}
+
+// cutProxy relays TCP connections to a node's API and cuts, once, the
+// connection that carries the first event of a stream to the client;
+// it notes whether a later request resumed with Last-Event-ID.
+type cutProxy struct {
+	ln      net.Listener
+	target  string
+	cut     atomic.Bool
+	resumed atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); p.relay(c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns { // idle keep-alive connections too
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) relay(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := c.Read(buf)
+			if k > 0 {
+				if p.cut.Load() && bytes.Contains(bytes.ToLower(buf[:k]), []byte("last-event-id:")) {
+					p.resumed.Store(true)
+				}
+				if _, werr := s.Write(buf[:k]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				s.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := s.Read(buf)
+		if k > 0 {
+			if _, werr := c.Write(buf[:k]); werr != nil {
+				return
+			}
+			if bytes.Contains(buf[:k], []byte("event: progress")) && p.cut.CompareAndSwap(false, true) {
+				return // the client loses the connection mid-stream
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestInstallSurvivesLostStream: the connection carrying an install's
+// event stream breaks after the first event; `archy app install` opens
+// the stream again from the last event it saw and reports the install's
+// success.
+func TestInstallSurvivesLostStream(t *testing.T) {
+	rt := memruntime.New(memruntime.Config{CallTimeout: time.Minute})
+	data := twinNode(t, rt, time.Second)
+	app := twinAppDir(t, rt, "cutapp")
+	b, err := os.ReadFile(filepath.Join(data, "api.addr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newCutProxy(t, strings.TrimPrefix(strings.TrimSpace(string(b)), "http://"))
+	if err := os.WriteFile(filepath.Join(data, "api.addr"), []byte("http://"+p.ln.Addr().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt.Hang()
+	resume := time.AfterFunc(2*time.Second, rt.Resume)
+	defer resume.Stop()
+	stdout, stderr, err := execArchy(t, "app", "install", app, "--data", data)
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, stderr)
+	}
+	if stdout != "installed cutapp 1.0.0\n" || !p.cut.Load() || !p.resumed.Load() {
+		t.Fatalf("install printed %q; stream cut %v, resumed with Last-Event-ID %v\n%s", stdout, p.cut.Load(), p.resumed.Load(), stderr)
+	}
+	if strings.Count(stderr, "install started\n") != 1 {
+		t.Fatalf("events repeated after the reconnect:\n%s", stderr)
 	}
 }
