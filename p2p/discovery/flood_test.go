@@ -42,7 +42,6 @@ func TestJunkFloodDoesNotDelayValid(t *testing.T) {
 	f := newFixture(t, "1.0.0")
 	start := time.Now()
 	publishEvents(t, url, f.events(t, now)...)
-	waitRelease(t, n, "hello-web", "1.0.0", false)
 	waitRelease(t, n, "hello-web", "1.0.0", true)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("valid release took %v behind the flood", d)
@@ -51,7 +50,7 @@ func TestJunkFloodDoesNotDelayValid(t *testing.T) {
 	if s.Dropped[ErrTags.Error()] < 10000 {
 		t.Fatalf("junk not all dropped: %+v", s)
 	}
-	if len(n.store.List()) != 2 {
-		t.Fatalf("store holds %d releases", len(n.store.List()))
+	if len(n.store.List()) != 1 {
+		t.Fatalf("store lists %d releases", len(n.store.List()))
 	}
 }
