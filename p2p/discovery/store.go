@@ -132,6 +132,7 @@ type Store struct {
 	mu        sync.Mutex
 	releases  map[string]*Release // by address
 	pubs      map[string]*publisher
+	byCID     map[cid.Cid]map[string]struct{} // manifest CID → addresses
 	bytes     int64
 	tombstone map[string]int64 // address → deletion created_at
 	keeper    Keeper
@@ -179,7 +180,7 @@ func OpenStore(path string) (*Store, error) {
 // a source of trust.
 func NewStore(cfg StoreConfig) (*Store, error) {
 	cfg.setDefaults()
-	s := &Store{cfg: cfg, releases: map[string]*Release{}, pubs: map[string]*publisher{}, tombstone: map[string]int64{}}
+	s := &Store{cfg: cfg, releases: map[string]*Release{}, pubs: map[string]*publisher{}, byCID: map[cid.Cid]map[string]struct{}{}, tombstone: map[string]int64{}}
 	if cfg.Path == "" {
 		return s, nil
 	}
@@ -356,6 +357,10 @@ func (s *Store) index(addr string, r *Release, firstSeen int64) {
 	}
 	p.addrs[addr] = struct{}{}
 	s.bytes += cost(r)
+	if s.byCID[r.CID] == nil {
+		s.byCID[r.CID] = map[string]struct{}{}
+	}
+	s.byCID[r.CID][addr] = struct{}{}
 }
 
 // unindex removes what is held at addr.
@@ -366,6 +371,12 @@ func (s *Store) unindex(addr string) {
 	}
 	delete(s.releases, addr)
 	s.bytes -= cost(r)
+	if m := s.byCID[r.CID]; m != nil {
+		delete(m, addr)
+		if len(m) == 0 {
+			delete(s.byCID, r.CID)
+		}
+	}
 	if p := s.pubs[r.Publisher]; p != nil {
 		delete(p.addrs, addr)
 		if len(p.addrs) == 0 {
@@ -430,9 +441,11 @@ func (s *Store) enforceLocked(pub string) []string {
 	var kept map[cid.Cid]bool
 	keptOnce := func() map[cid.Cid]bool {
 		if kept == nil {
-			kept = map[cid.Cid]bool{}
 			if s.keeper != nil {
 				kept = s.keeper.Kept()
+			}
+			if kept == nil {
+				kept = map[cid.Cid]bool{}
 			}
 		}
 		return kept
@@ -445,26 +458,25 @@ func (s *Store) enforceLocked(pub string) []string {
 		s.unindex(a)
 		out = append(out, a)
 	}
-	var skip map[string]bool
-	for len(s.releases) > s.cfg.MaxEvents || s.bytes > s.cfg.MaxBytes {
-		victim := s.victimPublisher(skip)
-		if victim == "" {
-			break // everything left is kept
-		}
-		a := s.worstOf(s.pubs[victim], keptOnce())
-		if a == "" {
-			if skip == nil {
-				skip = map[string]bool{}
+	if len(s.releases) > s.cfg.MaxEvents || s.bytes > s.cfg.MaxBytes {
+		// Kept events do not count towards a publisher's share.
+		keptBy := map[string]int{}
+		for c := range keptOnce() {
+			for a := range s.byCID[c] {
+				keptBy[s.releases[a].Publisher]++
 			}
-			skip[victim] = true
-			continue
 		}
-		s.unindex(a)
-		out = append(out, a)
+		for len(s.releases) > s.cfg.MaxEvents || s.bytes > s.cfg.MaxBytes {
+			victim := s.victimPublisher(keptBy)
+			if victim == "" {
+				break // everything left is kept
+			}
+			a := s.worstOf(s.pubs[victim], kept)
+			s.unindex(a)
+			out = append(out, a)
+		}
 	}
-	if len(out) > 0 {
-		s.evicted += int64(len(out))
-	}
+	s.evicted += int64(len(out))
 	return out
 }
 
@@ -496,23 +508,23 @@ func evictBefore(a *Release, aAddr string, b *Release, bAddr string) bool {
 }
 
 // victimPublisher is the publisher to evict from: the lowest rank, then
-// the most events, then the latest first seen.
-func (s *Store) victimPublisher(skip map[string]bool) string {
+// the most events that are not kept, then the one first seen last.
+func (s *Store) victimPublisher(keptBy map[string]int) string {
 	var victim string
-	var vp *publisher
-	vrank := 0
+	var vfirst int64
+	vrank, vn := 0, 0
 	for did, p := range s.pubs {
-		if skip[did] {
+		n := len(p.addrs) - keptBy[did]
+		if n <= 0 {
 			continue
 		}
 		rank := 0
 		if s.ranker != nil {
 			rank = s.ranker.Rank(did)
 		}
-		if vp == nil || rank < vrank ||
-			(rank == vrank && (len(p.addrs) > len(vp.addrs) ||
-				(len(p.addrs) == len(vp.addrs) && (p.firstSeen > vp.firstSeen || (p.firstSeen == vp.firstSeen && did > victim))))) {
-			victim, vp, vrank = did, p, rank
+		if victim == "" || rank < vrank ||
+			(rank == vrank && (n > vn || (n == vn && (p.firstSeen > vfirst || (p.firstSeen == vfirst && did > victim))))) {
+			victim, vfirst, vrank, vn = did, p.firstSeen, rank, n
 		}
 	}
 	return victim
