@@ -13,9 +13,11 @@ import (
 
 // listedRelease is one row of `archy app list --discovered --json`.
 type listedRelease struct {
-	ID          string    `json:"id"`
-	Version     string    `json:"version"`
-	Channel     string    `json:"channel"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	Channel string `json:"channel"`
+	// Latest says the publisher's "latest" pointer for the app names
+	// this release.
 	Latest      bool      `json:"latest"`
 	Publisher   string    `json:"publisher"`
 	NostrPubKey string    `json:"nostr_pubkey"`
@@ -34,9 +36,9 @@ func newAppListCmd() *cobra.Command {
 		Use:   "list [--discovered] [--data DIR]",
 		Short: "List the apps a running node has installed, or (--discovered) the releases it found on relays",
 		Long: `List the verified releases in the node's discovery store
-(<data>/discovery/discovered.json): app id, version, channel, whether the row
-is the app's "latest" pointer, publisher DID, manifest CID and announcement
-time. The data folder defaults to $XDG_DATA_HOME/archy, else
+(<data>/discovery/discovered.json and its journal), one row per release: app
+id, version, channel, whether it is the release the publisher's "latest"
+pointer names, publisher DID, manifest CID and announcement time. The data folder defaults to $XDG_DATA_HOME/archy, else
 ~/.local/share/archy. Without --discovered, the installed apps of the running
 node of that data folder: id, version, phase, health and why.`,
 		Args: cobra.NoArgs,
@@ -52,7 +54,8 @@ node of that data folder: id, version, phase, health and why.`,
 				dataDir = d
 			}
 			path := discovery.StorePath(dataDir)
-			st, err := discovery.OpenStore(path)
+			// Read-only: the node may be appending to the store meanwhile.
+			st, err := discovery.NewStore(discovery.StoreConfig{Path: path, ReadOnly: true})
 			if err != nil {
 				return err
 			}

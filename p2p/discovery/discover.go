@@ -72,6 +72,8 @@ func (c *Config) setDefaults() {
 // Stats counts what the discoverer did, for tests and metrics.
 type Stats struct {
 	Received, Duplicate, Accepted, Deleted int64
+	// Handled counts events fully dealt with (stored, refused or dropped).
+	Handled int64
 	Dropped                                map[string]int64 // by reason
 }
 
@@ -204,6 +206,11 @@ func (d *Discoverer) subscribeOnce(ctx context.Context, url string) error {
 // handle verifies one event and applies it. Cheap checks come first so a
 // flood of junk costs little; nothing from the event reaches the log.
 func (d *Discoverer) handle(relay string, ev *nostr.Event) {
+	defer func() {
+		d.mu.Lock()
+		d.stats.Handled++
+		d.mu.Unlock()
+	}()
 	sigOK := false
 	d.mu.Lock()
 	d.stats.Received++

@@ -90,8 +90,8 @@ func (c *StoreConfig) setDefaults() {
 // Keeper names the releases a Store keeps whatever its caps say.
 type Keeper interface {
 	// Kept returns the manifest CIDs of the releases installed or pinned
-	// on this node. The store calls it only when it must evict, under its
-	// lock: it must not call the store.
+	// on this node. The store calls it on every change, without holding
+	// its lock.
 	Kept() map[cid.Cid]bool
 }
 
@@ -389,6 +389,7 @@ func (s *Store) unindex(addr string) {
 // leave room for it; it reports whether the store changed.
 func (s *Store) Put(r *Release) (bool, error) {
 	addr := address(r.NostrPubKey, r.D)
+	kept := s.kept()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if del, ok := s.tombstone[addr]; ok && r.CreatedAt.Unix() <= del {
@@ -412,7 +413,7 @@ func (s *Store) Put(r *Release) (bool, error) {
 	s.unindex(addr)
 	s.releases[addr] = r
 	s.index(addr, r, firstSeen)
-	evicted := s.enforceLocked(r.Publisher)
+	evicted := s.enforceLocked(r.Publisher, kept)
 	var entries []journalEntry
 	stored := true
 	for _, a := range evicted {
@@ -433,25 +434,24 @@ func (s *Store) Put(r *Release) (bool, error) {
 	return stored, s.appendLocked(entries...)
 }
 
-// enforceLocked evicts until the store is within its caps, first within
-// publisher pub (who just added an event), then across publishers; it
-// returns the evicted addresses.
-func (s *Store) enforceLocked(pub string) []string {
-	var out []string
-	var kept map[cid.Cid]bool
-	keptOnce := func() map[cid.Cid]bool {
-		if kept == nil {
-			if s.keeper != nil {
-				kept = s.keeper.Kept()
-			}
-			if kept == nil {
-				kept = map[cid.Cid]bool{}
-			}
-		}
-		return kept
+// kept asks the Keeper, outside the lock (it may take locks of its own).
+func (s *Store) kept() map[cid.Cid]bool {
+	s.mu.Lock()
+	k := s.keeper
+	s.mu.Unlock()
+	if k == nil {
+		return nil
 	}
+	return k.Kept()
+}
+
+// enforceLocked evicts until the store is within its caps, first within
+// publisher pub (who just added an event), then across publishers, never
+// an event whose manifest is kept; it returns the evicted addresses.
+func (s *Store) enforceLocked(pub string, kept map[cid.Cid]bool) []string {
+	var out []string
 	for p := s.pubs[pub]; p != nil && len(p.addrs) > s.cfg.MaxPerPublisher; p = s.pubs[pub] {
-		a := s.worstOf(p, keptOnce())
+		a := s.worstOf(p, kept)
 		if a == "" {
 			break
 		}
@@ -461,7 +461,7 @@ func (s *Store) enforceLocked(pub string) []string {
 	if len(s.releases) > s.cfg.MaxEvents || s.bytes > s.cfg.MaxBytes {
 		// Kept events do not count towards a publisher's share.
 		keptBy := map[string]int{}
-		for c := range keptOnce() {
+		for c := range kept {
 			for a := range s.byCID[c] {
 				keptBy[s.releases[a].Publisher]++
 			}
@@ -541,6 +541,7 @@ func (s *Store) Complete(c *Release) (bool, error) {
 		return false, errors.New("complete release: no verified envelope")
 	}
 	addr := address(c.NostrPubKey, c.D)
+	kept := s.kept()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.releases[addr]
@@ -568,7 +569,7 @@ func (s *Store) Complete(c *Release) (bool, error) {
 		entries = append(entries, journalEntry{Op: "put", R: r})
 	}
 	// A completed envelope counts against MaxBytes like any other.
-	for _, a := range s.enforceLocked(c.Publisher) {
+	for _, a := range s.enforceLocked(c.Publisher, kept) {
 		entries = append(entries, journalEntry{Op: "drop", Addr: a})
 	}
 	return true, s.appendLocked(entries...)
