@@ -74,7 +74,7 @@ type Stats struct {
 	Received, Duplicate, Accepted, Deleted int64
 	// Handled counts events fully dealt with (stored, refused or dropped).
 	Handled int64
-	Dropped                                map[string]int64 // by reason
+	Dropped map[string]int64 // by reason
 }
 
 // Discoverer subscribes to relays and feeds verified releases to a Store.
