@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -335,3 +336,67 @@ func TestStoreJournal(t *testing.T) {
 		t.Fatalf("after the torn tail, reopened store lists %d rows, want %d", n, len(want)+1)
 	}
 }
+
+// TestStoreRankerAndTombstones checks that a Ranker's higher rank keeps a
+// publisher whatever its share, and that withdrawals are bounded per key
+// and in all, the oldest forgotten first.
+func TestStoreRankerAndTombstones(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s, err := NewStore(StoreConfig{MaxPerPublisher: 3, MaxEvents: 6, MaxTombstones: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetRanker(rankFunc(func(did string) int {
+		if did == "did:key:trusted" {
+			return 1
+		}
+		return 0
+	}))
+	for v := range 3 {
+		mustPut(t, s, synth("trusted", "app", fmt.Sprint(v), t0.Add(time.Duration(v)*time.Second), false))
+	}
+	for p := range 6 {
+		mustPut(t, s, synth(fmt.Sprint("sybil", p), "app", "1", t0, false))
+	}
+	st := s.Stats()
+	if st.Events != 6 || st.MaxPublisher != 3 {
+		t.Fatalf("stats %+v: the ranked publisher lost events", st)
+	}
+
+	del := func(pub string, at int64, versions ...string) {
+		ev := nostr.Event{PubKey: pub, CreatedAt: nostr.Timestamp(at)}
+		for _, v := range versions {
+			ev.Tags = append(ev.Tags, nostr.Tag{"a", address(pub, ReleaseD("app", v))})
+		}
+		if _, err := s.Delete(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del("x", 100, "1", "2", "3", "4") // four from one key: the oldest goes
+	if st := s.Stats(); st.Tombstones != 3 {
+		t.Fatalf("%d withdrawals kept for one key, want 3", st.Tombstones)
+	}
+	del("y", 200, "1", "2")
+	del("z", 300, "1", "2")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tombstone) != 5 {
+		t.Fatalf("%d withdrawals kept, want 5", len(s.tombstone))
+	}
+	xs := 0
+	for a := range s.tombstone {
+		if strings.Contains(a, ":x:") {
+			xs++
+		}
+	}
+	if xs != 1 { // 3 + 2 + 2 withdrawals: the two oldest (x's) go
+		t.Fatalf("%d of x's withdrawals kept, want 1", xs)
+	}
+	if _, ok := s.tombstone[address("z", ReleaseD("app", "2"))]; !ok {
+		t.Fatal("the newest withdrawal was forgotten")
+	}
+}
+
+type rankFunc func(string) int
+
+func (f rankFunc) Rank(did string) int { return f(did) }
