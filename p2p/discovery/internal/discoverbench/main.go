@@ -50,11 +50,12 @@ func main() {
 	flag.IntVar(&cfg.releases, "releases", 200, "releases to publish")
 	flag.IntVar(&cfg.nodes, "nodes", 3, "subscribing nodes")
 	flag.DurationVar(&cfg.interval, "interval", 10*time.Millisecond, "time between two releases (open loop)")
-	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up on each part after this long")
+	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up on the latency part after this long")
 	var fc floodConfig
 	flag.IntVar(&fc.dids, "flood-dids", 100, "throwaway publishers in the flood (0: no flood)")
 	flag.IntVar(&fc.apps, "flood-apps", 10, "apps per flood publisher")
 	flag.IntVar(&fc.versions, "flood-versions", 10, "versions per flood app")
+	floodTimeout := flag.Duration("flood-timeout", 5*time.Minute, "give up on the flood (signing included) after this long")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
@@ -65,7 +66,7 @@ func main() {
 	if fc.dids <= 0 {
 		return
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), cfg.timeout)
+	ctx, cancel = context.WithTimeout(context.Background(), *floodTimeout)
 	defer cancel()
 	if err := flood(ctx, os.Stdout, os.Stderr, fc); err != nil {
 		fmt.Fprintln(os.Stderr, "discoverbench: flood:", err)
