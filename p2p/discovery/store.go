@@ -388,6 +388,11 @@ func (s *Store) unindex(addr string) {
 // Put stores r if it replaces what is held at its address and the caps
 // leave room for it; it reports whether the store changed.
 func (s *Store) Put(r *Release) (bool, error) {
+	if latest := r.D == LatestD(r.AppID); r.Latest != latest {
+		c := *r // a List row: Latest says what the pointer names
+		c.Latest = latest
+		r = &c
+	}
 	addr := address(r.NostrPubKey, r.D)
 	kept := s.kept()
 	s.mu.Lock()
