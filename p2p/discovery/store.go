@@ -185,32 +185,20 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		return s, nil
 	}
 	s.journalPath = strings.TrimSuffix(cfg.Path, filepath.Ext(cfg.Path)) + ".journal"
-	firstSeen := map[string]int64{}
-	version := storeVersion
-	data, err := os.ReadFile(cfg.Path)
-	switch {
-	case os.IsNotExist(err):
-	case err != nil:
-		return nil, fmt.Errorf("open discovery store: %w", err)
-	default:
-		var f storeFile
-		if err := json.Unmarshal(data, &f); err != nil || (f.Version != 1 && f.Version != storeVersion) {
-			return nil, fmt.Errorf("open discovery store %s: unreadable or unknown version; remove it to rediscover from relays", cfg.Path)
+	var firstSeen map[string]int64
+	var version int
+	for attempt := 0; ; attempt++ {
+		before, _ := os.Stat(cfg.Path)
+		var err error
+		if firstSeen, version, err = s.read(); err != nil {
+			return nil, err
 		}
-		version = f.Version
-		s.snapSize = int64(len(data))
-		for _, r := range f.Releases {
-			s.releases[address(r.NostrPubKey, r.D)] = r
+		// A reader racing the node's compaction may have read the old
+		// snapshot and the new, empty journal: read again.
+		after, _ := os.Stat(cfg.Path)
+		if !cfg.ReadOnly || sameVersion(before, after) || attempt == 2 {
+			break
 		}
-		if f.Tombstone != nil {
-			s.tombstone = f.Tombstone
-		}
-		if f.FirstSeen != nil {
-			firstSeen = f.FirstSeen
-		}
-	}
-	if err := s.replay(firstSeen); err != nil {
-		return nil, err
 	}
 	for addr, r := range s.releases {
 		if r == nil || address(r.NostrPubKey, r.D) != addr {
@@ -241,6 +229,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("open discovery store: %w", err)
 	}
+	var err error
 	if s.journal, err = os.OpenFile(s.journalPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("open discovery store journal: %w", err)
 	}
@@ -251,6 +240,42 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// read loads the snapshot and replays the journal into s.
+func (s *Store) read() (firstSeen map[string]int64, version int, err error) {
+	s.releases, s.tombstone, firstSeen, version = map[string]*Release{}, map[string]int64{}, map[string]int64{}, storeVersion
+	data, err := os.ReadFile(s.cfg.Path)
+	switch {
+	case os.IsNotExist(err):
+	case err != nil:
+		return nil, 0, fmt.Errorf("open discovery store: %w", err)
+	default:
+		var f storeFile
+		if err := json.Unmarshal(data, &f); err != nil || (f.Version != 1 && f.Version != storeVersion) {
+			return nil, 0, fmt.Errorf("open discovery store %s: unreadable or unknown version; remove it to rediscover from relays", s.cfg.Path)
+		}
+		version = f.Version
+		s.snapSize = int64(len(data))
+		for _, r := range f.Releases {
+			s.releases[address(r.NostrPubKey, r.D)] = r
+		}
+		if f.Tombstone != nil {
+			s.tombstone = f.Tombstone
+		}
+		if f.FirstSeen != nil {
+			firstSeen = f.FirstSeen
+		}
+	}
+	return firstSeen, version, s.replay(firstSeen)
+}
+
+// sameVersion reports whether two stats of the snapshot show the same file.
+func sameVersion(a, b os.FileInfo) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // replay applies the journal to what the snapshot loaded. A line that
