@@ -18,7 +18,6 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 

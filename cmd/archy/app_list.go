@@ -13,12 +13,10 @@ import (
 
 // listedRelease is one row of `archy app list --discovered --json`.
 type listedRelease struct {
-	ID      string `json:"id"`
-	Version string `json:"version"`
-	Channel string `json:"channel"`
-	// Latest says the publisher's "latest" pointer for the app names
-	// this release.
-	Latest      bool      `json:"latest"`
+	ID          string    `json:"id"`
+	Version     string    `json:"version"`
+	Channel     string    `json:"channel"`
+	Latest      bool      `json:"latest"` // the publisher's "latest" pointer names this release
 	Publisher   string    `json:"publisher"`
 	NostrPubKey string    `json:"nostr_pubkey"`
 	CID         string    `json:"cid"`
@@ -37,10 +35,11 @@ func newAppListCmd() *cobra.Command {
 		Short: "List the apps a running node has installed, or (--discovered) the releases it found on relays",
 		Long: `List the verified releases in the node's discovery store
 (<data>/discovery/discovered.json and its journal), one row per release: app
-id, version, channel, whether it is the release the publisher's "latest"
-pointer names, publisher DID, manifest CID and announcement time. The data folder defaults to $XDG_DATA_HOME/archy, else
-~/.local/share/archy. Without --discovered, the installed apps of the running
-node of that data folder: id, version, phase, health and why.`,
+id, version, channel, whether the publisher's "latest" pointer names it,
+publisher DID, manifest CID and announcement time. The data folder defaults
+to $XDG_DATA_HOME/archy, else ~/.local/share/archy. Without --discovered,
+the installed apps of the running node of that data folder: id, version,
+phase, health and why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !discovered {
