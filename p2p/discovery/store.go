@@ -117,9 +117,12 @@ type Ranker interface {
 // release the Keeper names: within a publisher its oldest events first
 // (so newer versions and "latest" pointers stay); across publishers, from
 // the lowest-ranked publisher (Ranker), among equals from the one holding
-// the most events, among those from the one first seen last. So a flood of
-// throwaway DIDs evicts itself, publishers seen before it keep their
-// releases, and a new publisher after it still gets in.
+// the most events not kept, among those from the one first seen last. So
+// a flood of throwaway DIDs evicts itself down to an equal share each; a
+// publisher seen before it keeps whatever fits in that share (all of it,
+// for one with a few releases), and a new publisher after it still gets
+// in. (Evicting by first-seen alone would lock every newcomer out of a
+// full store.)
 //
 // It persists incrementally: each change is a line appended to a journal
 // (a write, no fsync; Sync makes it durable, and the discoverer syncs
