@@ -13,12 +13,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
@@ -225,6 +228,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	if n.store, err = discovery.OpenStore(filepath.Join(ddir, "discovered.json")); err != nil {
 		return nil, err
 	}
+	n.store.SetKeeper(discovery.KeepFunc(n.keptManifests))
 	n.disc, err = discovery.New(discovery.Config{Relays: n.relayURLs, CursorPath: filepath.Join(ddir, "cursors.json")},
 		n.store, log.With("part", "discovery"))
 	if err != nil {
@@ -299,6 +303,11 @@ func (n *Node) Close() {
 		n.p2p.Close()
 		n.p2p = nil
 	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.log.Warn("close discovery store", "err", err)
+		}
+	}
 }
 
 // APIURL is the base URL of the HTTP API.
@@ -315,6 +324,27 @@ func (n *Node) P2P() *p2p.Node { return n.p2p }
 
 // Discovered is the node's store of verified releases.
 func (n *Node) Discovered() *discovery.Store { return n.store }
+
+// keptManifests are the discovered releases the store keeps whatever its
+// caps say: the manifests of installed apps and of releases this node
+// published (kept under manifests/).
+func (n *Node) keptManifests() map[cid.Cid]bool {
+	kept := map[cid.Cid]bool{}
+	if n.orch != nil {
+		for _, a := range n.orch.Apps() {
+			if c, err := cas.Parse(a.CID); err == nil {
+				kept[c] = true
+			}
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "manifests"))
+	for _, e := range entries {
+		if c, err := cas.Parse(strings.TrimSuffix(e.Name(), ".json")); err == nil {
+			kept[c] = true
+		}
+	}
+	return kept
+}
 
 // DataDir is the node's data folder.
 func (n *Node) DataDir() string { return n.cfg.DataDir }

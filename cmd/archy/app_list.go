@@ -16,7 +16,7 @@ type listedRelease struct {
 	ID          string    `json:"id"`
 	Version     string    `json:"version"`
 	Channel     string    `json:"channel"`
-	Latest      bool      `json:"latest"`
+	Latest      bool      `json:"latest"` // the publisher's "latest" pointer names this release
 	Publisher   string    `json:"publisher"`
 	NostrPubKey string    `json:"nostr_pubkey"`
 	CID         string    `json:"cid"`
@@ -34,11 +34,12 @@ func newAppListCmd() *cobra.Command {
 		Use:   "list [--discovered] [--data DIR]",
 		Short: "List the apps a running node has installed, or (--discovered) the releases it found on relays",
 		Long: `List the verified releases in the node's discovery store
-(<data>/discovery/discovered.json): app id, version, channel, whether the row
-is the app's "latest" pointer, publisher DID, manifest CID and announcement
-time. The data folder defaults to $XDG_DATA_HOME/archy, else
-~/.local/share/archy. Without --discovered, the installed apps of the running
-node of that data folder: id, version, phase, health and why.`,
+(<data>/discovery/discovered.json and its journal), one row per release: app
+id, version, channel, whether the publisher's "latest" pointer names it,
+publisher DID, manifest CID and announcement time. The data folder defaults
+to $XDG_DATA_HOME/archy, else ~/.local/share/archy. Without --discovered,
+the installed apps of the running node of that data folder: id, version,
+phase, health and why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !discovered {
@@ -52,7 +53,8 @@ node of that data folder: id, version, phase, health and why.`,
 				dataDir = d
 			}
 			path := discovery.StorePath(dataDir)
-			st, err := discovery.OpenStore(path)
+			// Read-only: the node may be appending to the store meanwhile.
+			st, err := discovery.NewStore(discovery.StoreConfig{Path: path, ReadOnly: true})
 			if err != nil {
 				return err
 			}

@@ -272,7 +272,7 @@ func TestPublishDiscoverWithdraw(t *testing.T) {
 		t.Fatalf("verify the published envelope: %v\n%s", err, vout)
 	}
 
-	waitStore(t, st, changed, "hello 1.0.0 false; hello 1.0.0 true")
+	waitStore(t, st, changed, "hello 1.0.0 true")
 	for _, r := range st.List() {
 		if r.Publisher != p.did || r.NostrPubKey != p.nostrPub || r.CID.String() != cid[1] || r.Manifest == nil || r.Channel != "stable" {
 			t.Fatalf("discovered %+v", r)
@@ -283,7 +283,7 @@ func TestPublishDiscoverWithdraw(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(lout), &rows) != nil {
 		t.Fatalf("app list: %v\n%s", err, lout)
 	}
-	if len(rows) != 2 || rows[0].ID != "hello" || rows[0].Latest || !rows[1].Latest || rows[0].CID != cid[1] ||
+	if len(rows) != 1 || rows[0].ID != "hello" || !rows[0].Latest || rows[0].CID != cid[1] ||
 		rows[0].Publisher != p.did || !rows[0].Verified || rows[0].Channel != "stable" || time.Since(rows[0].CreatedAt) > time.Minute {
 		t.Fatalf("app list --json: %+v", rows)
 	}
@@ -322,7 +322,7 @@ func TestPublishDiscoverWithdraw(t *testing.T) {
 	if _, stderr, err := p.run(t, "app", "publish", probe, "--key", p.didKey, "--nostr-key", p.nostrKey, "--relay", url); err != nil {
 		t.Fatalf("publish the probe: %v %s", err, stderr)
 	}
-	waitStore(t, late, lateChanged, "hello-probe 1.0.0 false; hello-probe 1.0.0 true")
+	waitStore(t, late, lateChanged, "hello-probe 1.0.0 true")
 
 	p.checkNoSecrets(t, logs.String())
 }
@@ -399,7 +399,7 @@ func TestPublishChannel(t *testing.T) {
 		t.Fatalf("envelope: %v %+v", err, v)
 	}
 	st, changed, _ := startDiscoverer(t, t.TempDir(), []string{url}, io.Discard)
-	waitStore(t, st, changed, "hello 1.0.0 false; hello 1.0.0 true")
+	waitStore(t, st, changed, "hello 1.0.0 true")
 	if r := st.List()[0]; r.Channel != "beta" {
 		t.Fatalf("discovered channel %q", r.Channel)
 	}

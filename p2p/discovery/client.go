@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -51,9 +52,14 @@ type Subscription struct {
 // MaxRelayMessage bounds one message read from a relay.
 const MaxRelayMessage = 1 << 20
 
+// dialer makes each relay connection on its own TCP connection and never
+// pools one: the default client keeps the connection of a handshake whose
+// ctx ended mid-dial as idle, and a relay shutting down then waits on it.
+var dialer = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}}
+
 // Dial connects to a relay; ctx bounds the handshake only.
 func Dial(ctx context.Context, url string, writeTimeout time.Duration) (*Client, error) {
-	ws, _, err := websocket.Dial(ctx, url, nil)
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: dialer})
 	if err != nil {
 		return nil, fmt.Errorf("connect to relay %s: %w", url, err)
 	}

@@ -72,7 +72,9 @@ func (c *Config) setDefaults() {
 // Stats counts what the discoverer did, for tests and metrics.
 type Stats struct {
 	Received, Duplicate, Accepted, Deleted int64
-	Dropped                                map[string]int64 // by reason
+	// Handled counts events fully dealt with (stored, refused or dropped).
+	Handled int64
+	Dropped map[string]int64 // by reason
 }
 
 // Discoverer subscribes to relays and feeds verified releases to a Store.
@@ -204,6 +206,11 @@ func (d *Discoverer) subscribeOnce(ctx context.Context, url string) error {
 // handle verifies one event and applies it. Cheap checks come first so a
 // flood of junk costs little; nothing from the event reaches the log.
 func (d *Discoverer) handle(relay string, ev *nostr.Event) {
+	defer func() {
+		d.mu.Lock()
+		d.stats.Handled++
+		d.mu.Unlock()
+	}()
 	sigOK := false
 	d.mu.Lock()
 	d.stats.Received++
@@ -240,12 +247,12 @@ func (d *Discoverer) handle(relay string, ev *nostr.Event) {
 		d.drop(relay, err)
 		return
 	}
-	d.advance(relay, ev.CreatedAt, now)
 	changed, err := d.store.Put(r)
 	if err != nil {
 		d.log.Error("store discovered release", "app", r.AppID, "err", err)
 		return
 	}
+	d.advance(relay, ev.CreatedAt, now)
 	d.mu.Lock()
 	if changed {
 		d.stats.Accepted++
@@ -274,12 +281,12 @@ func (d *Discoverer) handleDeletion(relay string, ev *nostr.Event, now time.Time
 		d.drop(relay, ErrFuture)
 		return true
 	}
-	d.advance(relay, ev.CreatedAt, now)
 	changed, err := d.store.Delete(ev)
 	if err != nil {
 		d.log.Error("apply withdrawal", "err", err)
 		return true
 	}
+	d.advance(relay, ev.CreatedAt, now)
 	if changed {
 		d.mu.Lock()
 		d.stats.Deleted++
@@ -314,6 +321,9 @@ func (d *Discoverer) advance(relay string, at nostr.Timestamp, now time.Time) {
 	d.mu.Unlock()
 }
 
+// saveCursors makes the store durable, then the cursors taken before it:
+// a saved cursor is never ahead of what the store holds after a power cut
+// (and a reconnect re-reads MaxFutureSkew before it besides).
 func (d *Discoverer) saveCursors() {
 	d.mu.Lock()
 	if !d.dirty || d.cfg.CursorPath == "" {
@@ -324,9 +334,15 @@ func (d *Discoverer) saveCursors() {
 	d.dirty = false
 	d.mu.Unlock()
 	if err == nil {
+		err = d.store.Sync()
+	}
+	if err == nil {
 		err = atomicfile.Write(d.cfg.CursorPath, data, 0o600)
 	}
 	if err != nil {
+		d.mu.Lock()
+		d.dirty = true // try again next time
+		d.mu.Unlock()
 		d.log.Warn("save discovery cursors", "err", err)
 	}
 }

@@ -331,7 +331,7 @@ func TestStoreReplacementAndDeletion(t *testing.T) {
 	}
 
 	// The store survives a reopen, verifying what it loads.
-	s2, err := OpenStore(s.path)
+	s2, err := OpenStore(s.cfg.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

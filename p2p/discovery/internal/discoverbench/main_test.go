@@ -44,3 +44,26 @@ func TestPercentile(t *testing.T) {
 		})
 	}
 }
+
+// TestFloodSmall runs the flood small and checks it prints its three
+// figures, with the store on disk, and stops everything it started.
+func TestFloodSmall(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	if err := flood(ctx, &out, &log, floodConfig{dids: 3, apps: 2, versions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var secs, mib, heap float64
+	n, err := fmt.Sscanf(out.String(), "figure discovery-flood-s %g\nfigure discovery-flood-mib %g\nfigure discovery-flood-heap-mib %g\n", &secs, &mib, &heap)
+	if err != nil || n != 3 {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	if secs <= 0 || mib <= 0 || heap < 0 {
+		t.Fatalf("s %v, MiB %v, heap MiB %v\n%s", secs, mib, heap, log.String())
+	}
+	if !strings.Contains(log.String(), "flood of 24 events") || !strings.Contains(log.String(), "24 events kept") {
+		t.Fatalf("log: %s", log.String())
+	}
+}
