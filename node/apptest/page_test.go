@@ -173,7 +173,7 @@ func TestPageInstallsAndUninstalls(t *testing.T) {
 
 	// A screenshot of the marketplace with the finished bar.
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-	shot, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+	shot, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // 100: PNG
 	scancel()
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

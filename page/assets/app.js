@@ -105,6 +105,8 @@ function decodeManifest(rel) {
   return rel._manifest;
 }
 
+// cidStr reads a CID as the API writes it: a string, or IPLD's {"/": "…"}.
+function cidStr(c) { return c && typeof c === 'object' ? c['/'] : String(c || ''); }
 function shortDID(d) { return d && d.length > 28 ? d.slice(0, 16) + '…' + d.slice(-8) : (d || ''); }
 function size(n) {
   if (!n) return '';
@@ -203,7 +205,7 @@ async function act(app, method, path, body) {
   }
 }
 
-function install(rel) { return act(rel.app_id, 'POST', '/api/v1/apps', { cid: String(rel.cid) }); }
+function install(rel) { return act(rel.app_id, 'POST', '/api/v1/apps', { cid: cidStr(rel.cid) }); }
 
 function uninstall(id, purge) {
   const what = purge ? `Uninstall ${id} and DELETE its data and secrets? This cannot be undone.` : `Uninstall ${id}, keeping its data for a reinstall?`;
@@ -265,7 +267,7 @@ function renderDetail() {
       h('tr', {}, h('th', {}, 'Announced by'), h('td', { class: 'mono' }, g.latest.nostr_pubkey)),
       h('tr', {}, h('th', {}, 'Trust'), h('td', {}, trustBadge(t),
         t && t.reasons ? h('ul', { class: 'reasons' }, t.reasons.map(r => h('li', {}, r))) : h('div', { class: 'muted' }, 'No trust score yet for this publisher.'))),
-      h('tr', {}, h('th', {}, 'Versions'), h('td', {}, g.releases.map(r => h('div', {}, `${r.version}${r.latest ? ' (latest)' : ''} `, h('span', { class: 'mono' }, String(r.cid)))))),
+      h('tr', {}, h('th', {}, 'Versions'), h('td', {}, g.releases.map(r => h('div', {}, `${r.version}${r.latest ? ' (latest)' : ''} `, h('span', { class: 'mono' }, cidStr(r.cid)))))),
       h('tr', {}, h('th', {}, 'Containers'), h('td', {}, (m.containers || []).map(c => h('div', {}, `${c.name}: ${c.image ? c.image.ref || '' : ''}`)))),
       imagesSize(m) ? h('tr', {}, h('th', {}, 'Size'), h('td', {}, size(imagesSize(m)))) : null)));
 }
