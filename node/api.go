@@ -200,11 +200,17 @@ func (n *Node) serveAPI(ctx context.Context) error {
 	// Event streams end when the server shuts down, or it would wait on them.
 	n.apiStop = make(chan struct{})
 	srv.RegisterOnShutdown(func() { close(n.apiStop) })
+	return n.serveHTTP(ctx, "API", srv, n.apiLn)
+}
+
+// serveHTTP serves srv on ln until ctx ends, then shuts it down within
+// ShutdownTimeout.
+func (n *Node) serveHTTP(ctx context.Context, what string, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(n.apiLn) }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("API: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
@@ -213,7 +219,7 @@ func (n *Node) serveAPI(ctx context.Context) error {
 		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("API: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -167,20 +167,5 @@ func (n *Node) browseHandler() http.Handler {
 func (n *Node) serveBrowse(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: n.browseHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("browse: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("browse: %w", err)
-	}
-	return nil
+	return n.serveHTTP(ctx, "browse", srv, ln)
 }

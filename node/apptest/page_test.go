@@ -17,12 +17,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/p2p"
-	"github.com/archy-node/archy/p2p/discovery"
 )
 
 const pagePort = port + 3
@@ -103,27 +101,7 @@ func TestPageInstallsAndUninstalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, out := call(t, pub, http.MethodPost, "/api/v1/blobs", data); code != http.StatusOK {
-		t.Fatalf("add blob: %d %s", code, out)
-	}
-	if code, out := call(t, pub, http.MethodPost, "/api/v1/manifests", envJSON); code != http.StatusOK {
-		t.Fatalf("add manifest: %d %s", code, out)
-	}
-	sk := nostr.GeneratePrivateKey()
-	pk, _ := nostr.GetPublicKey(sk)
-	bind, err := discovery.Binding(key, pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now()}).Events(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := discovery.Publish(pctx, pub.RelayURLs()[:1], 5*time.Second, evs...); err != nil {
-		t.Fatal(err)
-	}
+	publishRelease(t, pub, data, envJSON, v, key)
 
 	// The owner's node reads the developer's relay, and finds the
 	// developer's node there too (no bootstrap list).

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/registry"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -67,31 +69,9 @@ func TestNodeInstallsDiscoveredReleaseFromTheSwarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out := call(t, pub, http.MethodPost, "/api/v1/blobs", data)
-	if code != http.StatusOK {
-		t.Fatalf("add blob: %d %s", code, out)
-	}
-	var added struct{ CID, Sum string }
-	if err := json.Unmarshal([]byte(out), &added); err != nil || added.Sum != imageCID || !strings.HasPrefix(added.CID, "bafyb") {
-		t.Fatalf("add blob answered %s (%v); want sum %s and a DAG root", out, err, imageCID)
-	}
-	if code, out := call(t, pub, http.MethodPost, "/api/v1/manifests", envJSON); code != http.StatusOK {
-		t.Fatalf("add manifest: %d %s", code, out)
-	}
-	sk := nostr.GeneratePrivateKey()
-	pk, _ := nostr.GetPublicKey(sk)
-	bind, err := discovery.Binding(key, pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now()}).Events(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := discovery.Publish(ctx, pub.RelayURLs()[:1], 5*time.Second, evs...); err != nil {
-		t.Fatal(err)
+	added := publishRelease(t, pub, data, envJSON, v, key)
+	if added.Sum != imageCID || !strings.HasPrefix(added.CID, "bafyb") {
+		t.Fatalf("add blob answered %+v; want sum %s and a DAG root", added, imageCID)
 	}
 
 	// The owner's node follows the developer's relay and knows the
@@ -164,4 +144,41 @@ func TestNodeInstallsDiscoveredReleaseFromTheSwarm(t *testing.T) {
 	if pins, _ := pub.P2P().Store().Pins(context.Background()); len(pins) != 2 {
 		t.Fatalf("publisher pins %v, want the image and the manifest", pins)
 	}
+}
+
+// addedBlob is the node's answer to POST /api/v1/blobs.
+type addedBlob struct{ CID, Sum string }
+
+// publishRelease does what a developer's node does for a release: it keeps
+// the image archive and the signed manifest, and announces the release on
+// the node's relay under a new Nostr key bound to the publisher's DID.
+func publishRelease(t *testing.T, pub *node.Node, image, envJSON []byte, v *registry.Verified, key *did.Key) addedBlob {
+	t.Helper()
+	code, out := call(t, pub, http.MethodPost, "/api/v1/blobs", image)
+	if code != http.StatusOK {
+		t.Fatalf("add blob: %d %s", code, out)
+	}
+	var added addedBlob
+	if err := json.Unmarshal([]byte(out), &added); err != nil {
+		t.Fatalf("add blob answered %s: %v", out, err)
+	}
+	if code, out := call(t, pub, http.MethodPost, "/api/v1/manifests", envJSON); code != http.StatusOK {
+		t.Fatalf("add manifest: %d %s", code, out)
+	}
+	sk := nostr.GeneratePrivateKey()
+	pk, _ := nostr.GetPublicKey(sk)
+	bind, err := discovery.Binding(key, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := (&discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: bind, CreatedAt: time.Now()}).Events(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := discovery.Publish(ctx, pub.RelayURLs()[:1], 5*time.Second, evs...); err != nil {
+		t.Fatal(err)
+	}
+	return added
 }
