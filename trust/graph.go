@@ -70,7 +70,7 @@ type Graph struct {
 	kinds   []Kind
 	out     [][]int32 // trust edges (follows ∪ endorsements), sorted, unique
 	follows map[int32]*follows
-	labels  map[int32]map[int32]*label // author → target → latest label
+	labels  map[int32]map[int32]*label  // author → target → latest label
 	reports map[int32]map[int32]*Report // target → reporter → latest report
 	// bindings hold the DID↔key pairs seen verified both ways: the DID
 	// signed a statement naming the key, and the key signed the event that
