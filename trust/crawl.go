@@ -178,9 +178,7 @@ func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, sin
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	qctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	evs, err := r.QuerySync(qctx, nostr.Filter{Authors: batch, Kinds: crawlKinds, Since: since, Limit: c.Limit})
-	cancel()
+	evs, err := c.fetch(ctx, r, nostr.Filter{Authors: batch, Kinds: crawlKinds, Since: since, Limit: c.Limit})
 	if err != nil {
 		stats.Failed++
 		c.Logger.Warn("trust crawl: query", "relay", r.URL, "authors", len(batch), "err", err)
@@ -224,4 +222,35 @@ func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, sin
 		}
 	}
 	return nil
+}
+
+// fetch returns the stored events matching f, up to EOSE. (go-nostr
+// v0.38.2's QuerySync leaves a goroutine spinning after each call, so the
+// subscription is handled here.)
+func (c *Crawler) fetch(ctx context.Context, r *nostr.Relay, f nostr.Filter) ([]*nostr.Event, error) {
+	qctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	sub, err := r.Subscribe(qctx, nostr.Filters{f})
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsub()
+	var evs []*nostr.Event
+	for {
+		select {
+		case ev, ok := <-sub.Events:
+			if !ok {
+				return evs, nil
+			}
+			if len(evs) < f.Limit {
+				evs = append(evs, ev)
+			}
+		case <-sub.EndOfStoredEvents:
+			return evs, nil
+		case reason := <-sub.ClosedReason:
+			return evs, fmt.Errorf("relay closed the query: %s", reason)
+		case <-qctx.Done():
+			return evs, fmt.Errorf("query: %w", qctx.Err())
+		}
+	}
 }

@@ -14,15 +14,17 @@ type Policy struct {
 	// runner-up's. Default 3.
 	Margin float64
 	// Floor: the least score (a fraction of the owner's trust) a candidate
-	// needs to be chosen, and a reporter to be heard. Default 1e-4.
+	// needs to be chosen, and a reporter to be heard. Default 1e-5.
 	Floor float64
 	// Trim: a candidate's support through any one first hop of the owner
 	// counts for at most its (Trim+1)-th largest, so one captured friend
 	// (or one friend's attack edge) cannot carry a publisher. Default 1;
 	// negative turns the cap off.
 	Trim int
-	// ReportQuorum: counted reports (each first-hop branch counting for at
-	// most one) that keep a publisher from being chosen. Default 2.
+	// ReportQuorum: the counted report weight that keeps a publisher from
+	// being chosen. Each first-hop branch of the owner adds at most 1: the
+	// trust of the reporters (each above Floor) through that branch over
+	// the publisher's own support through it. Default 2.
 	ReportQuorum float64
 	// Allow and Deny list publisher DIDs the owner trusts or refuses.
 	Allow []string
@@ -34,7 +36,7 @@ func (p Policy) withDefaults() Policy {
 		p.Margin = 3
 	}
 	if p.Floor <= 0 {
-		p.Floor = 1e-4
+		p.Floor = 1e-5
 	}
 	if p.Trim == 0 {
 		p.Trim = 1
@@ -308,8 +310,11 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 			}
 		}
 		cs[i].Capped = capped
-		for _, r := range c.repPer {
-			cs[i].Reports += min(1, r/pol.Floor)
+		// Per branch, reports weigh the reporters' trust against the
+		// publisher's own support there, and count at most one.
+		for bi, r := range c.repPer {
+			own := max(pol.Floor, math.Abs(c.per[bi]))
+			cs[i].Reports += min(1, r/own)
 		}
 	}
 }

@@ -76,6 +76,7 @@ func Ingest(g *Graph, ev *nostr.Event, now time.Time) (bool, error) {
 		}
 		v := g.version
 		g.Bind(r.Publisher, r.NostrPubKey, int64(ev.CreatedAt))
+		g.AddRelease(r.AppID, r.Publisher)
 		return g.version != v, nil
 	}
 	if !ev.CheckID() {

@@ -78,6 +78,7 @@ type Graph struct {
 	didKeys   map[int32][]int32
 	keyDIDs   map[int32][]int32
 	firstSeen map[int32]int64
+	apps      map[string][]int32 // app id → DIDs seen announcing it
 	changes   []change
 	version   uint64
 }
@@ -92,7 +93,44 @@ func NewGraph() *Graph {
 		didKeys:   make(map[int32][]int32),
 		keyDIDs:   make(map[int32][]int32),
 		firstSeen: make(map[int32]int64),
+		apps:      make(map[string][]int32),
 	}
+}
+
+// AddRelease records that did announced a release of appID (verified by
+// the caller): it is then a candidate for appID.
+func (g *Graph) AddRelease(appID, did string) {
+	d := g.id(did)
+	if !slices.Contains(g.apps[appID], d) {
+		g.apps[appID] = append(g.apps[appID], d)
+		slices.Sort(g.apps[appID])
+		g.version++
+	}
+}
+
+// Publishers returns the DIDs seen announcing appID.
+func (g *Graph) Publishers(appID string) []string { return g.namesOf(g.apps[appID]) }
+
+// Apps returns the app ids seen, sorted.
+func (g *Graph) Apps() []string {
+	ids := make([]string, 0, len(g.apps))
+	for a := range g.apps {
+		ids = append(ids, a)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// DIDs returns every DID in the graph, sorted.
+func (g *Graph) DIDs() []string {
+	var ds []string
+	for i, k := range g.kinds {
+		if k == KindDID {
+			ds = append(ds, g.names[i])
+		}
+	}
+	slices.Sort(ds)
+	return ds
 }
 
 // KindOf says whether name is a DID or a Nostr key.

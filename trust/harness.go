@@ -272,7 +272,7 @@ func runWorld(cfg HarnessConfig, seed int64, attack int) map[string]outcome {
 			}
 			s := NewScorer(g, t.owner, cfg.Params)
 			out["archy"] = s.Decide(cfg.Policy, "app", cc).Selected
-			p := NewScorer(g, t.owner, Params{Alpha: 0.15, Hops: 60})
+			p := NewScorer(g, t.owner, Params{Alpha: 0.15, Hops: 25})
 			scores := func(f func(int32) float64) []float64 {
 				v := make([]float64, len(cs))
 				for i, d := range cs {

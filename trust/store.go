@@ -17,15 +17,15 @@ const snapshotVersion = 1
 // snapshot is the on-disk form of a graph: the latest event of each kind
 // per author and target, so reloading it gives the same graph.
 type snapshot struct {
-	Version   int               `json:"version"`
-	Owner     string            `json:"owner,omitempty"`
-	Follows   []snapFollows     `json:"follows"`
-	Labels    []snapLabel       `json:"labels"`
-	Reports   []Report          `json:"reports"`
-	Bindings  [][2]string       `json:"bindings"`
-	FirstSeen map[string]int64  `json:"first_seen"`
-	Crawled   map[string]int64  `json:"crawled,omitempty"`
-	Extra     map[string]string `json:"extra,omitempty"`
+	Version   int                 `json:"version"`
+	Owner     string              `json:"owner,omitempty"`
+	Follows   []snapFollows       `json:"follows"`
+	Labels    []snapLabel         `json:"labels"`
+	Reports   []Report            `json:"reports"`
+	Bindings  [][2]string         `json:"bindings"`
+	FirstSeen map[string]int64    `json:"first_seen"`
+	Crawled   map[string]int64    `json:"crawled,omitempty"`
+	Apps      map[string][]string `json:"apps,omitempty"`
 }
 
 type snapFollows struct {
@@ -85,6 +85,11 @@ func Open(path string) (*Store, error) {
 	for n, at := range sn.FirstSeen {
 		g.Seen(n, at)
 	}
+	for app, ds := range sn.Apps {
+		for _, d := range ds {
+			g.AddRelease(app, d)
+		}
+	}
 	s.Owner = sn.Owner
 	if sn.Crawled != nil {
 		s.Crawled = sn.Crawled
@@ -125,6 +130,10 @@ func (s *Store) Save() error {
 	slices.SortFunc(sn.Bindings, func(a, b [2]string) int { return compareStr(a[0]+a[1], b[0]+b[1]) })
 	for i, at := range g.firstSeen {
 		sn.FirstSeen[g.names[i]] = at
+	}
+	sn.Apps = map[string][]string{}
+	for app, ds := range g.apps {
+		sn.Apps[app] = g.namesOf(ds)
 	}
 	data, err := json.Marshal(sn)
 	if err != nil {
