@@ -17,15 +17,27 @@ type Policy struct {
 	// needs to be chosen, and a reporter to be heard. Default 1e-5.
 	Floor float64
 	// Trim: a candidate's support through any one first hop of the owner
-	// counts for at most its (Trim+1)-th largest, so one captured friend
-	// (or one friend's attack edge) cannot carry a publisher. Default 1;
-	// negative turns the cap off.
-	Trim int
+	// counts for at most its (Trim+1)-th largest, and no less than
+	// TrimKeep of its largest, so one captured friend (or one friend's
+	// attack edge) cannot carry a publisher. Defaults 1 and 0.25; a
+	// negative Trim turns the cap off.
+	Trim     int
+	TrimKeep float64
+	// ReporterFloor: the least score a reporter needs for its reports to
+	// count; reports are cheap, so it is higher than Floor. Default 1e-4.
+	ReporterFloor float64
 	// ReportQuorum: the counted report weight that keeps a publisher from
 	// being chosen. Each first-hop branch of the owner adds at most 1: the
 	// trust of the reporters (each above Floor) through that branch over
 	// the publisher's own support through it. Default 2.
 	ReportQuorum float64
+	// DegreeNorm: the margin compares capped scores divided by the number
+	// of accounts that follow or endorse the publisher (its DID and bound
+	// keys) to this power, SybilRank's degree normalisation: a publisher
+	// propped up by a crowd of accounts that each hold little trust ranks
+	// below one endorsed by fewer, trusted accounts. 0 turns it off; the
+	// default is 1, negative means 0.
+	DegreeNorm float64
 	// Allow and Deny list publisher DIDs the owner trusts or refuses.
 	Allow []string
 	Deny  []string
@@ -40,6 +52,17 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Trim == 0 {
 		p.Trim = 1
+	}
+	if p.TrimKeep <= 0 {
+		p.TrimKeep = 0.25
+	}
+	if p.DegreeNorm == 0 {
+		p.DegreeNorm = 1
+	} else if p.DegreeNorm < 0 {
+		p.DegreeNorm = 0
+	}
+	if p.ReporterFloor <= 0 {
+		p.ReporterFloor = max(1e-4, p.Floor)
 	}
 	if p.ReportQuorum <= 0 {
 		p.ReportQuorum = 2
@@ -63,7 +86,11 @@ type Choice struct {
 	// with each first-hop branch's share capped.
 	Score    float64 `json:"score"`
 	Capped   float64 `json:"capped"`
-	Branches int     `json:"branches"`
+	// Ranked is Capped over the endorser count to the DegreeNorm: what
+	// the margin compares.
+	Ranked    float64 `json:"ranked"`
+	Endorsers int     `json:"endorsers"`
+	Branches  int     `json:"branches"`
 	// Reports is the counted report weight (per-branch capped); Reported
 	// lists every report seen, counted or not.
 	Reports  float64  `json:"report_weight"`
@@ -117,7 +144,7 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 	}
 	s.fill(pol, d.Candidates)
 	slices.SortStableFunc(d.Candidates, func(a, b Choice) int {
-		if c := cmp.Compare(b.Capped, a.Capped); c != 0 {
+		if c := cmp.Compare(b.Ranked, a.Ranked); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.DID, b.DID)
@@ -130,7 +157,7 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 	}
 	d.Margin = math.Inf(1)
 	if len(live) >= 2 {
-		top, run := d.Candidates[live[0]].Capped, d.Candidates[live[1]].Capped
+		top, run := d.Candidates[live[0]].Ranked, d.Candidates[live[1]].Ranked
 		if run > 0 {
 			d.Margin = top / run
 		} else if top == 0 {
@@ -248,7 +275,7 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 					cs[i].Reports = math.Inf(1)
 					continue
 				}
-				if s.score[rep] >= pol.Floor {
+				if s.score[rep] >= pol.ReporterFloor {
 					c.reps = append(c.reps, rep)
 					anyReporter = true
 				}
@@ -301,6 +328,9 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 			if len(vals) > pol.Trim {
 				lim = vals[pol.Trim]
 			}
+			if len(vals) > 0 {
+				lim = max(lim, pol.TrimKeep*vals[0])
+			}
 			for _, x := range vals {
 				capped += min(x, lim)
 			}
@@ -310,6 +340,8 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 			}
 		}
 		cs[i].Capped = capped
+		cs[i].Endorsers = s.endorsers(c.node)
+		cs[i].Ranked = capped / math.Pow(float64(max(cs[i].Endorsers, 1)), pol.DegreeNorm)
 		// Per branch, reports weigh the reporters' trust against the
 		// publisher's own support there, and count at most one.
 		for bi, r := range c.repPer {
@@ -317,4 +349,25 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 			cs[i].Reports += min(1, r/own)
 		}
 	}
+}
+
+// endorsers counts the accounts with a trust edge to a DID or its bound
+// keys (for a key, to the key).
+func (s *Scorer) endorsers(i int32) int {
+	if s.indegVersion != s.g.version || len(s.indeg) != s.g.Len() {
+		s.indeg = make([]int32, s.g.Len())
+		for _, out := range s.g.out {
+			for _, w := range out {
+				s.indeg[w]++
+			}
+		}
+		s.indegVersion = s.g.version
+	}
+	n := int(s.indeg[i])
+	if s.g.kinds[i] == KindDID {
+		for _, k := range s.g.didKeys[i] {
+			n += int(s.indeg[k])
+		}
+	}
+	return n
 }

@@ -54,6 +54,9 @@ type Scorer struct {
 	delta   [][]float64
 	touched [][]int32
 	full    int // full recomputations, for tests and figures
+	// in-degrees, for degree normalisation, as of indegVersion
+	indeg        []int32
+	indegVersion uint64
 }
 
 // NewScorer scores g from the owner key root ("" for none: every score is

@@ -133,17 +133,17 @@ func TestDecideMarginAndCap(t *testing.T) {
 	// Each of a, b, c has 1/6 of the mass at hop 1 and sends half of it on,
 	// split among its labels: a → H and S get 1/24 each, b and c → H 1/12.
 	hScore := 0.5 * (0.5 * (1.0 / 3) * 0.5 * (0.5 + 1 + 1))
-	d := s.Decide(Policy{Floor: 1e-9}, "vault", cands)
+	d := s.Decide(Policy{Floor: 1e-9, DegreeNorm: -1}, "vault", cands)
 	if d.Selected != "did:key:H" {
 		t.Fatalf("selected %q, want did:key:H: %v", d.Selected, d.Reasons)
 	}
 	near(t, "H score", d.Candidates[0].Score, hScore)
-	// Branch cap: H's a-branch share (per/2) is under its second largest
-	// (per), so nothing is cut; S has one branch, cut to the second (0).
+	// Branch cap: H's a-branch share is under its second largest, so
+	// nothing is cut; S has one branch, cut to a quarter (TrimKeep).
 	near(t, "H capped", d.Candidates[0].Capped, hScore)
-	near(t, "S capped", d.Candidates[1].Capped, 0)
+	near(t, "S capped", d.Candidates[1].Capped, 0.25*d.Candidates[1].Score)
 	// Without the cap, S is 1/5 of H: 5× ≥ 3× still selects H.
-	d = s.Decide(Policy{Floor: 1e-9, Trim: -1}, "vault", cands)
+	d = s.Decide(Policy{Floor: 1e-9, Trim: -1, DegreeNorm: -1}, "vault", cands)
 	if d.Selected != "did:key:H" || math.Abs(d.Margin-5) > 1e-9 {
 		t.Errorf("uncapped: selected %q with margin %g, want H at 5", d.Selected, d.Margin)
 	}
@@ -152,14 +152,14 @@ func TestDecideMarginAndCap(t *testing.T) {
 	// (u/2): 1.5u over u, abstain; uncapped 2u over u.
 	g.SetLabel(k("b"), "did:key:S", 2, "ls2", false)
 	s.Rescore()
-	d = s.Decide(Policy{Floor: 1e-9}, "vault", cands)
+	d = s.Decide(Policy{Floor: 1e-9, DegreeNorm: -1}, "vault", cands)
 	if d.Selected != "" || math.Abs(d.Margin-1.5) > 1e-9 || !strings.Contains(strings.Join(d.Reasons, " "), "margin") {
 		t.Errorf("selected %q, margin %g, reasons %v; want an abstention at 1.5×", d.Selected, d.Margin, d.Reasons)
 	}
-	if d = s.Decide(Policy{Floor: 1e-9, Trim: -1}, "vault", cands); d.Selected != "" || math.Abs(d.Margin-2) > 1e-9 {
+	if d = s.Decide(Policy{Floor: 1e-9, Trim: -1, DegreeNorm: -1}, "vault", cands); d.Selected != "" || math.Abs(d.Margin-2) > 1e-9 {
 		t.Errorf("uncapped: selected %q at %g, want an abstention at 2×", d.Selected, d.Margin)
 	}
-	if d = s.Decide(Policy{Floor: 1e-9, Margin: 1.5}, "vault", cands); d.Selected != "did:key:H" {
+	if d = s.Decide(Policy{Floor: 1e-9, Margin: 1.5, DegreeNorm: -1}, "vault", cands); d.Selected != "did:key:H" {
 		t.Errorf("margin 1.5: selected %q, want H", d.Selected)
 	}
 }
@@ -209,7 +209,7 @@ func TestReportsCappedPerBranch(t *testing.T) {
 		g.AddReport(Report{Reporter: r, Target: "did:key:H", Type: ReportMalware, EventID: fmt.Sprint("rep", i), At: 2})
 	}
 	s.Rescore()
-	pol := Policy{Floor: 1e-4}
+	pol := Policy{Floor: 1e-4, DegreeNorm: -1}
 	d := s.Decide(pol, "vault", cands)
 	h := d.Candidates[0]
 	if h.DID != "did:key:H" || len(h.Reported) != 20 || h.Reports > 1+1e-9 {
@@ -255,5 +255,37 @@ func TestExplain(t *testing.T) {
 	// b and c send twice a's mass per label: they come first.
 	if e.Paths[0].Nodes[1] == k("a") {
 		t.Errorf("heaviest path goes through a: %v", e.Paths[0].Nodes)
+	}
+}
+
+// TestDegreeNorm: a publisher propped up by many accounts that each hold
+// little trust ranks below one endorsed by a few trusted accounts, though
+// its raw score is higher.
+func TestDegreeNorm(t *testing.T) {
+	g := NewGraph()
+	o, a, b := k("owner"), k("a"), k("b")
+	var crowd []string
+	for i := range 30 {
+		crowd = append(crowd, k(fmt.Sprint("crowd", i)))
+	}
+	g.SetFollows(o, 1, "f", []string{a, b})
+	g.SetLabel(a, "did:key:H", 1, "la", false)
+	g.SetFollows(b, 1, "fb", crowd)
+	for i, c := range crowd {
+		g.SetLabel(c, "did:key:S", 1, fmt.Sprint("l", i), false)
+	}
+	s := NewScorer(g, o, Params{Alpha: 0.5, Hops: 4})
+	// H: a's onward mass, 1/8, ended: 1/16. S: b's 1/8 through 30 accounts,
+	// half of it onward: 1/32 — a quarter of H's per endorser ×30.
+	if s.Score("did:key:S") >= s.Score("did:key:H") {
+		t.Fatalf("set-up: S %g not below H %g", s.Score("did:key:S"), s.Score("did:key:H"))
+	}
+	d := s.Decide(Policy{Floor: 1e-9, Trim: -1}, "x", cands)
+	if d.Selected != "did:key:H" || d.Candidates[0].Endorsers != 1 || d.Candidates[1].Endorsers != 30 {
+		t.Fatalf("selected %q: %+v", d.Selected, d.Candidates)
+	}
+	near(t, "margin", d.Margin, (1.0/16)/((1.0/32)/30))
+	if d := s.Decide(Policy{Floor: 1e-9, Trim: -1, DegreeNorm: -1}, "x", cands); d.Selected != "" {
+		t.Errorf("without degree normalisation: selected %q at %g×, want an abstention at 2×", d.Selected, d.Margin)
 	}
 }
