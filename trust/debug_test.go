@@ -17,8 +17,9 @@ func TestDebugTune(t *testing.T) {
 		return d
 	}
 	cfg := HarnessConfig{AttackEdges: []int{100, 300, 1000}, Seeds: []int64{1}, Owners: int(f("OWNERS", 40)),
-		Params: Params{Alpha: f("ALPHA", 0.3), Hops: int(f("HOPS", 5))},
-		Policy: Policy{Floor: f("FLOOR", 1e-5), Trim: int(f("TRIM", 1)), TrimKeep: f("KEEP", 0.25), ReporterFloor: f("RFLOOR", 1e-4), DegreeNorm: f("DEG", 1)}}
+		Params:         Params{Alpha: f("ALPHA", 0.3), Hops: int(f("HOPS", 5))},
+		SybilEndorsers: int(f("SE", 0)),
+		Policy:         Policy{Floor: f("FLOOR", 1e-5), Trim: int(f("TRIM", 1)), TrimKeep: f("KEEP", 0.25), ReporterFloor: f("RFLOOR", 1e-4), DegreeNorm: f("DEG", 1)}}
 	t.Logf("\n%s", Table(RunHarness(cfg)))
 }
 

@@ -84,8 +84,8 @@ type Choice struct {
 	// Score is the owner's personalized PageRank of the DID (its own plus
 	// its bound keys'); Capped is what the decision compares: the same
 	// with each first-hop branch's share capped.
-	Score    float64 `json:"score"`
-	Capped   float64 `json:"capped"`
+	Score  float64 `json:"score"`
+	Capped float64 `json:"capped"`
 	// Ranked is Capped over the endorser count to the DegreeNorm: what
 	// the margin compares.
 	Ranked    float64 `json:"ranked"`

@@ -25,8 +25,12 @@ type HarnessConfig struct {
 	Endorsements    int     // publishers each honest account endorses (2)
 	SybilFollows    int     // sybils each sybil follows (20)
 	SybilReports    int     // honest publishers each sybil reports as malware (5)
-	Params          Params
-	Policy          Policy
+	// SybilEndorsers: only the sybils that receive attack edges, and this
+	// many more, endorse the sybil publishers (the rest only follow): an
+	// attacker's answer to degree normalisation. 0: every sybil endorses.
+	SybilEndorsers int
+	Params         Params
+	Policy         Policy
 }
 
 // Small is the harness at a fifth of the size, for CI.
@@ -170,24 +174,28 @@ func BuildWorld(cfg HarnessConfig, seed int64, attack int) *World {
 		w.SybilDIDs = append(w.SybilDIDs, d)
 		g.Bind(d, syb[i], 200)
 	}
+	// Attack edges: random honest accounts follow random sybils.
+	extra := make([][]string, H)
+	entry := map[int]bool{}
+	for k := 0; k < attack; k++ {
+		a, sy := rng.IntN(H), rng.IntN(S)
+		extra[a] = append(extra[a], syb[sy])
+		entry[sy] = true
+	}
 	for i := 0; i < S; i++ {
 		var ts []string
 		for k := 0; k < cfg.SybilFollows; k++ {
 			ts = append(ts, syb[rng.IntN(S)])
 		}
 		g.SetFollows(syb[i], 10, eid(), ts)
-		for _, d := range w.SybilDIDs {
-			g.SetLabel(syb[i], d, 10, eid(), false)
+		if cfg.SybilEndorsers == 0 || entry[i] || i < cfg.SybilEndorsers {
+			for _, d := range w.SybilDIDs {
+				g.SetLabel(syb[i], d, 10, eid(), false)
+			}
 		}
 		for k := 0; k < cfg.SybilReports; k++ {
 			g.AddReport(Report{Reporter: syb[i], Target: w.HonestDIDs[rng.IntN(len(w.HonestDIDs))], Type: ReportMalware, EventID: eid(), At: 10})
 		}
-	}
-	// Attack edges: random honest accounts follow random sybils.
-	extra := make([][]string, H)
-	for k := 0; k < attack; k++ {
-		a := rng.IntN(H)
-		extra[a] = append(extra[a], syb[rng.IntN(S)])
 	}
 	for i := 0; i < H; i++ {
 		ts := make([]string, 0, len(fol[i])+len(extra[i]))

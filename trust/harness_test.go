@@ -36,6 +36,9 @@ func TestHarnessSmall(t *testing.T) {
 			t.Errorf("%d attack edges: archy %.3f%% malicious, %.1f%% resolved; want < %.2f%% and ≥ %.0f%%",
 				g.edges, a.MaliciousPct(), a.ResolvedPct(), g.maxMalicious, g.minResol)
 		}
+		if p := by["ppr3x"][g.edges]; a.MaliciousPct() > p.MaliciousPct() {
+			t.Errorf("%d attack edges: archy %.3f%% malicious, worse than PPR with a 3× margin (%.3f%%)", g.edges, a.MaliciousPct(), p.MaliciousPct())
+		}
 		if b := by["pagerank"][g.edges]; b.MaliciousPct() < 50 {
 			t.Errorf("%d attack edges: global PageRank only %.1f%% malicious: the sybils are not attacking", g.edges, b.MaliciousPct())
 		}
