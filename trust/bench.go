@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -12,6 +13,8 @@ type Rescoring struct {
 	MedianMS, MaxMS float64 // one new follow list, incremental
 	MeanMS          float64 // including the rescorings that started over
 	Hop1MS          float64 // median when one of the owner's follows changes
+	DecideMS        float64 // one Decide among three candidates
+	Branches        int     // the owner's first hops
 	FullMS          float64 // scoring the same graph from scratch
 	GraphMiB        float64 // heap the graph and its scores take
 	Full            int     // rescorings that started over
@@ -97,6 +100,17 @@ func MeasureRescore(accounts, edges, trials int, seed int64) Rescoring {
 		hop1 = append(hop1, time.Since(t).Seconds()*1000)
 	}
 	slices.Sort(hop1)
+	// One decision: three candidates bound to reached accounts; it walks
+	// once per first hop of the owner.
+	var cs []Candidate
+	for i := range 3 {
+		d := fmt.Sprintf("did:key:bench%d", i)
+		g.Bind(d, names[reached[rng.IntN(len(reached))]], 1)
+		cs = append(cs, Candidate{DID: d})
+	}
+	t1 := time.Now()
+	s.Decide(Policy{}, "bench", cs)
+	decide := time.Since(t1)
 	sum := 0.0
 	for _, m := range ms {
 		sum += m
@@ -106,6 +120,8 @@ func MeasureRescore(accounts, edges, trials int, seed int64) Rescoring {
 	runtime.KeepAlive(s)
 	return Rescoring{
 		Hop1MS:   hop1[len(hop1)/2],
+		DecideMS: decide.Seconds() * 1000,
+		Branches: len(first),
 		MedianMS: ms[len(ms)/2], MaxMS: ms[len(ms)-1], MeanMS: sum / float64(len(ms)),
 		FullMS:   float64(full.Microseconds()) / 1000,
 		GraphMiB: float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20),
