@@ -59,7 +59,7 @@ func TestSybilCloneRealRelay(t *testing.T) {
 	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir(), EventRate: 10000, EventBurst: 20000})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	r, err := discovery.Dial(ctx, url, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

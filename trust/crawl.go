@@ -2,6 +2,7 @@ package trust
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -87,16 +88,18 @@ const refreshSkew = time.Hour
 func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlStats, error) {
 	c.defaults()
 	var stats CrawlStats
-	conns := make([]*nostr.Relay, 0, len(c.Relays))
+	conns := make([]*discovery.Client, 0, len(c.Relays))
+	urls := make([]string, 0, len(c.Relays))
 	for _, u := range c.Relays {
 		cctx, cancel := context.WithTimeout(ctx, c.Timeout)
-		r, err := nostr.RelayConnect(cctx, u)
+		r, err := discovery.Dial(cctx, u, c.Timeout)
 		cancel()
 		if err != nil {
 			c.Logger.Warn("trust crawl: connect", "relay", u, "err", err)
 			continue
 		}
 		conns = append(conns, r)
+		urls = append(urls, u)
 	}
 	defer func() {
 		for _, r := range conns {
@@ -143,7 +146,7 @@ func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlSt
 							since = &ts
 						}
 					}
-					if err := c.query(ctx, r, batch, since, &perRelay[ri], perAuthor, g, &stats); err != nil {
+					if err := c.query(ctx, r, urls[ri], batch, since, &perRelay[ri], perAuthor, g, &stats); err != nil {
 						return stats, err
 					}
 				}
@@ -168,7 +171,7 @@ func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlSt
 
 // query reads batch's events from r, splitting the batch while a reply
 // fills the limit.
-func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, since *nostr.Timestamp, relayCount *int, perAuthor map[string]int, g *Graph, stats *CrawlStats) error {
+func (c *Crawler) query(ctx context.Context, r *discovery.Client, url string, batch []string, since *nostr.Timestamp, relayCount *int, perAuthor map[string]int, g *Graph, stats *CrawlStats) error {
 	if len(batch) == 0 || *relayCount >= c.PerRelay {
 		if len(batch) > 0 {
 			stats.Capped++
@@ -181,15 +184,15 @@ func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, sin
 	evs, err := c.fetch(ctx, r, nostr.Filter{Authors: batch, Kinds: crawlKinds, Since: since, Limit: c.Limit})
 	if err != nil {
 		stats.Failed++
-		c.Logger.Warn("trust crawl: query", "relay", r.URL, "authors", len(batch), "err", err)
+		c.Logger.Warn("trust crawl: query", "relay", url, "authors", len(batch), "err", err)
 		return nil
 	}
 	if len(evs) >= c.Limit && len(batch) > 1 {
 		h := len(batch) / 2
-		if err := c.query(ctx, r, batch[:h], since, relayCount, perAuthor, g, stats); err != nil {
+		if err := c.query(ctx, r, url, batch[:h], since, relayCount, perAuthor, g, stats); err != nil {
 			return err
 		}
-		return c.query(ctx, r, batch[h:], since, relayCount, perAuthor, g, stats)
+		return c.query(ctx, r, url, batch[h:], since, relayCount, perAuthor, g, stats)
 	}
 	if len(evs) >= c.Limit {
 		stats.Capped++
@@ -214,7 +217,7 @@ func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, sin
 		changed, err := Ingest(g, ev, now)
 		if err != nil {
 			stats.Rejected++
-			c.Logger.Debug("trust crawl: event dropped", "relay", r.URL, "err", err)
+			c.Logger.Debug("trust crawl: event dropped", "relay", url, "err", err)
 			continue
 		}
 		if changed {
@@ -224,30 +227,44 @@ func (c *Crawler) query(ctx context.Context, r *nostr.Relay, batch []string, sin
 	return nil
 }
 
-// fetch returns the stored events matching f, up to EOSE. (go-nostr
-// v0.38.2's QuerySync leaves a goroutine spinning after each call, so the
-// subscription is handled here.)
-func (c *Crawler) fetch(ctx context.Context, r *nostr.Relay, f nostr.Filter) ([]*nostr.Event, error) {
+// fetch returns the stored events matching f, up to EOSE. (archy's own
+// client: go-nostr v0.38.2's Relay.Close races with its connection
+// goroutine, and its QuerySync leaves a goroutine spinning per call.)
+func (c *Crawler) fetch(ctx context.Context, r *discovery.Client, f nostr.Filter) ([]*nostr.Event, error) {
 	qctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	sub, err := r.Subscribe(qctx, nostr.Filters{f})
 	if err != nil {
 		return nil, err
 	}
-	defer sub.Unsub()
+	defer sub.Unsub(qctx)
 	var evs []*nostr.Event
+	add := func(ev *nostr.Event) {
+		if len(evs) < f.Limit {
+			evs = append(evs, ev)
+		}
+	}
 	for {
 		select {
 		case ev, ok := <-sub.Events:
 			if !ok {
-				return evs, nil
+				return evs, errors.New("connection ended before the relay's EOSE")
 			}
-			if len(evs) < f.Limit {
-				evs = append(evs, ev)
+			add(ev)
+		case <-sub.EOSE:
+			// Stored events were queued before the EOSE: take them all.
+			for {
+				select {
+				case ev, ok := <-sub.Events:
+					if !ok {
+						return evs, nil
+					}
+					add(ev)
+				default:
+					return evs, nil
+				}
 			}
-		case <-sub.EndOfStoredEvents:
-			return evs, nil
-		case reason := <-sub.ClosedReason:
+		case reason := <-sub.Closed:
 			return evs, fmt.Errorf("relay closed the query: %s", reason)
 		case <-qctx.Done():
 			return evs, fmt.Errorf("query: %w", qctx.Err())

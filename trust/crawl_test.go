@@ -10,6 +10,8 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"go.uber.org/goleak"
 
+	"github.com/archy-node/archy/p2p/discovery"
+
 	"github.com/archy-node/archy/relay"
 	"github.com/archy-node/archy/relay/relaytest"
 )
@@ -88,7 +90,7 @@ func TestCrawlRealRelay(t *testing.T) {
 	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir(), EventRate: 10000, EventBurst: 20000})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	r, err := discovery.Dial(ctx, url, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

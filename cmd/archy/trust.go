@@ -127,9 +127,9 @@ func publishOne(ctx context.Context, url string, ev nostr.Event, timeout time.Du
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r, err := nostr.RelayConnect(ctx, url)
+	r, err := discovery.Dial(ctx, url, timeout)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer r.Close()
 	if err := r.Publish(ctx, ev); err != nil {
