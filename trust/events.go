@@ -69,6 +69,10 @@ func Endorsement(target, comment string, revoke bool, at time.Time) (nostr.Event
 // Ingest checks ev's id and signature and adds what it says to g. It
 // returns whether the graph changed.
 func Ingest(g *Graph, ev *nostr.Event, now time.Time) (bool, error) {
+	// go-nostr's CheckID indexes the id without checking its length.
+	if !isHex64(ev.ID) {
+		return false, fmt.Errorf("%w: id is not 64 hex digits", ErrEvent)
+	}
 	if ev.Kind == discovery.KindAppData {
 		r, err := discovery.Verify(ev, now)
 		if err != nil {
@@ -137,4 +141,16 @@ func Ingest(g *Graph, ev *nostr.Event, now time.Time) (bool, error) {
 		return changed, nil
 	}
 	return false, fmt.Errorf("%w: event %s: kind %d", ErrEvent, ev.ID, ev.Kind)
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

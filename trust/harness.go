@@ -205,6 +205,7 @@ func BuildWorld(cfg HarnessConfig, seed int64, attack int) *World {
 		ts = append(ts, extra[i]...)
 		g.SetFollows(w.HonestKeys[i], 10, eid(), ts)
 	}
+	g.takeChanges() // scorers built from here on share g read-only
 	return w
 }
 

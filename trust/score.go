@@ -43,6 +43,10 @@ func (p Params) withDefaults() Params {
 // Rescore brings it up to date with the graph's changes incrementally:
 // only the differences a changed out-list makes are propagated, starting
 // from the previous vectors (a warm start that is exact up to Eps).
+//
+// A Scorer is not safe for concurrent use, and one Scorer per Graph follows
+// its changes (Rescore takes them); several Scorers may share a Graph that
+// no longer changes.
 type Scorer struct {
 	p      Params
 	g      *Graph
@@ -66,7 +70,9 @@ func NewScorer(g *Graph, root string, p Params) *Scorer {
 	if root != "" {
 		s.root = g.id(root)
 	}
-	g.takeChanges()
+	if len(g.changes) > 0 {
+		g.takeChanges() // (no write when there are none: harness goroutines share g)
+	}
 	s.recompute()
 	return s
 }
