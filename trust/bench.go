@@ -13,6 +13,7 @@ type Rescoring struct {
 	MedianMS, MaxMS float64 // one new follow list, incremental
 	MeanMS          float64 // including the rescorings that started over
 	Hop1MS          float64 // median when one of the owner's follows changes
+	WorstMS         float64 // the slowest of all, hop-1 changes and restarts included
 	DecideMS        float64 // one Decide among three candidates
 	Branches        int     // the owner's first hops
 	FullMS          float64 // scoring the same graph from scratch
@@ -120,6 +121,7 @@ func MeasureRescore(accounts, edges, trials int, seed int64) Rescoring {
 	runtime.KeepAlive(s)
 	return Rescoring{
 		Hop1MS:   hop1[len(hop1)/2],
+		WorstMS:  max(ms[len(ms)-1], hop1[len(hop1)-1]),
 		DecideMS: decide.Seconds() * 1000,
 		Branches: len(first),
 		MedianMS: ms[len(ms)/2], MaxMS: ms[len(ms)-1], MeanMS: sum / float64(len(ms)),
