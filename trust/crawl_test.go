@@ -178,4 +178,18 @@ func TestCrawlRealRelay(t *testing.T) {
 	if !found {
 		t.Errorf("refresh missed f2's new follow: %v (stats %+v)", st2.Graph.Out(f2.pk), stats)
 	}
+
+	// Per-relay cap: a fresh crawl allowed 4 events from the relay stops there.
+	st3, err := Open(filepath.Join(t.TempDir(), "capped.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := &Crawler{Relays: []string{url}, Hops: 2, PerRelay: 4}
+	stats, err = capped.Crawl(ctx, st3, []string{owner.pk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Events != 4 || stats.Capped == 0 {
+		t.Errorf("per-relay cap 4: stats %+v", stats)
+	}
 }

@@ -41,6 +41,9 @@ type Policy struct {
 	// Allow and Deny list publisher DIDs the owner trusts or refuses.
 	Allow []string
 	Deny  []string
+	// Listed are the DIDs listed by catalogs the owner follows: explicit
+	// trust, as the catalogs' curators endorse them.
+	Listed []string
 }
 
 func (p Policy) withDefaults() Policy {
@@ -136,6 +139,9 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 		if slices.Contains(pol.Allow, c.DID) {
 			ch.Allowed = true
 			ch.Reasons = append(ch.Reasons, "allowed by the owner")
+		} else if slices.Contains(pol.Listed, c.DID) {
+			ch.Allowed = true
+			ch.Reasons = append(ch.Reasons, "listed by a catalog the owner follows")
 		} else if s.ownerEndorses(c.DID) {
 			ch.Allowed = true
 			ch.Reasons = append(ch.Reasons, "endorsed by the owner")
@@ -191,9 +197,12 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 	}
 	switch {
 	case len(allowed) == 1 && d.Candidates[allowed[0]].Reports < pol.ReportQuorum:
-		why := "allowed by the owner"
-		if !slices.Contains(pol.Allow, d.Candidates[allowed[0]].DID) {
-			why = "endorsed by the owner"
+		why := "endorsed by the owner"
+		switch did := d.Candidates[allowed[0]].DID; {
+		case slices.Contains(pol.Allow, did):
+			why = "allowed by the owner"
+		case slices.Contains(pol.Listed, did):
+			why = "listed by a catalog the owner follows"
 		}
 		return pick(allowed[0], why)
 	case len(allowed) > 1:

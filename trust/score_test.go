@@ -187,6 +187,12 @@ func TestDecidePinAllowDeny(t *testing.T) {
 	if d := s.Decide(Policy{Allow: []string{"did:key:S"}}, "vault", cands); d.Selected != "did:key:S" {
 		t.Errorf("allowed S: selected %q", d.Selected)
 	}
+	if d := s.Decide(Policy{Listed: []string{"did:key:S"}}, "vault", cands); d.Selected != "did:key:S" || d.Reasons[0] != "listed by a catalog the owner follows" {
+		t.Errorf("catalog-listed S: selected %q (%v)", d.Selected, d.Reasons)
+	}
+	if d := s.Decide(Policy{Listed: []string{"did:key:S"}, Allow: []string{"did:key:H"}}, "vault", cands); d.Selected != "" {
+		t.Errorf("H allowed and S listed: selected %q, want the owner to choose", d.Selected)
+	}
 	g.SetLabel(k("owner"), "did:key:S", 3, "own", false)
 	s.Rescore()
 	d := s.Decide(Policy{}, "vault", cands)
