@@ -96,12 +96,13 @@ type Choice struct {
 	Branches  int     `json:"branches"`
 	// Reports is the counted report weight (per-branch capped); Reported
 	// lists every report seen, counted or not.
-	Reports  float64  `json:"report_weight"`
-	Reported []Report `json:"reports,omitempty"`
-	Pinned   bool     `json:"pinned,omitempty"`
-	Allowed  bool     `json:"allowed,omitempty"`
-	Denied   bool     `json:"denied,omitempty"`
-	Reasons  []string `json:"reasons,omitempty"`
+	Reports       float64  `json:"report_weight"`
+	OwnerReported bool     `json:"owner_reported,omitempty"`
+	Reported      []Report `json:"reports,omitempty"`
+	Pinned        bool     `json:"pinned,omitempty"`
+	Allowed       bool     `json:"allowed,omitempty"`
+	Denied        bool     `json:"denied,omitempty"`
+	Reasons       []string `json:"reasons,omitempty"`
 }
 
 // Decision is the choice of a publisher for one app id, or an abstention.
@@ -109,8 +110,10 @@ type Decision struct {
 	AppID string `json:"app_id"`
 	// Selected is the chosen DID; empty when the node abstains.
 	Selected string `json:"selected,omitempty"`
-	// Margin is the top capped score over the runner-up's (+Inf alone).
-	Margin     float64  `json:"margin"`
+	// Margin is the top ranked score over the runner-up's: +Inf when
+	// there is no runner-up or it scores 0 (JSON: null).
+	Margin     float64  `json:"-"`
+	MarginJSON *float64 `json:"margin"`
 	Candidates []Choice `json:"candidates"`
 	Reasons    []string `json:"reasons"`
 }
@@ -170,6 +173,10 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 			d.Margin = 0
 		}
 	}
+	if !math.IsInf(d.Margin, 0) && !math.IsNaN(d.Margin) {
+		m := d.Margin
+		d.MarginJSON = &m
+	}
 	pick := func(i int, why string) Decision {
 		d.Selected = d.Candidates[i].DID
 		d.Reasons = append(d.Reasons, why)
@@ -196,7 +203,7 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 		return d
 	}
 	switch {
-	case len(allowed) == 1 && d.Candidates[allowed[0]].Reports < pol.ReportQuorum:
+	case len(allowed) == 1 && d.Candidates[allowed[0]].Reports < pol.ReportQuorum && !d.Candidates[allowed[0]].OwnerReported:
 		why := "endorsed by the owner"
 		switch did := d.Candidates[allowed[0]].DID; {
 		case slices.Contains(pol.Allow, did):
@@ -211,6 +218,8 @@ func (s *Scorer) Decide(pol Policy, appID string, cands []Candidate) Decision {
 	}
 	top := d.Candidates[live[0]]
 	switch {
+	case top.OwnerReported:
+		d.Reasons = append(d.Reasons, fmt.Sprintf("top candidate %s is reported by the owner", top.DID))
 	case top.Reports >= pol.ReportQuorum:
 		d.Reasons = append(d.Reasons, fmt.Sprintf("top candidate %s is reported (weight %.2f ≥ %.2f)", top.DID, top.Reports, pol.ReportQuorum))
 	case top.Capped < pol.Floor:
@@ -237,8 +246,10 @@ func (s *Scorer) ownerEndorses(did string) bool {
 	if !ok {
 		return false
 	}
-	if x := l[i]; x != nil && !x.revoked {
-		return true
+	for _, t := range append([]int32{i}, s.g.didKeys[i]...) {
+		if x := l[t]; x != nil && !x.revoked {
+			return true
+		}
 	}
 	return false
 }
@@ -281,7 +292,7 @@ func (s *Scorer) fill(pol Policy, cs []Choice) {
 					continue
 				}
 				if rep == s.root {
-					cs[i].Reports = math.Inf(1)
+					cs[i].OwnerReported = true
 					continue
 				}
 				if s.score[rep] >= pol.ReporterFloor {

@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -184,6 +185,10 @@ func TestDecidePinAllowDeny(t *testing.T) {
 	if d := s.Decide(Policy{Deny: []string{"did:key:S"}}, "vault", pinS); d.Selected != "did:key:H" {
 		t.Errorf("denied pinned S: selected %q (%v)", d.Selected, d.Reasons)
 	}
+	d0 := s.Decide(Policy{}, "vault", []Candidate{{DID: "did:key:H"}})
+	if b, err := json.Marshal(d0); err != nil || !strings.Contains(string(b), `"margin":null`) {
+		t.Errorf("a lone candidate's decision encodes as %s (%v), want margin null", b, err)
+	}
 	if d := s.Decide(Policy{Allow: []string{"did:key:S"}}, "vault", cands); d.Selected != "did:key:S" {
 		t.Errorf("allowed S: selected %q", d.Selected)
 	}
@@ -234,6 +239,16 @@ func TestReportsCappedPerBranch(t *testing.T) {
 	d = s.Decide(pol, "vault", cands)
 	if d.Selected != "" || !strings.Contains(strings.Join(d.Reasons, " "), "reported") {
 		t.Errorf("reported by two branches: selected %q (%v)", d.Selected, d.Reasons)
+	}
+	// The owner's own report is enough, and the decision still encodes.
+	g3, s3 := world(t)
+	g3.AddReport(Report{Reporter: k("owner"), Target: "did:key:H", Type: ReportMalware, EventID: "own", At: 1})
+	d = s3.Decide(pol, "vault", cands)
+	if d.Selected != "" || !d.Candidates[0].OwnerReported {
+		t.Errorf("reported by the owner: selected %q (%v)", d.Selected, d.Reasons)
+	}
+	if _, err := json.Marshal(d); err != nil {
+		t.Errorf("decision does not encode: %v", err)
 	}
 	// A spam report type is shown, not counted.
 	g2, s2 := world(t)
