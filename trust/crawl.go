@@ -126,6 +126,7 @@ func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlSt
 			}
 		}
 		stats.Authors += len(authors)
+		failed := stats.Failed
 		// Authors crawled before are refreshed from their last crawl.
 		var fresh, old []string
 		for _, a := range authors {
@@ -139,10 +140,16 @@ func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlSt
 			for _, group := range [][]string{fresh, old} {
 				for i := 0; i < len(group); i += c.Batch {
 					batch := group[i:min(i+c.Batch, len(group))]
+					// The batch is asked from its least recently crawled author on.
 					var since *nostr.Timestamp
-					if len(batch) > 0 {
-						if at, ok := st.Crawled[batch[0]]; ok {
-							ts := nostr.Timestamp(at - int64(refreshSkew/time.Second))
+					for _, a := range batch {
+						at, ok := st.Crawled[a]
+						if !ok {
+							since = nil
+							break
+						}
+						ts := nostr.Timestamp(at - int64(refreshSkew/time.Second))
+						if since == nil || ts < *since {
 							since = &ts
 						}
 					}
@@ -152,8 +159,12 @@ func (c *Crawler) Crawl(ctx context.Context, st *Store, roots []string) (CrawlSt
 				}
 			}
 		}
-		for _, a := range authors {
-			st.Crawled[a] = start
+		// Only a hop every query of which succeeded counts as crawled: a
+		// refresh must not skip what a failed query missed.
+		if stats.Failed == failed {
+			for _, a := range authors {
+				st.Crawled[a] = start
+			}
 		}
 		var next []string
 		for _, a := range authors {
