@@ -84,3 +84,55 @@ func TestTrustAttestCrawlScoreExplain(t *testing.T) {
 		t.Errorf("after revoking: %+v", score.Publishers)
 	}
 }
+
+// TestTrustExplainApp: a publisher announces an app with archy app
+// publish; the owner follows the publisher's Nostr key; after a crawl,
+// explain APP chooses the publisher (the only candidate, bound both ways)
+// and shows the path.
+func TestTrustExplainApp(t *testing.T) {
+	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir()})
+	p := newPublisher(t)
+	if out, stderr, err := p.run(t, "app", "publish", p.app, "--key", p.didKey, "--nostr-key", p.nostrKey, "--relay", url); err != nil {
+		t.Fatalf("publish: %v\n%s\n%s", err, out, stderr)
+	}
+	dir := t.TempDir()
+	ownerKey := filepath.Join(dir, "owner.key")
+	mustArchy(t, "nostr", "new", "--out", ownerKey)
+	owner, err := discovery.LoadKey(ownerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := nostr.Event{Kind: 3, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"p", p.nostrPub}}}
+	if err := ev.Sign(owner.SecretHex()); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishOne(context.Background(), url, ev, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	mustArchy(t, "trust", "crawl", "--owner", owner.PublicKey(), "--relay", url, "--data", data)
+	out := mustArchy(t, "trust", "explain", "hello", "--data", data)
+	for _, want := range []string{"app hello: " + p.did, "the only candidate", "bound keys: " + p.nostrPub,
+		"path (flow", owner.PublicKey() + " → " + p.nostrPub} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain hello lacks %q:\n%s", want, out)
+		}
+	}
+	var js struct {
+		Decision struct {
+			Selected string   `json:"selected"`
+			Margin   *float64 `json:"margin"`
+		} `json:"decision"`
+	}
+	if err := json.Unmarshal([]byte(mustArchy(t, "trust", "explain", "hello", "--data", data, "--json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Decision.Selected != p.did || js.Decision.Margin != nil {
+		t.Errorf("explain --json: %+v", js.Decision)
+	}
+	for _, s := range p.secrets {
+		if strings.Contains(out, s) {
+			t.Error("explain printed a secret")
+		}
+	}
+}
