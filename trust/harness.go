@@ -31,6 +31,8 @@ type HarnessConfig struct {
 	SybilEndorsers int
 	Params         Params
 	Policy         Policy
+	// ArchyOnly skips the baselines (for tuning runs).
+	ArchyOnly bool
 }
 
 // Small is the harness at a fifth of the size, for CI.
@@ -262,8 +264,11 @@ func runWorld(cfg HarnessConfig, seed int64, attack int) map[string]outcome {
 		}
 		tasks = append(tasks, task{o, rng.IntN(len(w.HonestDIDs))})
 	}
-	followers := inDegree(g)
-	pr := globalPageRank(g, 0.15, 50)
+	var followers, pr []float64
+	if !cfg.ArchyOnly {
+		followers = inDegree(g)
+		pr = globalPageRank(g, 0.15, 50)
+	}
 	res := make([]map[string]string, len(tasks))
 	cands := func(app int) []string { return append([]string{w.HonestDIDs[app]}, w.SybilDIDs...) }
 	var wg sync.WaitGroup
@@ -281,6 +286,10 @@ func runWorld(cfg HarnessConfig, seed int64, attack int) map[string]outcome {
 			}
 			s := NewScorer(g, t.owner, cfg.Params)
 			out["archy"] = s.Decide(cfg.Policy, "app", cc).Selected
+			if cfg.ArchyOnly {
+				res[ti] = out
+				return
+			}
 			p := NewScorer(g, t.owner, Params{Alpha: 0.15, Hops: 25})
 			scores := func(f func(int32) float64) []float64 {
 				v := make([]float64, len(cs))

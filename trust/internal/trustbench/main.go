@@ -26,6 +26,10 @@ func main() {
 	deg := flag.Float64("degree-norm", 0, "degree normalisation power (0: default, negative: off)")
 	trim := flag.Int("trim", 0, "branch cap (0: default, negative: off)")
 	sybEnd := flag.Int("sybil-endorsers", 0, "only entry sybils and this many more endorse sybil publishers (0: all)")
+	firstSeed := flag.Int("first-seed", 1, "the first seed")
+	edges := flag.Int("edges", 0, "only this attack-edge count (0: all)")
+	keep := flag.Float64("trim-keep", 0, "least share of a branch kept by the cap (0: default)")
+	margin := flag.Float64("margin", 0, "margin (0: default)")
 	flag.Parse()
 	cfg := trust.HarnessConfig{}
 	if *small {
@@ -39,12 +43,16 @@ func main() {
 	}
 	if *seeds > 0 {
 		cfg.Seeds = nil
-		for i := 1; i <= *seeds; i++ {
+		for i := *firstSeed; i < *firstSeed+*seeds; i++ {
 			cfg.Seeds = append(cfg.Seeds, int64(i))
 		}
 	}
 	cfg.Params = trust.Params{Alpha: *alpha, Hops: *hops}
-	cfg.Policy = trust.Policy{DegreeNorm: *deg, Trim: *trim}
+	cfg.Policy = trust.Policy{DegreeNorm: *deg, Trim: *trim, TrimKeep: *keep, Margin: *margin}
+	cfg.ArchyOnly = *ablate
+	if *edges > 0 {
+		cfg.AttackEdges = []int{*edges}
+	}
 	cfg.SybilEndorsers = *sybEnd
 	if !*skipHarness {
 		start := time.Now()
