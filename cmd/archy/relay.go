@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -63,6 +64,9 @@ It prints its websocket URL on stdout once it listens.`,
 	f.IntVar(&cfg.MaxLimit, "max-limit", cfg.MaxLimit, "stored events returned per filter")
 	f.IntVar(&cfg.MaxEventTags, "max-event-tags", cfg.MaxEventTags, "tags per event")
 	f.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "websocket connections at once")
+	f.IntVar(&cfg.MaxConnectionsPerIP, "max-connections-per-ip", cfg.MaxConnectionsPerIP, "websocket connections at once from one IPv4 address or IPv6 /64")
+	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, `browser page origins allowed to connect (repeatable; "*" for any); by default only pages of the relay's own loopback address`)
+	f.IntVar(&cfg.MaxConnectionsPerOrigin, "max-connections-per-origin", cfg.MaxConnectionsPerOrigin, "websocket connections at once from pages of one allowed origin")
 	f.IntVar(&cfg.MaxEvents, "max-events", cfg.MaxEvents, "events stored; past it new events are refused")
 	f.IntVar(&cfg.MaxStoredBytes, "max-stored-bytes", cfg.MaxStoredBytes, "bytes of events stored (all held in memory); past it new events are refused")
 	f.Float64Var(&cfg.EventRate, "event-rate", cfg.EventRate, "EVENTs per second per connection (token bucket rate)")
@@ -81,6 +85,7 @@ var relayFlags = map[string]string{
 	"PubKey": "pubkey", "Contact": "contact", "MaxMessageSize": "max-message-size",
 	"MaxSubscriptions": "max-subscriptions", "MaxFilters": "max-filters", "MaxLimit": "max-limit",
 	"MaxEventTags": "max-event-tags", "MaxConnections": "max-connections", "MaxEvents": "max-events", "MaxStoredBytes": "max-stored-bytes",
+	"MaxConnectionsPerIP": "max-connections-per-ip", "AllowedOrigins": "allowed-origin", "MaxConnectionsPerOrigin": "max-connections-per-origin",
 	"EventRate": "event-rate", "EventBurst": "event-burst", "ReqRate": "req-rate", "ReqBurst": "req-burst",
 	"SendBuffer": "send-buffer", "WriteTimeout": "write-timeout",
 }
@@ -91,8 +96,11 @@ func runRelay(ctx context.Context, cfg relay.Config, log *slog.Logger, listening
 	r, err := relay.New(cfg, log)
 	if err != nil {
 		var cerr *relay.ConfigError
-		if errors.As(err, &cerr) && relayFlags[cerr.Field] != "" {
-			return fmt.Errorf("--%s %s", relayFlags[cerr.Field], cerr.Reason)
+		if errors.As(err, &cerr) {
+			field, _, _ := strings.Cut(cerr.Field, "[") // AllowedOrigins[1]: the flag's second value
+			if flag := relayFlags[field]; flag != "" {
+				return fmt.Errorf("--%s %s", flag, cerr.Reason)
+			}
 		}
 		return err
 	}
