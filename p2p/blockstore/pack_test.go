@@ -62,6 +62,9 @@ func TestPackPutGetReopen(t *testing.T) {
 	f, _ := os.OpenFile(idx[0], os.O_WRONLY|os.O_APPEND, 0)
 	_, _ = f.Write([]byte{recBlock, 0, 0})
 	f.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)

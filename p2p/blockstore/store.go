@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/internal/dirlock"
 	bstore "github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
@@ -46,8 +47,9 @@ var ErrNotFound = ipld.ErrNotFound{}
 // progress. Block files are written to tmp and renamed into place, so a
 // block file is either absent or complete.
 type Store struct {
-	dir string
-	log *slog.Logger
+	dir    string
+	log    *slog.Logger
+	unlock func() // releases the folder's lock; Close calls it
 	packIndex
 
 	// VerifyOnRead makes Get re-hash each block it reads from disk (default
@@ -72,14 +74,21 @@ func Open(dir string) (*Store, error) {
 			return nil, fmt.Errorf("open block store: %w", err)
 		}
 	}
+	// One process per store: a second would wipe the first's writes in
+	// tmp/ below, and both would append to the same packs.
+	unlock, err := dirlock.Lock(dir, "block store")
+	if err != nil {
+		return nil, err
+	}
 	// Leftovers of writes interrupted by a crash.
 	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
 		for _, e := range ents {
 			_ = os.Remove(filepath.Join(dir, "tmp", e.Name()))
 		}
 	}
-	s := &Store{dir: dir, log: slog.New(slog.DiscardHandler), verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}}
+	s := &Store{dir: dir, log: slog.New(slog.DiscardHandler), verifyOnRead: true, holds: map[cid.Cid]int{}, sessions: map[int]time.Time{}, unlock: unlock}
 	if err := s.loadPacks(); err != nil {
+		unlock()
 		return nil, err
 	}
 	return s, nil
@@ -96,6 +105,10 @@ func (s *Store) Close() error {
 	s.packs = map[string]*pack{}
 	s.index = map[[cas.DigestSize]byte][]loc{}
 	s.byRoot = map[cid.Cid]*pack{}
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
 	return errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/archy-node/archy/cas"
@@ -20,7 +21,25 @@ func open(t *testing.T) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// A second open of a store in use fails and names the folder: two
+// processes on one store would wipe each other's writes.
+func TestOpenLocks(t *testing.T) {
+	s := open(t)
+	if _, err := Open(s.Dir()); err == nil || !strings.Contains(err.Error(), s.Dir()) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(s.Dir())
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	s2.Close()
 }
 
 func randBlock(n int) blocks.Block {
@@ -45,6 +64,9 @@ func TestPutGet(t *testing.T) {
 		t.Fatalf("size %d", n)
 	}
 	// Reopen: still there.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
