@@ -74,7 +74,7 @@ func (n *Node) startApps(ctx context.Context) error {
 		rt, mapper = p, &orchestrator.PodmanUnshare{}
 	}
 	var err error
-	n.orch, err = orchestrator.New(orchestrator.Config{Runtime: rt, Dir: filepath.Join(n.cfg.DataDir, "apps"),
+	n.orch, err = orchestrator.New(orchestrator.Config{Runtime: rt, Dir: AppsDir(n.cfg.DataDir),
 		Logger: n.log.With("part", "orchestrator"), IDMapper: mapper,
 		// Images come from the swarm; the fetch stage's deadline covers a
 		// large image on a slow link (a stalled fetch fails sooner, after
@@ -216,3 +216,7 @@ func (e *httpError) Unwrap() error { return e.err }
 
 func badRequest(err error) error { return &httpError{http.StatusBadRequest, err} }
 func notFound(err error) error   { return &httpError{http.StatusNotFound, err} }
+
+// AppsDir is where a node on dataDir keeps its apps' state, secrets and
+// data (the orchestrator's folder).
+func AppsDir(dataDir string) string { return filepath.Join(dataDir, "apps") }

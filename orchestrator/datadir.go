@@ -196,7 +196,11 @@ func (o *Orchestrator) dataDirs(ctx context.Context, app string, dirs []DataDir)
 func (o *Orchestrator) dataBase() string { return filepath.Join(o.cfg.Dir, "data") }
 
 // DataDir returns the app's data folder.
-func (o *Orchestrator) DataDir(app string) string { return filepath.Join(o.dataBase(), app) }
+func (o *Orchestrator) DataDir(app string) string { return AppDataDir(o.cfg.Dir, app) }
+
+// AppDataDir is the data folder of app for an orchestrator on dir
+// (Config.Dir), for tools that name it without running one.
+func AppDataDir(dir, app string) string { return filepath.Join(dir, "data", app) }
 
 func (o *Orchestrator) purgeData(ctx context.Context, app string) error {
 	dir := o.DataDir(app)

@@ -7,14 +7,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/quadlet"
 	"github.com/archy-node/archy/registry"
 )
 
 func newAppRenderCmd() *cobra.Command {
 	var (
-		out, dataDir, bind, podman string
-		asJSON                     bool
+		out, dataDir, nodeData, bind, podman string
+		asJSON                               bool
 	)
 	c := &cobra.Command{
 		Use:   "render PATH",
@@ -35,9 +37,12 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 			m := l.Manifest
 			dir := dataDir
 			if dir == "" {
-				if dir, err = defaultAppDataDir(m.ID); err != nil {
+				// Where a node on --data keeps the app's data.
+				nodeDir, err := resolveDataDir(nodeData)
+				if err != nil {
 					return err
 				}
+				dir = orchestrator.AppDataDir(node.AppsDir(nodeDir), m.ID)
 			}
 			if dir, err = filepath.Abs(dir); err != nil {
 				return fmt.Errorf("--data-dir: %w", err)
@@ -78,7 +83,8 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "write the units into this folder (and print their paths) instead of printing them")
-	c.Flags().StringVar(&dataDir, "data-dir", "", "the app's data folder on the host (default $XDG_DATA_HOME/archy/apps/<id>/data)")
+	c.Flags().StringVar(&dataDir, "data-dir", "", "the app's data folder on the host (default: the one a node on --data uses, <data>/apps/data/<id>)")
+	dataDirFlag(c, &nodeData)
 	c.Flags().StringVar(&bind, "bind", "127.0.0.1", "host address to publish ports on")
 	c.Flags().StringVar(&podman, "podman", quadlet.Podman45, "oldest Podman the units must work with: 4.4 or 4.5")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: the units and the Podman create spec")
@@ -102,16 +108,4 @@ type renderOutput struct {
 func renderCreateSpec(m *registry.Manifest, dataDir string) (any, error) {
 	_, _ = m, dataDir
 	return nil, nil
-}
-
-func defaultAppDataDir(id string) (string, error) {
-	base := os.Getenv("XDG_DATA_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("find the data folder (set --data-dir): %w", err)
-		}
-		base = filepath.Join(home, ".local", "share")
-	}
-	return filepath.Join(base, "archy", "apps", id, "data"), nil
 }

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator"
 )
 
 func TestAppRender(t *testing.T) {
@@ -33,6 +36,16 @@ func TestAppRender(t *testing.T) {
 			}
 			if got.App != "hello" || got.DataDir != "/srv/hello" || len(got.Units) != 2 || got.Units[1].Name != "archy-hello-web.container" {
 				t.Errorf("unexpected output %+v", got)
+			}
+		}},
+		{"data folder of a node on --data", []string{"app", "render", hello, "--json", "--data", "/srv/node"}, "", func(t *testing.T, out string) {
+			var got renderOutput
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			// Where the node's orchestrator keeps hello's data.
+			if want := orchestrator.AppDataDir(node.AppsDir("/srv/node"), "hello"); got.DataDir != want || want != "/srv/node/apps/data/hello" {
+				t.Errorf("data folder %q, want %q", got.DataDir, want)
 			}
 		}},
 		{"out folder", []string{"app", "render", hello, "--out", outDir, "--podman", "4.4"}, "", func(t *testing.T, out string) {

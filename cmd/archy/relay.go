@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/archy-node/archy/internal/paths"
 	"github.com/archy-node/archy/relay"
 )
 
@@ -120,12 +121,9 @@ func runRelay(ctx context.Context, cfg relay.Config, log *slog.Logger, listening
 // defaultRelayDataDir is $XDG_DATA_HOME/archy/relay, or
 // ~/.local/share/archy/relay.
 func defaultRelayDataDir() (string, error) {
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		return filepath.Join(d, "archy", "relay"), nil
-	}
-	home, err := os.UserHomeDir()
+	d, err := paths.DataDir()
 	if err != nil {
-		return "", fmt.Errorf("no --data given and no home folder to default to: %w", err)
+		return "", err
 	}
-	return filepath.Join(home, ".local", "share", "archy", "relay"), nil
+	return filepath.Join(d, "relay"), nil
 }
