@@ -37,6 +37,13 @@ func (c PodmanConfig) socket() string {
 	if c.Socket != "" {
 		return c.Socket
 	}
+	return DefaultPodmanSocket()
+}
+
+// DefaultPodmanSocket is the Podman socket a node and the CLI use when
+// none is given: $ARCHY_PODMAN_SOCKET, else this user's rootless socket
+// ($XDG_RUNTIME_DIR/podman/podman.sock) when it exists, else "".
+func DefaultPodmanSocket() string {
 	if s := os.Getenv("ARCHY_PODMAN_SOCKET"); s != "" {
 		return s
 	}

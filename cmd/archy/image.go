@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/orchestrator/podman"
 	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
@@ -26,16 +27,6 @@ type imageFlags struct {
 	podman string
 }
 
-func defaultPodmanSocket() string {
-	if s := os.Getenv("ARCHY_PODMAN_SOCKET"); s != "" {
-		return s
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return "unix://" + filepath.Join(d, "podman", "podman.sock")
-	}
-	return fmt.Sprintf("unix:///run/user/%d/podman/podman.sock", os.Getuid())
-}
-
 // newImageCmd is `archy image`: container images through the swarm.
 func newImageCmd() *cobra.Command {
 	var fl imageFlags
@@ -45,7 +36,7 @@ func newImageCmd() *cobra.Command {
 		SilenceUsage: true,
 	}
 	fl.register(cmd)
-	cmd.PersistentFlags().StringVar(&fl.podman, "podman", defaultPodmanSocket(), "Podman API socket URL; env ARCHY_PODMAN_SOCKET")
+	cmd.PersistentFlags().StringVar(&fl.podman, "podman-socket", node.DefaultPodmanSocket(), "rootless Podman API socket URL (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock), as archy node run takes it")
 	cmd.AddCommand(newImagePushCmd(&fl), newImagePullCmd(&fl))
 	return cmd
 }
@@ -210,9 +201,12 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 
 // loadImage loads a verified archive into Podman over socket.
 func loadImage(ctx context.Context, socket, path string) ([]string, error) {
+	if socket == "" {
+		return nil, errNoPodmanSocket
+	}
 	rt, err := podman.New(ctx, podman.Config{Socket: socket})
 	if err != nil {
-		return nil, fmt.Errorf("load image: %w (is Podman's API service running? see --podman)", err)
+		return nil, fmt.Errorf("load image: %w (is Podman's API service running? see --podman-socket)", err)
 	}
 	names, err := rt.LoadImage(ctx, path)
 	if err != nil {
@@ -227,15 +221,21 @@ const exportTimeout = 10 * time.Minute
 
 // exportImage saves the Podman image ref as an OCI archive in a temp file
 // under dir and returns its path.
+// errNoPodmanSocket is returned when no socket is given or found.
+var errNoPodmanSocket = fmt.Errorf("no Podman socket: start `podman system service` for this user, or pass --podman-socket (or set ARCHY_PODMAN_SOCKET)")
+
 func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
 	if strings.ContainsAny(ref, "/\\") && strings.HasSuffix(ref, ".tar") {
 		return "", fmt.Errorf("push image: %s: no such archive", ref)
 	}
 	ctx, cancel := context.WithTimeout(ctx, exportTimeout)
 	defer cancel()
+	if socket == "" {
+		return "", errNoPodmanSocket
+	}
 	rt, err := podman.New(ctx, podman.Config{Socket: socket, SaveTimeout: exportTimeout})
 	if err != nil {
-		return "", fmt.Errorf("push image %s: %w (is Podman's API service running? see --podman)", ref, err)
+		return "", fmt.Errorf("push image %s: %w (is Podman's API service running? see --podman-socket)", ref, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("push image %s: %w", ref, err)
