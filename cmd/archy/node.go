@@ -96,8 +96,8 @@ only under localhost, an IP address, or a name given with --api-host.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "archy node %s\napi:    %s\nrelays: %s\ndata:   %s\n",
-				n.P2P().ID(), n.APIURL(), strings.Join(n.RelayURLs(), " "), cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "archy node %s\napi:    %s\npage:   %s/ (archy node page prints it signed in)\nrelays: %s\ndata:   %s\n",
+				n.P2P().ID(), n.APIURL(), n.APIURL(), strings.Join(n.RelayURLs(), " "), cfg.DataDir)
 			if err := n.Run(ctx); err != nil && ctx.Err() == nil {
 				return err
 			}
