@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newRelayCmd(),
 		newNostrCmd(),
 		newNodeCmd(),
+		newTrustCmd(),
 	)
 	return root
 }
