@@ -157,6 +157,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 			return badRequest(fmt.Errorf("install request: envelope signs manifest %s, not cid %s", v.CID, req.CID))
 		}
 		trackApp(r.Context(), v.Manifest.ID)
+		defer n.kickTrust() // the pin may have moved
 		n.imgMu.RLock()
 		defer n.imgMu.RUnlock()
 		// The orchestrator refuses a release from another publisher than
@@ -184,6 +185,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.appOp("uninstall", func(w http.ResponseWriter, r *http.Request) error {
 		err := n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
 		if err == nil {
+			n.kickTrust()
 			n.pruneLater()
 		}
 		return err
