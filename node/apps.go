@@ -185,6 +185,10 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.appOp("uninstall", func(w http.ResponseWriter, r *http.Request) error {
 		err := n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
 		if err == nil {
+			// Auto-install does not bring back what the owner removed.
+			if derr := n.decline(r.PathValue("id")); derr != nil {
+				n.log.Warn("auto-install may bring the app back", "app", r.PathValue("id"), "err", derr)
+			}
 			n.kickTrust()
 			n.pruneLater()
 		}

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
+	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/registry"
 	"github.com/archy-node/archy/trust"
@@ -139,8 +142,16 @@ type trustState struct {
 	vmu       sync.Mutex
 	decisions map[string]trust.Decision // by app id
 	status    TrustStatus
-	tried     map[string]bool // release CIDs auto-installed or -updated once
+	tried     map[string]time.Time // release CID → when it failed last (zero: it succeeded)
+	// declined are the app ids the owner uninstalled: auto-install leaves
+	// them alone (kept in <data>/trust/declined.json).
+	declined     map[string]bool
+	declinedPath string
 }
+
+// retryAfter is how long a release an automatic install or update failed
+// on waits before it is tried again.
+const retryAfter = time.Hour
 
 // startTrust opens <data>/trust/graph.json with the owner from the config.
 func (n *Node) startTrust() error {
@@ -160,9 +171,13 @@ func (n *Node) startTrust() error {
 	// rescored from this one.
 	st.Owner = owner
 	t := &trustState{cfg: n.cfg.Trust, owner: owner, st: st, eng: trust.NewEngine(st, trust.Params{}),
-		fed: map[string]bool{}, kick: make(chan struct{}, 1), decisions: map[string]trust.Decision{}, tried: map[string]bool{}}
+		fed: map[string]bool{}, kick: make(chan struct{}, 1), decisions: map[string]trust.Decision{}, tried: map[string]time.Time{}}
 	t.status = TrustStatus{Owner: owner, AutoInstall: t.cfg.AutoInstall, AutoUpdate: t.cfg.AutoUpdate,
 		Nodes: st.Graph.Len(), Edges: st.Graph.Edges()}
+	t.declinedPath = filepath.Join(dir, "declined.json")
+	if t.declined, err = loadDeclined(t.declinedPath); err != nil {
+		return err
+	}
 	if owner == "" {
 		t.status.Note = noOwnerNote
 		n.log.Warn("no owner key: only pinned publishers and the allow list are trusted", "flag", "--owner")
@@ -362,7 +377,11 @@ func trustView(d trust.Decision, did string, noOwner bool) *TrustView {
 		v.Decision = TrustRefused
 	case d.Selected != "":
 		v.Decision = TrustRefused
-		v.Reasons = append(v.Reasons, "another publisher is "+map[bool]string{true: "pinned", false: "selected"}[pinnedIn(d)]+" for "+d.AppID+": "+d.Selected)
+		how := "selected"
+		if pinnedIn(d) {
+			how = "pinned"
+		}
+		v.Reasons = append(v.Reasons, fmt.Sprintf("another publisher is %s for %s: %s", how, d.AppID, d.Selected))
 	}
 	v.Reasons = append(v.Reasons, ch.Reasons...)
 	if d.Selected == did || d.Selected == "" {
@@ -407,14 +426,14 @@ func bestRelease(rows []*discovery.Release, appID, did string) *discovery.Releas
 
 // autoInstall installs each app id the decision selected a publisher for
 // and that is not installed, once per release (a failure is logged and
-// shown as an operation, not retried until another release comes).
+// shown as an operation, and tried again after retryAfter).
 func (n *Node) autoInstall(ctx context.Context, rows []*discovery.Release, decs map[string]trust.Decision) {
 	for _, app := range sortedKeys(decs) {
 		d := decs[app]
 		if d.Selected == "" {
 			continue
 		}
-		if _, err := n.orch.Status(app); err == nil {
+		if _, err := n.orch.Status(app); err == nil || n.declinedApp(app) {
 			continue
 		}
 		r := bestRelease(rows, app, d.Selected)
@@ -432,7 +451,7 @@ func (n *Node) autoInstall(ctx context.Context, rows []*discovery.Release, decs 
 // version when it is above the installed one.
 func (n *Node) autoUpdate(ctx context.Context, rows []*discovery.Release) {
 	for _, a := range n.orch.Apps() {
-		if a.Publisher == "" {
+		if a.Publisher == "" || slices.Contains(n.trust.cfg.Deny, a.Publisher) {
 			continue
 		}
 		r := bestRelease(rows, a.ID, a.Publisher)
@@ -455,15 +474,69 @@ func (n *Node) autoUpdate(ctx context.Context, rows []*discovery.Release) {
 	}
 }
 
+// tryOnce reports whether release c may be tried now: never tried, or
+// failed more than retryAfter ago. It notes the try as a failure until
+// tried says otherwise.
 func (n *Node) tryOnce(c string) bool {
 	t := n.trust
 	t.vmu.Lock()
 	defer t.vmu.Unlock()
-	if t.tried[c] {
+	if at, ok := t.tried[c]; ok && (at.IsZero() || time.Since(at) < retryAfter) {
 		return false
 	}
-	t.tried[c] = true
+	t.tried[c] = time.Now()
 	return true
+}
+
+// tried notes that release c was installed or updated to: never again.
+func (n *Node) tried(c string) {
+	n.trust.vmu.Lock()
+	n.trust.tried[c] = time.Time{}
+	n.trust.vmu.Unlock()
+}
+
+// decline remembers that the owner uninstalled app id, so auto-install
+// does not bring it back.
+func (n *Node) decline(id string) error {
+	t := n.trust
+	t.vmu.Lock()
+	defer t.vmu.Unlock()
+	if t.declined[id] {
+		return nil
+	}
+	t.declined[id] = true
+	ids := sortedKeys(t.declined)
+	b, _ := json.Marshal(ids)
+	if err := atomicfile.Write(t.declinedPath, b, 0o600); err != nil {
+		return fmt.Errorf("remember that %s was uninstalled: %w", id, err)
+	}
+	return nil
+}
+
+// loadDeclined reads the declined app ids (none if the file is not there).
+func loadDeclined(path string) (map[string]bool, error) {
+	out := map[string]bool{}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	var ids []string
+	if err == nil {
+		err = json.Unmarshal(b, &ids)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read declined apps %s: %w", path, err)
+	}
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+func (n *Node) declinedApp(id string) bool {
+	n.trust.vmu.Lock()
+	defer n.trust.vmu.Unlock()
+	return n.trust.declined[id]
 }
 
 // autoOp runs an automatic install or update as an operation (listed and
@@ -490,8 +563,13 @@ func (n *Node) autoOp(ctx context.Context, kind, app string, r *discovery.Releas
 		trackApp(ctx, app)
 		n.imgMu.RLock()
 		defer n.imgMu.RUnlock()
-		return fn(ctx, v)
+		if err := fn(ctx, v); err != nil {
+			return err
+		}
+		n.tried(r.CID.String())
+		return nil
 	})
+	n.kickTrust() // the pin is new
 }
 
 func sortedKeys[V any](m map[string]V) []string {

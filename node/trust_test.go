@@ -289,6 +289,24 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 	if len(ops) != 1 || ops[0].Kind != "install" || ops[0].App != "notes" || ops[0].State != OpSucceeded {
 		t.Fatalf("node B ran %+v: want one succeeded install of notes", ops)
 	}
+	// The owner uninstalls it: auto-install does not bring it back.
+	if end := opEnd(t, b, http.MethodDelete, "/api/v1/apps/notes", nil); !end.OK {
+		t.Fatalf("uninstall on node B: %+v", end)
+	}
+	// Even after a restart (what the node remembers in memory is lost,
+	// the declined file is read again).
+	b.trust.vmu.Lock()
+	clear(b.trust.tried)
+	b.trust.declined, err = loadDeclined(b.trust.declinedPath)
+	b.trust.vmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.kickTrust()
+	time.Sleep(time.Second)
+	if s, err := b.orch.Status("notes"); err == nil {
+		t.Fatalf("auto-install brought back what the owner uninstalled: %+v", s)
+	}
 
 	// No owner key: only the allow list counts, and the node says so.
 	c := runNode(t, Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0", NoPeering: true,
