@@ -588,10 +588,19 @@ type discoveredRow struct {
 	Trust *TrustView `json:"trust,omitempty"`
 }
 
+// discoveredRows are the discovered releases with their trust. A row the
+// cached decisions do not cover yet (discovered since the last check)
+// asks the trust loop for a check rather than wait for one here.
 func (n *Node) discoveredRows() []discoveredRow {
 	out := []discoveredRow{}
+	stale := false
 	for _, r := range n.store.List() {
-		out = append(out, discoveredRow{Release: r, Trust: n.view(r.AppID, r.Publisher)})
+		v := n.view(r.AppID, r.Publisher)
+		stale = stale || v == nil
+		out = append(out, discoveredRow{Release: r, Trust: v})
+	}
+	if stale {
+		n.kickTrust()
 	}
 	return out
 }

@@ -325,3 +325,37 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 		t.Fatalf("no-owner node: status %+v, score %+v", cst.Trust, csc)
 	}
 }
+
+// TestTrustCatalogListedPublisher: a catalog the node follows lists a
+// publisher of an app id (its curators endorse the DID); with no owner
+// key, that publisher is selected over a stranger announcing the same id.
+func TestTrustCatalogListedPublisher(t *testing.T) {
+	c := newCurator(t)
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	if err := registry.WriteRootFile(rootFile, "demo", c.root); err != nil {
+		t.Fatal(err)
+	}
+	n := startFollower(t, rootFile, nil)
+	listedKey, listedV, listedEnv := signedRelease(t, "notes")
+	strangerKey, strangerV, strangerEnv := signedRelease(t, "notes")
+	cat := registry.NewCatalog("demo", 2, time.Now().Add(24*time.Hour), c.root)
+	cat.Delegate(listedKey.DID(), "notes")
+	if err := cat.Put(listedV); err != nil {
+		t.Fatal(err)
+	}
+	if code := postCatalog(t, n, sign(t, cat, c.keys[0], c.keys[1])); code != http.StatusOK {
+		t.Fatalf("post catalog: %d", code)
+	}
+	now := time.Now().Add(-time.Minute)
+	evs, _ := announce(t, listedKey, listedV, listedEnv, now, 0)
+	more, _ := announce(t, strangerKey, strangerV, strangerEnv, now, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := discovery.Publish(ctx, n.RelayURLs()[:1], 10*time.Second, append(evs, more...)...); err != nil {
+		t.Fatal(err)
+	}
+	views := rowsTrust(t, n, map[string]string{listedKey.DID(): TrustSelected, strangerKey.DID(): TrustRefused})
+	if !slices.Contains(views[listedKey.DID()].Reasons, "listed by a catalog the owner follows") {
+		t.Fatalf("listed publisher's row: %+v", views[listedKey.DID()])
+	}
+}
