@@ -83,6 +83,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("node config: %s %q: %v", a.field, a.v, err)
 		}
 	}
+	if err := c.Trust.validate(); err != nil {
+		return err
+	}
 	if !c.embedded() && len(c.Relays) == 0 {
 		return errors.New("node config: Relays: with the embedded relay off, at least one relay is required")
 	}

@@ -68,6 +68,27 @@ func (c *TrustConfig) setDefaults() {
 	}
 }
 
+// validate names the first bad trust setting.
+func (c *TrustConfig) validate() error {
+	if _, err := ownerKey(c.Owner); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		field string
+		dids  []string
+	}{{"Allow", c.Allow}, {"Deny", c.Deny}} {
+		for _, d := range l.dids {
+			if !strings.HasPrefix(d, "did:") {
+				return fmt.Errorf("node config: Trust.%s: %q is not a DID", l.field, d)
+			}
+		}
+	}
+	if c.Floor < 0 || c.Margin < 0 {
+		return fmt.Errorf("node config: Trust: floor %g and margin %g must not be negative", c.Floor, c.Margin)
+	}
+	return nil
+}
+
 // ownerKey turns an npub or hex key into hex ("" for none).
 func ownerKey(s string) (string, error) {
 	s = strings.TrimSpace(s)

@@ -135,8 +135,10 @@ func rowsTrust(t *testing.T, n *Node, want map[string]string) map[string]TrustVi
 // refused, explains the path; installs over the pin from the sybil are
 // takeovers (409), a lower version a downgrade, and a rotation statement
 // by the honest DID moves the pin. A second node with auto-install on
-// installs the honest publisher's app on its own, never the sybil's; a
-// third node with no owner key trusts only its allow list and says so.
+// installs the honest publisher's app on its own, never the sybil's,
+// updates it from the pinned publisher, and does not bring it back once
+// the owner uninstalled it; a third node with no owner key trusts only
+// its allow list and says so.
 func TestTrustPicksHonestPublisher(t *testing.T) {
 	rtA := memruntime.New(memruntime.Config{CallTimeout: time.Minute})
 	rtB := memruntime.New(memruntime.Config{CallTimeout: time.Minute})
@@ -276,18 +278,39 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 	if s, err := b.orch.Status("notes"); err != nil || s.Publisher != honest.DID() || s.Version != "1.0.0" {
 		t.Fatalf("after more rounds: %+v %v", s, err)
 	}
+	// The pinned publisher's higher version is an update (auto-update on).
+	upEnv, upV := signNotes(t, honest, "1.2.0", img)
+	upEvs, _ := announce(t, honest, upV, upEnv, time.Now(), 0)
+	if _, err := discovery.Publish(ctx, a.RelayURLs()[:1], 10*time.Second, upEvs...); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		s, err := b.orch.Status("notes")
+		if err == nil && s.Version == "1.2.0" && s.Phase == "running" && s.Publisher == honest.DID() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no auto-update to the pinned publisher's 1.2.0 in 60s: %+v %v", s, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	b.ops.mu.Lock()
 	var all []*op
 	for _, o := range b.ops.ops {
 		all = append(all, o)
 	}
 	b.ops.mu.Unlock()
-	var ops []Operation
+	kinds := map[string]int{}
 	for _, o := range all {
-		ops = append(ops, b.ops.status(o))
+		st := b.ops.status(o)
+		if st.App != "notes" || st.State != OpSucceeded {
+			t.Fatalf("node B ran %+v", st)
+		}
+		kinds[st.Kind]++
 	}
-	if len(ops) != 1 || ops[0].Kind != "install" || ops[0].App != "notes" || ops[0].State != OpSucceeded {
-		t.Fatalf("node B ran %+v: want one succeeded install of notes", ops)
+	if len(all) != 2 || kinds["install"] != 1 || kinds["update"] != 1 {
+		t.Fatalf("node B ran %v: want one install and one update", kinds)
 	}
 	// The owner uninstalls it: auto-install does not bring it back.
 	if end := opEnd(t, b, http.MethodDelete, "/api/v1/apps/notes", nil); !end.OK {
@@ -357,5 +380,31 @@ func TestTrustCatalogListedPublisher(t *testing.T) {
 	views := rowsTrust(t, n, map[string]string{listedKey.DID(): TrustSelected, strangerKey.DID(): TrustRefused})
 	if !slices.Contains(views[listedKey.DID()].Reasons, "listed by a catalog the owner follows") {
 		t.Fatalf("listed publisher's row: %+v", views[listedKey.DID()])
+	}
+}
+
+// TestTrustConfigValidate names the bad trust setting.
+func TestTrustConfigValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cfg  TrustConfig
+		want string
+	}{
+		"owner not a key": {TrustConfig{Owner: "alice"}, "Trust.Owner"},
+		"bad npub":        {TrustConfig{Owner: "npub1qqqq"}, "Trust.Owner"},
+		"allow not a DID": {TrustConfig{Allow: []string{"alice"}}, "Trust.Allow"},
+		"deny not a DID":  {TrustConfig{Deny: []string{"z6Mk"}}, "Trust.Deny"},
+		"negative margin": {TrustConfig{Margin: -1}, "margin"},
+	} {
+		cfg := Config{DataDir: t.TempDir(), Trust: tc.cfg}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, tc.want)
+		}
+	}
+	key, _ := discovery.GenerateKey()
+	for _, owner := range []string{key.Npub(), key.PublicKey(), strings.ToUpper(key.PublicKey())} {
+		got, err := ownerKey(owner)
+		if err != nil || got != key.PublicKey() {
+			t.Errorf("owner %q: %q %v", owner, got, err)
+		}
 	}
 }
