@@ -29,7 +29,8 @@ import (
 type TrustConfig struct {
 	// Owner is the owner's Nostr public key (npub or hex): the root the
 	// trust graph is crawled and scored from. Without it the node trusts
-	// only pinned publishers (installed apps) and the Allow list.
+	// only pinned publishers (installed apps), the Allow list and the
+	// publishers the followed catalogs list, and says so.
 	Owner string
 	// AutoInstall installs, on its own, the release of an app id whose
 	// publisher the trust decision selects (default off: the owner
@@ -145,7 +146,7 @@ type TrustStatus struct {
 }
 
 // noOwnerNote is what the node says when it has no owner key.
-const noOwnerNote = "no owner key (archy node run --owner NPUB): only pinned publishers and the allow list are trusted"
+const noOwnerNote = "no owner key (archy node run --owner NPUB): only pinned publishers, the allow list and the publishers of followed catalogs are trusted"
 
 // trustState is the node's trust engine and what it last decided.
 type trustState struct {
@@ -201,7 +202,7 @@ func (n *Node) startTrust() error {
 	}
 	if owner == "" {
 		t.status.Note = noOwnerNote
-		n.log.Warn("no owner key: only pinned publishers and the allow list are trusted", "flag", "--owner")
+		n.log.Warn(noOwnerNote)
 	}
 	n.trust = t
 	return nil

@@ -123,7 +123,7 @@ only under localhost, an IP address, or a name given with --api-host.`,
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
 	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
-	c.Flags().StringVar(&cfg.Trust.Owner, "owner", "", "the owner's Nostr public key (npub or hex): the trust graph is crawled and scored from it; without it only pinned publishers and --trust-allow are trusted")
+	c.Flags().StringVar(&cfg.Trust.Owner, "owner", "", "the owner's Nostr public key (npub or hex): the trust graph is crawled and scored from it; without it only pinned publishers, --trust-allow and followed catalogs' publishers are trusted")
 	c.Flags().BoolVar(&cfg.Trust.AutoInstall, "auto-install", false, "install apps whose publisher the trust decision selects, on the node's own")
 	c.Flags().BoolVar(&cfg.Trust.AutoUpdate, "auto-update", false, "update installed apps to higher versions from their pinned publisher (health-gated, rolled back on failure)")
 	c.Flags().Float64Var(&cfg.Trust.Floor, "trust-floor", 1e-5, "the least score (fraction of the owner's trust) a publisher needs to be selected")
