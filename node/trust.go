@@ -158,9 +158,14 @@ type trustState struct {
 	st  *trust.Store
 	eng *trust.Engine
 	fed map[string]bool // appID did key already bound
+	// decidedVer and decidedIn are the graph version and the inputs the
+	// cached decisions were made from.
+	decidedVer uint64
+	decidedIn  string
 
 	kick chan struct{}
 
+	// vmu guards what follows; taken inside mu, never the other way.
 	vmu       sync.Mutex
 	decisions map[string]trust.Decision // by app id
 	status    TrustStatus
@@ -340,6 +345,15 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 			byApp[app] = append(byApp[app], did)
 		}
 	}
+	// What the decisions depend on beside the graph: candidates, pins and
+	// the catalogs' DIDs (the rest of the policy is fixed).
+	var in strings.Builder
+	for _, app := range sortedKeys(byApp) {
+		slices.Sort(byApp[app])
+		fmt.Fprintf(&in, "%s %v %s\n", app, byApp[app], pins[app])
+	}
+	slices.Sort(pol.Listed)
+	fmt.Fprintf(&in, "%v", pol.Listed)
 	decs := make(map[string]trust.Decision, len(byApp))
 	t.mu.Lock()
 	for _, r := range rows {
@@ -349,6 +363,16 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 			t.fed[k] = true
 		}
 	}
+	// Deciding walks the graph once per first hop of the owner: skip it
+	// when neither the graph nor its inputs changed.
+	ver := t.st.Graph.Version()
+	if ver == t.decidedVer && in.String() == t.decidedIn {
+		t.mu.Unlock()
+		t.vmu.Lock()
+		defer t.vmu.Unlock()
+		return t.decisions
+	}
+	t.decidedVer, t.decidedIn = ver, in.String()
 	for app, dids := range byApp {
 		var cands []trust.Candidate
 		for _, d := range dids {
@@ -356,12 +380,13 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 		}
 		decs[app] = t.eng.Decide(pol, app, cands)
 	}
-	nodes, edges := t.st.Graph.Len(), t.st.Graph.Edges()
-	t.mu.Unlock()
+	// Cached before t.mu is let go: a decide that finds nothing changed
+	// returns these.
 	t.vmu.Lock()
 	t.decisions = decs
-	t.status.Nodes, t.status.Edges = nodes, edges
+	t.status.Nodes, t.status.Edges = t.st.Graph.Len(), t.st.Graph.Edges()
 	t.vmu.Unlock()
+	t.mu.Unlock()
 	return decs
 }
 
