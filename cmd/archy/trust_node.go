@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,8 +54,9 @@ func withNodeTrust(c *cobra.Command) *cobra.Command {
 				return fromFile(cmd, args)
 			}
 			if err := print(cmd, base, args); err != nil {
-				if api != "" {
-					return err
+				var ans *nodeAnswer
+				if api != "" || errors.As(err, &ans) {
+					return err // the node answered: its answer stands
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "no node answers at %s (%v): reading the graph file\n", base, err)
 				return fromFile(cmd, args)
@@ -59,6 +65,39 @@ func withNodeTrust(c *cobra.Command) *cobra.Command {
 		}
 	}
 	return c
+}
+
+// nodeAnswer is a node's refusal: it runs, so the graph file is not
+// asked instead.
+type nodeAnswer struct {
+	status string
+	msg    string
+}
+
+func (e *nodeAnswer) Error() string { return "the node answers " + e.status + ": " + e.msg }
+
+// askNode GETs url into v within 30 s (a crawl under way delays trust
+// answers).
+func askNode(ctx context.Context, url string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the node: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &nodeAnswer{resp.Status, strings.TrimSpace(string(b))}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("read the node's answer: %w", err)
+	}
+	return nil
 }
 
 func jsonFlag(cmd *cobra.Command) bool {
@@ -77,7 +116,7 @@ func withMargin(d trust.Decision) trust.Decision {
 
 func nodeTrustScore(cmd *cobra.Command, base string, _ []string) error {
 	var sc node.TrustScore
-	if err := getNodeJSON(cmd.Context(), base+"/api/v1/trust/score", &sc); err != nil {
+	if err := askNode(cmd.Context(), base+"/api/v1/trust/score", &sc); err != nil {
 		return err
 	}
 	if f := cmd.Flags().Lookup("top"); f != nil {
@@ -104,7 +143,7 @@ func nodeTrustScore(cmd *cobra.Command, base string, _ []string) error {
 
 func nodeTrustExplain(cmd *cobra.Command, base string, args []string) error {
 	var ex node.TrustExplanation
-	if err := getNodeJSON(cmd.Context(), base+"/api/v1/trust/explain/"+url.PathEscape(args[0]), &ex); err != nil {
+	if err := askNode(cmd.Context(), base+"/api/v1/trust/explain/"+url.PathEscape(args[0]), &ex); err != nil {
 		return err
 	}
 	if jsonFlag(cmd) {

@@ -77,6 +77,11 @@ func TestTrustCommandsAskTheNode(t *testing.T) {
 		t.Fatalf("trust explain from the node: %v %+v\n%s%s", err, ex, out, stderr)
 	}
 
+	// A name the node does not know: its 404, not the graph file's error.
+	if _, _, err := execArchy(t, "trust", "explain", "nosuchapp", "--data", dir); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("trust explain of an unknown app: %v", err)
+	}
+
 	// No owner key: no graph file either, so only the node can answer.
 	bare := t.TempDir()
 	runCLINodeIn(t, bare)
