@@ -152,9 +152,11 @@ const noOwnerNote = "no owner key (archy node run --owner NPUB): only pinned pub
 type trustState struct {
 	cfg   TrustConfig
 	owner string
-	// mu guards st (graph reads) and eng: a crawl holds it while it runs,
-	// so the API answers discovered rows from the cache below.
-	mu  sync.Mutex
+	// sem (a lock a caller can stop waiting for) guards st (graph reads)
+	// and eng: a crawl holds it while it runs, so the API answers
+	// discovered rows from the cache below, and other trust calls give
+	// up after trustWait.
+	sem chan struct{}
 	st  *trust.Store
 	eng *trust.Engine
 	fed map[string]bool // appID did key already bound
@@ -165,7 +167,7 @@ type trustState struct {
 
 	kick chan struct{}
 
-	// vmu guards what follows; taken inside mu, never the other way.
+	// vmu guards what follows; taken inside sem, never the other way.
 	vmu       sync.Mutex
 	decisions map[string]trust.Decision // by app id
 	status    TrustStatus
@@ -175,6 +177,21 @@ type trustState struct {
 	declined     map[string]bool
 	declinedPath string
 }
+
+// lock takes sem, or fails when ctx ends first.
+func (t *trustState) lock(ctx context.Context) error {
+	select {
+	case t.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the trust graph is busy (a crawl is under way): %w", ctx.Err())
+	}
+}
+
+func (t *trustState) unlock() { <-t.sem }
+
+// trustWait bounds how long an API call waits for the trust graph.
+const trustWait = 20 * time.Second
 
 // retryAfter is how long a release an automatic install or update failed
 // on waits before it is tried again.
@@ -198,7 +215,7 @@ func (n *Node) startTrust() error {
 	// rescored from this one.
 	st.Owner = owner
 	t := &trustState{cfg: n.cfg.Trust, owner: owner, st: st, eng: trust.NewEngine(st, trust.Params{}),
-		fed: map[string]bool{}, kick: make(chan struct{}, 1), decisions: map[string]trust.Decision{}, tried: map[string]time.Time{}}
+		fed: map[string]bool{}, kick: make(chan struct{}, 1), sem: make(chan struct{}, 1), decisions: map[string]trust.Decision{}, tried: map[string]time.Time{}}
 	t.status = TrustStatus{Owner: owner, AutoInstall: t.cfg.AutoInstall, AutoUpdate: t.cfg.AutoUpdate,
 		Nodes: st.Graph.Len(), Edges: st.Graph.Edges()}
 	t.declinedPath = filepath.Join(dir, "declined.json")
@@ -275,13 +292,15 @@ func (n *Node) crawlOnce(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.CrawlTimeout)
 	defer cancel()
 	cr := &trust.Crawler{Relays: n.relayURLs, Logger: n.log.With("part", "trust")}
-	t.mu.Lock()
+	if err := t.lock(ctx); err != nil {
+		return
+	}
 	stats, err := t.eng.Crawl(ctx, cr)
 	if err == nil {
 		err = t.st.Save()
 	}
 	nodes, edges := t.st.Graph.Len(), t.st.Graph.Edges()
-	t.mu.Unlock()
+	t.unlock()
 	t.vmu.Lock()
 	t.status.LastCrawl, t.status.Nodes, t.status.Edges, t.status.CrawlError = time.Now(), nodes, edges, ""
 	if err != nil {
@@ -316,8 +335,8 @@ func (n *Node) trustLoop(ctx context.Context) error {
 // checkTrust runs one round: feed, decide, auto-install, auto-update.
 func (n *Node) checkTrust(ctx context.Context) {
 	rows := n.store.List()
-	decs := n.decide(rows)
-	if n.orch == nil || ctx.Err() != nil {
+	decs, err := n.decide(ctx, rows)
+	if err != nil || n.orch == nil || ctx.Err() != nil {
 		return
 	}
 	if n.trust.cfg.AutoInstall {
@@ -331,7 +350,7 @@ func (n *Node) checkTrust(ctx context.Context) {
 // decide binds what discovery verified (each row's DID and the Nostr key
 // that signed it, checked both ways by discovery.Verify) and decides every
 // app id among its publishers; the decisions are cached for the API.
-func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
+func (n *Node) decide(ctx context.Context, rows []*discovery.Release) (map[string]trust.Decision, error) {
 	t := n.trust
 	pins, pol := n.pins(), n.policy()
 	byApp := map[string][]string{}
@@ -355,7 +374,9 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 	slices.Sort(pol.Listed)
 	fmt.Fprintf(&in, "%v", pol.Listed)
 	decs := make(map[string]trust.Decision, len(byApp))
-	t.mu.Lock()
+	if err := t.lock(ctx); err != nil {
+		return nil, err
+	}
 	for _, r := range rows {
 		k := r.AppID + " " + r.Publisher + " " + r.NostrPubKey
 		if !t.fed[k] {
@@ -367,10 +388,10 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 	// when neither the graph nor its inputs changed.
 	ver := t.st.Graph.Version()
 	if ver == t.decidedVer && in.String() == t.decidedIn {
-		t.mu.Unlock()
+		t.unlock()
 		t.vmu.Lock()
 		defer t.vmu.Unlock()
-		return t.decisions
+		return t.decisions, nil
 	}
 	t.decidedVer, t.decidedIn = ver, in.String()
 	for app, dids := range byApp {
@@ -380,14 +401,14 @@ func (n *Node) decide(rows []*discovery.Release) map[string]trust.Decision {
 		}
 		decs[app] = t.eng.Decide(pol, app, cands)
 	}
-	// Cached before t.mu is let go: a decide that finds nothing changed
+	// Cached before sem is let go: a decide that finds nothing changed
 	// returns these.
 	t.vmu.Lock()
 	t.decisions = decs
 	t.status.Nodes, t.status.Edges = t.st.Graph.Len(), t.st.Graph.Edges()
 	t.vmu.Unlock()
-	t.mu.Unlock()
-	return decs
+	t.unlock()
+	return decs, nil
 }
 
 // view is a publisher's row for appID from the cached decision (nil when
@@ -680,30 +701,47 @@ const maxScored = 200
 
 func (n *Node) trustHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/trust/score", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, n.trustScore())
-	})
-	mux.HandleFunc("GET /api/v1/trust/explain/{name}", func(w http.ResponseWriter, r *http.Request) {
-		ex, err := n.trustExplain(r.PathValue("name"))
+		ctx, cancel := context.WithTimeout(r.Context(), trustWait)
+		defer cancel()
+		sc, err := n.trustScore(ctx)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, ex)
+		writeJSON(w, sc)
+	})
+	mux.HandleFunc("GET /api/v1/trust/explain/{name}", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), trustWait)
+		defer cancel()
+		ex, err := n.trustExplain(ctx, r.PathValue("name"))
+		switch {
+		case errors.Is(err, errUnknownName):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		default:
+			writeJSON(w, ex)
+		}
 	})
 }
 
-func (n *Node) trustScore() TrustScore {
-	decs := n.decide(n.store.List())
+func (n *Node) trustScore(ctx context.Context) (TrustScore, error) {
+	decs, err := n.decide(ctx, n.store.List())
+	if err != nil {
+		return TrustScore{}, err
+	}
 	t := n.trust
 	out := TrustScore{Owner: t.owner, Publishers: []PublisherScore{}, Apps: []trust.Decision{}}
 	if t.owner == "" {
 		out.Note = noOwnerNote
 	}
-	t.mu.Lock()
+	if err := t.lock(ctx); err != nil {
+		return TrustScore{}, err
+	}
 	for _, d := range t.st.Graph.DIDs() {
 		out.Publishers = append(out.Publishers, PublisherScore{d, t.eng.Score(d)})
 	}
-	t.mu.Unlock()
+	t.unlock()
 	slices.SortStableFunc(out.Publishers, func(a, b PublisherScore) int {
 		switch {
 		case a.Score > b.Score:
@@ -717,13 +755,13 @@ func (n *Node) trustScore() TrustScore {
 	for _, app := range sortedKeys(decs) {
 		out.Apps = append(out.Apps, decs[app])
 	}
-	return out
+	return out, nil
 }
 
 // errUnknownName is a name that is no DID, key or known app id.
 var errUnknownName = errors.New("not a DID, an npub or hex Nostr key, or an app id the node knows")
 
-func (n *Node) trustExplain(name string) (TrustExplanation, error) {
+func (n *Node) trustExplain(ctx context.Context, name string) (TrustExplanation, error) {
 	t := n.trust
 	ex := TrustExplanation{Explanations: []trust.Explanation{}}
 	if t.owner == "" {
@@ -736,7 +774,10 @@ func (n *Node) trustExplain(name string) (TrustExplanation, error) {
 	case err == nil && key != "":
 		names = []string{key}
 	default:
-		decs := n.decide(n.store.List())
+		decs, err := n.decide(ctx, n.store.List())
+		if err != nil {
+			return ex, err
+		}
 		d, ok := decs[name]
 		if !ok {
 			return ex, fmt.Errorf("explain %q: %w", name, errUnknownName)
@@ -746,11 +787,13 @@ func (n *Node) trustExplain(name string) (TrustExplanation, error) {
 			names = append(names, c.DID)
 		}
 	}
-	t.mu.Lock()
+	if err := t.lock(ctx); err != nil {
+		return ex, err
+	}
 	for _, nm := range names {
 		ex.Explanations = append(ex.Explanations, t.eng.Explain(nm))
 	}
-	t.mu.Unlock()
+	t.unlock()
 	return ex, nil
 }
 
@@ -766,8 +809,9 @@ func (n *Node) saveTrust() {
 	if n.trust == nil {
 		return
 	}
-	n.trust.mu.Lock()
-	defer n.trust.mu.Unlock()
+	// Run's loops have stopped: the lock is free.
+	_ = n.trust.lock(context.Background())
+	defer n.trust.unlock()
 	if err := n.trust.st.Save(); err != nil {
 		n.log.Warn("save trust graph", "err", err)
 	}
