@@ -408,3 +408,29 @@ func TestTrustConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustCallsGiveUpWhileCrawling: while a crawl holds the graph, the
+// discovered rows still answer (from the cached decisions) and the trust
+// calls give up at their deadline, saying why.
+func TestTrustCallsGiveUpWhileCrawling(t *testing.T) {
+	n := startNode(t, nil, nil)
+	if err := n.trust.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.trust.unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := n.trustScore(ctx); err == nil || !strings.Contains(err.Error(), "crawl is under way") {
+		t.Fatalf("score during a crawl: %v", err)
+	}
+	if _, err := n.trustExplain(ctx, "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"); err == nil {
+		t.Fatal("explain during a crawl answered")
+	}
+	done := make(chan struct{})
+	go func() { n.discoveredRows(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the discovered rows waited for the crawl")
+	}
+}
