@@ -19,6 +19,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/archy-node/archy/internal/atomicfile"
+	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/registry"
 	"github.com/archy-node/archy/trust"
@@ -515,11 +516,12 @@ func (n *Node) autoInstall(ctx context.Context, rows []*discovery.Release, decs 
 	}
 }
 
-// autoUpdate moves each installed app to its pinned publisher's highest
+// autoUpdate moves each running app to its pinned publisher's highest
 // version when it is above the installed one.
 func (n *Node) autoUpdate(ctx context.Context, rows []*discovery.Release) {
 	for _, a := range n.orch.Apps() {
-		if a.Publisher == "" || slices.Contains(n.trust.cfg.Deny, a.Publisher) {
+		// An update starts the app: one the owner stopped stays stopped.
+		if a.Publisher == "" || a.Intent != orchestrator.IntentRunning || slices.Contains(n.trust.cfg.Deny, a.Publisher) {
 			continue
 		}
 		r := bestRelease(rows, a.ID, a.Publisher)
@@ -609,14 +611,19 @@ func (n *Node) declinedApp(id string) bool {
 
 // autoOp runs an automatic install or update as an operation (listed and
 // followed like the owner's), waiting for it: the loop does one at a time.
-func (n *Node) autoOp(ctx context.Context, kind, app string, r *discovery.Release, fn func(context.Context, *registry.Verified) error) {
+func (n *Node) autoOp(loop context.Context, kind, app string, r *discovery.Release, fn func(context.Context, *registry.Verified) error) {
 	o, err := n.ops.start(kind, app)
 	if err != nil {
 		n.log.Warn("auto "+kind+" not started", "app", app, "err", err)
 		return
 	}
-	_ = ctx // the operation runs on the node's lifetime, like the owner's
-	n.runOp(o, func(ctx context.Context) error {
+	n.runOp(o, func(opCtx context.Context) error {
+		// The operation carries the node's lifetime and its tracking;
+		// it also ends with the loop's ctx, or a stopping node would
+		// wait for it.
+		ctx, cancel := context.WithCancel(opCtx)
+		defer cancel()
+		defer context.AfterFunc(loop, cancel)()
 		env, err := n.releaseByCID(ctx, r.CID.String())
 		if err != nil {
 			return err

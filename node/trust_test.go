@@ -295,6 +295,20 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A stopped app is not started again by an update.
+	waitIdle(t, b)
+	if end := opEnd(t, b, http.MethodPost, "/api/v1/apps/notes/stop", nil); !end.OK {
+		t.Fatalf("stop on node B: %+v", end)
+	}
+	stopEnv, stopV := signNotes(t, honest, "1.3.0", img)
+	stopEvs, _ := announce(t, honest, stopV, stopEnv, time.Now(), 0)
+	if _, err := discovery.Publish(ctx, a.RelayURLs()[:1], 10*time.Second, stopEvs...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if s, err := b.orch.Status("notes"); err != nil || s.Version != "1.2.0" || s.Intent != "stopped" {
+		t.Fatalf("a stopped app after its publisher's 1.3.0: %+v %v", s, err)
+	}
 	b.ops.mu.Lock()
 	var all []*op
 	for _, o := range b.ops.ops {
@@ -309,8 +323,8 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 		}
 		kinds[st.Kind]++
 	}
-	if len(all) != 2 || kinds["install"] != 1 || kinds["update"] != 1 {
-		t.Fatalf("node B ran %v: want one install and one update", kinds)
+	if len(all) != 3 || kinds["install"] != 1 || kinds["update"] != 1 || kinds["stop"] != 1 {
+		t.Fatalf("node B ran %v: want one install, one update and the owner's stop", kinds)
 	}
 	// The owner uninstalls it: auto-install does not bring it back.
 	if end := opEnd(t, b, http.MethodDelete, "/api/v1/apps/notes", nil); !end.OK {
@@ -432,5 +446,74 @@ func TestTrustCallsGiveUpWhileCrawling(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the discovered rows waited for the crawl")
+	}
+}
+
+// TestAutoInstallDoesNotHoldShutdown: an automatic install stuck on the
+// engine ends when the node stops, as the owner's would.
+func TestAutoInstallDoesNotHoldShutdown(t *testing.T) {
+	rt := memruntime.New(memruntime.Config{CallTimeout: time.Minute})
+	img := trustImage(t, rt)
+	ownerSK := nostr.GeneratePrivateKey()
+	ownerPK, _ := nostr.GetPublicKey(ownerSK)
+	pub, _ := did.Generate()
+	env, v := signNotes(t, pub, "1.0.0", img)
+	evs, sk := announce(t, pub, v, env, time.Now().Add(-time.Minute), 0)
+	pk, _ := nostr.GetPublicKey(sk)
+	evs = append(evs, followList(t, ownerSK, time.Now().Add(-time.Minute), pk))
+	rt.Hang()
+	defer rt.Resume()
+	n, stop := runStoppable(t, Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0", NoPeering: true,
+		Podman: PodmanConfig{Runtime: rt},
+		Trust:  TrustConfig{Owner: ownerPK, AutoInstall: true, Refresh: 500 * time.Millisecond, Check: 200 * time.Millisecond},
+		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := discovery.Publish(ctx, n.RelayURLs()[:1], 10*time.Second, evs...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n.ops.mu.Lock()
+		started := len(n.ops.ops) > 0
+		n.ops.mu.Unlock()
+		if started {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no auto-install started in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // into the hung engine call
+	began := time.Now()
+	stop()
+	if took := time.Since(began); took > 10*time.Second {
+		t.Fatalf("the node took %s to stop with an auto-install under way", took)
+	}
+}
+
+// waitIdle waits until no operation runs on n (an update ends after the
+// app runs again: it still removes the older images).
+func waitIdle(t *testing.T, n *Node) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n.ops.mu.Lock()
+		var all []*op
+		for _, o := range n.ops.ops {
+			all = append(all, o)
+		}
+		n.ops.mu.Unlock()
+		busy := false
+		for _, o := range all {
+			busy = busy || n.ops.status(o).State == OpRunning
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("operations still running after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
