@@ -37,10 +37,10 @@ type TrustConfig struct {
 	// publisher the trust decision selects (default off: the owner
 	// installs).
 	AutoInstall bool
-	// AutoUpdate updates installed apps to a higher version from their
+	// AutoUpdate updates running apps to a higher version from their
 	// pinned publisher (health-gated, rolled back on failure by the
-	// orchestrator). Default off: updates change running apps, so the
-	// owner opts in.
+	// orchestrator; an app the owner stopped is left alone). Default
+	// off: updates change running apps, so the owner opts in.
 	AutoUpdate bool
 	// Floor and Margin: see trust.Policy (defaults 1e-5 and 3).
 	Floor  float64
