@@ -35,13 +35,17 @@ func withNodeTrust(c *cobra.Command) *cobra.Command {
 		default:
 			continue
 		}
-		var api string
-		var local bool
-		sub.Flags().StringVar(&api, "api", "", "the node's API URL (default: read from the data folder; without a running node, the graph file is read)")
-		sub.Flags().BoolVar(&local, "local", false, "read the graph file in the data folder even when a node runs")
+		// Flags trust.go may come to define itself are not defined twice.
+		if sub.Flags().Lookup("api") == nil {
+			sub.Flags().String("api", "", "the node's API URL (default: read from the data folder; without a running node, the graph file is read)")
+		}
+		if sub.Flags().Lookup("local") == nil {
+			sub.Flags().Bool("local", false, "read the graph file in the data folder even when a node runs")
+		}
 		fromFile := sub.RunE
 		sub.RunE = func(cmd *cobra.Command, args []string) error {
-			if local {
+			api := cmd.Flags().Lookup("api").Value.String()
+			if cmd.Flags().Lookup("local").Value.String() == "true" {
 				return fromFile(cmd, args)
 			}
 			for _, f := range []string{"owner", "margin", "floor", "allow", "deny"} {
