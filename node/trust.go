@@ -99,7 +99,7 @@ func ownerKey(s string) (string, error) {
 		return "", nil
 	case strings.HasPrefix(s, "npub1"):
 		_, v, err := nip19.Decode(s)
-		if pk, ok := v.(string); err == nil && ok {
+		if pk, ok := v.(string); err == nil && ok && nostr.IsValidPublicKey(pk) {
 			return pk, nil
 		}
 		return "", fmt.Errorf("node config: Trust.Owner %q: not a valid npub", s)

@@ -136,6 +136,9 @@ func nodeTrustScore(cmd *cobra.Command, base string, _ []string) error {
 	if sc.Note != "" {
 		fmt.Fprintln(out, sc.Note)
 	}
+	if len(sc.Publishers) == 0 && len(sc.Apps) == 0 {
+		fmt.Fprintln(out, "no publisher seen yet: the node scores those its discovery and catalogs bring")
+	}
 	for _, r := range sc.Publishers {
 		fmt.Fprintf(out, "%-60s %.3g\n", r.DID, r.Score)
 	}
