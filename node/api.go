@@ -21,7 +21,6 @@ import (
 
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/atomicfile"
-	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/page"
 	"github.com/archy-node/archy/registry"
 )
@@ -41,6 +40,8 @@ type Status struct {
 	DiskBytes int64 `json:"disk_bytes"`
 	// ReadOnly is set on the browse listener, which changes nothing.
 	ReadOnly bool `json:"read_only,omitempty"`
+	// Trust is the owner key, the graph and the auto policies.
+	Trust TrustStatus `json:"trust"`
 }
 
 // Peer is one connected peer in GET /api/v1/peers.
@@ -53,7 +54,7 @@ type Peer struct {
 func (n *Node) Status() Status {
 	s := Status{PeerID: n.p2p.ID().String(), Relays: n.relayURLs, Started: n.started, DataDir: n.cfg.DataDir,
 		Discovered: len(n.store.List()), Peers: len(n.p2p.Host().Network().Peers()), AppsOff: n.appsOff,
-		DiskBytes: n.disk.get(n.cfg.DataDir)}
+		DiskBytes: n.disk.get(n.cfg.DataDir), Trust: n.trustStatus()}
 	if n.orch != nil {
 		s.Apps = len(n.orch.Apps())
 	}
@@ -82,12 +83,9 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
 	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
 	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) {
-		list := n.store.List()
-		if list == nil {
-			list = []*discovery.Release{}
-		}
-		writeJSON(w, list)
+		writeJSON(w, n.discoveredRows())
 	})
+	n.trustHandlers(mux)
 	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
 	mux.HandleFunc("POST /api/v1/catalogs/{name}", n.handlePublishCatalog)
 	n.appsHandlers(mux)

@@ -164,6 +164,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 			return badRequest(fmt.Errorf("install request: envelope signs manifest %s, not cid %s", v.CID, req.CID))
 		}
 		trackApp(r.Context(), v.Manifest.ID)
+		defer n.kickTrust() // the pin may have moved
 		n.imgMu.RLock()
 		defer n.imgMu.RUnlock()
 		// The orchestrator refuses a release from another publisher than
@@ -191,6 +192,11 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/apps/{id}", n.appOp("uninstall", func(w http.ResponseWriter, r *http.Request) error {
 		err := n.orch.Uninstall(r.Context(), r.PathValue("id"), r.URL.Query().Get("purge") == "1")
 		if err == nil {
+			// Auto-install does not bring back what the owner removed.
+			if derr := n.decline(r.PathValue("id")); derr != nil {
+				n.log.Warn("auto-install may bring the app back", "app", r.PathValue("id"), "err", derr)
+			}
+			n.kickTrust()
 			n.pruneLater()
 		}
 		return err

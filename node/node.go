@@ -65,6 +65,9 @@ type Config struct {
 	Follow []Follow
 	// ShutdownTimeout bounds a clean stop (default 10s).
 	ShutdownTimeout time.Duration
+	// Trust is the owner's key and install policy: who may publish an
+	// app id (trust/, issue 10).
+	Trust TrustConfig
 }
 
 // Validate names the first bad field.
@@ -79,6 +82,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return fmt.Errorf("node config: %s %q: %v", a.field, a.v, err)
 		}
+	}
+	if err := c.Trust.validate(); err != nil {
+		return err
 	}
 	if !c.embedded() && len(c.Relays) == 0 {
 		return errors.New("node config: Relays: with the embedded relay off, at least one relay is required")
@@ -102,6 +108,7 @@ func (c *Config) setDefaults() {
 		c.ShutdownTimeout = 10 * time.Second
 	}
 	c.API.setDefaults()
+	c.Trust.setDefaults()
 }
 
 // Node is a running archy node.
@@ -132,6 +139,7 @@ type Node struct {
 	apiStop   chan struct{}              // closed when the API shuts down
 	orch      *orchestrator.Orchestrator // nil when apps are off
 	appsOff   string                     // why apps are off
+	trust     *trustState
 
 	life   context.Context // the node's lifetime, for background work
 	cancel context.CancelFunc
@@ -229,6 +237,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 		return nil, err
 	}
 	n.store.SetKeeper(discovery.KeepFunc(n.keptManifests))
+	if err := n.startTrust(); err != nil {
+		return nil, err
+	}
 	n.disc, err = discovery.New(discovery.Config{Relays: n.relayURLs, CursorPath: filepath.Join(ddir, "cursors.json")},
 		n.store, log.With("part", "discovery"))
 	if err != nil {
@@ -265,6 +276,8 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.peering.Run(ctx) })
 	}
 	g.Go(func() error { return n.completeLoop(ctx) })
+	g.Go(func() error { return n.crawlLoop(ctx) })
+	g.Go(func() error { return n.trustLoop(ctx) })
 	if n.orch != nil {
 		g.Go(func() error { return n.orch.Run(ctx) })
 	}
@@ -303,6 +316,7 @@ func (n *Node) Close() {
 		n.p2p.Close()
 		n.p2p = nil
 	}
+	n.saveTrust()
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
 			n.log.Warn("close discovery store", "err", err)

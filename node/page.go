@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/orchestrator"
-	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/page"
 )
 
@@ -140,13 +139,9 @@ func (n *Node) browseHandler() http.Handler {
 		writeJSON(w, s)
 	})
 	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
-	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) {
-		list := n.store.List()
-		if list == nil {
-			list = []*discovery.Release{}
-		}
-		writeJSON(w, list)
-	})
+	// The rows carry their trust; the trust graph's paths (the owner's
+	// follows) are not served here.
+	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.discoveredRows()) })
 	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
 	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.appViews()) })
 	mux.Handle("GET /", page.Handler())

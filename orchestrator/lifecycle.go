@@ -634,11 +634,13 @@ func (o *Orchestrator) setIntent(a *app, in Intent, pending string) (*AppState, 
 	if st == nil || st.Intent == IntentRemoved {
 		return nil, fmt.Errorf("app %s: %w", a.id, ErrNotInstalled)
 	}
+	o.mu.Lock() // Apps and Status read the state under o.mu
 	st.Intent = in
 	st.Pending = nil
 	if pending != "" {
 		st.Pending = &Pending{Op: pending, Started: o.cfg.Now()}
 	}
+	o.mu.Unlock()
 	return st, o.store.save(st)
 }
 
@@ -795,12 +797,16 @@ func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *R
 		return err
 	}
 	older, oldPin := st.Previous, st.Pin
+	o.mu.Lock()
 	st.Previous, st.Current = old, rel
 	st.Intent = IntentRunning
 	st.Pending = &Pending{Op: "update", Started: o.cfg.Now()}
 	st.Pin = pin
+	o.mu.Unlock()
 	if err := o.store.save(st); err != nil {
+		o.mu.Lock()
 		st.Current, st.Previous, st.Pin = old, older, oldPin
+		o.mu.Unlock()
 		return err
 	}
 	op.report(StageSecrets, 0.3, "materialising secrets")
@@ -830,7 +836,9 @@ func (o *Orchestrator) update(ctx context.Context, op *operation, a *app, rel *R
 	op.report(StageRollback, 0.85, "rolling back to "+old.Version)
 	o.log.Warn("update failed; rolling back", "app", a.id, "from", rel.Version, "to", old.Version, "err", cause)
 	rctx := context.WithoutCancel(ctx)
+	o.mu.Lock()
 	st.Current, st.Previous, st.Pending = old, older, nil
+	o.mu.Unlock()
 	if err := o.store.save(st); err != nil {
 		return errors.Join(cause, err)
 	}
@@ -893,8 +901,10 @@ func (o *Orchestrator) Uninstall(ctx context.Context, id string, purge bool) err
 	if st == nil {
 		return op.finish(fmt.Errorf("app %s: %w", id, ErrNotInstalled))
 	}
+	o.mu.Lock()
 	st.Intent = IntentRemoved
 	st.Pending = &Pending{Op: "uninstall", Started: o.cfg.Now(), Purge: purge || (st.Pending != nil && st.Pending.Purge)}
+	o.mu.Unlock()
 	if err := o.store.save(st); err != nil {
 		return op.finish(err)
 	}

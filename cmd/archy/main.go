@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 		newRelayCmd(),
 		newNostrCmd(),
 		newNodeCmd(),
-		newTrustCmd(),
+		withNodeTrust(newTrustCmd()),
 	)
 	return root
 }

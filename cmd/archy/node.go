@@ -123,6 +123,14 @@ only under localhost, an IP address, or a name given with --api-host.`,
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
 	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
+	c.Flags().StringVar(&cfg.Trust.Owner, "owner", "", "the owner's Nostr public key (npub or hex): the trust graph is crawled and scored from it; without it only pinned publishers, --trust-allow and followed catalogs' publishers are trusted")
+	c.Flags().BoolVar(&cfg.Trust.AutoInstall, "auto-install", false, "install apps whose publisher the trust decision selects, on the node's own")
+	c.Flags().BoolVar(&cfg.Trust.AutoUpdate, "auto-update", false, "update installed apps to higher versions from their pinned publisher (health-gated, rolled back on failure)")
+	c.Flags().Float64Var(&cfg.Trust.Floor, "trust-floor", 1e-5, "the least score (fraction of the owner's trust) a publisher needs to be selected")
+	c.Flags().Float64Var(&cfg.Trust.Margin, "trust-margin", 3, "how many times the runner-up's score the selected publisher needs")
+	c.Flags().StringSliceVar(&cfg.Trust.Allow, "trust-allow", nil, "a publisher DID the owner trusts (repeatable)")
+	c.Flags().StringSliceVar(&cfg.Trust.Deny, "trust-deny", nil, "a publisher DID the owner refuses (repeatable)")
+	c.Flags().DurationVar(&cfg.Trust.Refresh, "trust-refresh", 30*time.Minute, "how often the trust graph is crawled again from the owner's key")
 	return c
 }
 
@@ -188,6 +196,7 @@ func newNodeStatusCmd() *cobra.Command {
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "addr:       %s\n", a)
 			}
+			printTrustStatus(w, st.Trust)
 			return nil
 		},
 	}
