@@ -150,8 +150,15 @@ func nodeAPI(api, dataDir string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// getNodeJSON GETs url from a running node into v within 10 s.
 func getNodeJSON(ctx context.Context, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	return getNodeJSONWithin(ctx, url, v, 10*time.Second)
+}
+
+// getNodeJSONWithin is getNodeJSON with its own deadline. A refusal is a
+// *nodeAnswer carrying the node's status and message.
+func getNodeJSONWithin(ctx context.Context, url string, v any, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -163,7 +170,8 @@ func getNodeJSON(ctx context.Context, url string, v any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ask the node: %s", resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &nodeAnswer{resp.Status, strings.TrimSpace(string(b))}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("read the node's answer: %w", err)

@@ -369,22 +369,7 @@ func newTrustExplainCmd() *cobra.Command {
 				printDecision(out, *dec)
 			}
 			for _, e := range ex {
-				fmt.Fprintf(out, "%s: score %.3g\n", e.Name, e.Score)
-				if len(e.Keys) > 0 {
-					fmt.Fprintf(out, "  bound keys: %s\n", strings.Join(e.Keys, " "))
-				}
-				for _, p := range e.Paths {
-					fmt.Fprintf(out, "  path (flow %.3g): %s\n", p.Flow, strings.Join(p.Nodes, " → "))
-				}
-				for _, a := range e.Endorsers {
-					fmt.Fprintf(out, "  endorsed by %s (score %.3g)\n", a.Author, a.Score)
-				}
-				for _, a := range e.Followers {
-					fmt.Fprintf(out, "  followed by %s (score %.3g)\n", a.Author, a.Score)
-				}
-				for _, r := range e.Reports {
-					fmt.Fprintf(out, "  reported %s by %s (score %.3g)\n", r.Type, r.Reporter, s.Score(r.Reporter))
-				}
+				printExplanation(out, e, s.Score)
 			}
 			return nil
 		},

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -83,25 +81,7 @@ func (e *nodeAnswer) Error() string { return "the node answers " + e.status + ":
 // askNode GETs url into v within 30 s (a crawl under way delays trust
 // answers).
 func askNode(ctx context.Context, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the node: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return &nodeAnswer{resp.Status, strings.TrimSpace(string(b))}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("read the node's answer: %w", err)
-	}
-	return nil
+	return getNodeJSONWithin(ctx, url, v, 30*time.Second)
 }
 
 func jsonFlag(cmd *cobra.Command) bool {
@@ -164,12 +144,14 @@ func nodeTrustExplain(cmd *cobra.Command, base string, args []string) error {
 		printDecision(out, withMargin(*ex.Decision))
 	}
 	for _, e := range ex.Explanations {
-		printExplanation(out, e)
+		printExplanation(out, e, nil)
 	}
 	return nil
 }
 
-func printExplanation(out io.Writer, e trust.Explanation) {
+// printExplanation prints e; score, when not nil, gives each reporter's
+// score too.
+func printExplanation(out io.Writer, e trust.Explanation, score func(string) float64) {
 	fmt.Fprintf(out, "%s: score %.3g\n", e.Name, e.Score)
 	if len(e.Keys) > 0 {
 		fmt.Fprintf(out, "  bound keys: %s\n", strings.Join(e.Keys, " "))
@@ -184,7 +166,11 @@ func printExplanation(out io.Writer, e trust.Explanation) {
 		fmt.Fprintf(out, "  followed by %s (score %.3g)\n", a.Author, a.Score)
 	}
 	for _, r := range e.Reports {
-		fmt.Fprintf(out, "  reported %s by %s\n", r.Type, r.Reporter)
+		if score != nil {
+			fmt.Fprintf(out, "  reported %s by %s (score %.3g)\n", r.Type, r.Reporter, score(r.Reporter))
+		} else {
+			fmt.Fprintf(out, "  reported %s by %s\n", r.Type, r.Reporter)
+		}
 	}
 }
 
