@@ -1,6 +1,7 @@
 // Command idlefig measures an idle node and prints `make bench` figures:
 //
 //	figure idle-rss-mib  VmRSS of the `archy node run` process after 60 s idle
+//	figure idle-anon-mib its anonymous part (RssAnon): heap, stacks, runtime
 //	figure idle-cpu-pct  its CPU time (user+sys) over those 60 s, in % of one core
 //
 // It builds the real archy binary, runs `archy node run` on a new data
@@ -34,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,7 +50,7 @@ const tags = "remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper 
 
 var (
 	idle    = flag.Duration("idle", 60*time.Second, "how long the node idles before it is measured")
-	keep    = flag.Bool("logs", false, "print the node's log to stderr")
+	logs    = flag.Bool("logs", false, "print the node's log to stderr")
 	extraFl = flag.String("node-flags", "", "extra `archy node run` flags, space-separated (for comparisons)")
 )
 
@@ -143,7 +145,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := waitPortsFree(10 * time.Minute); err != nil {
+	if err := waitQuiet(sock, apps, 10*time.Minute); err != nil {
 		return err
 	}
 
@@ -152,9 +154,9 @@ func run() error {
 	args = append(args, strings.Fields(*extraFl)...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = "/"
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if *keep {
+	nodeLog := new(lockedBuffer) // read on failure while the node still writes
+	cmd.Stdout, cmd.Stderr = nodeLog, nodeLog
+	if *logs {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
 	cmd.Env = os.Environ()
@@ -181,8 +183,8 @@ func run() error {
 		}
 	}()
 	fail := func(err error) error {
-		if !*keep {
-			fmt.Fprintf(os.Stderr, "idlefig: the node's log:\n%s\n", logs.String())
+		if !*logs {
+			fmt.Fprintf(os.Stderr, "idlefig: the node's log:\n%s\n", nodeLog.String())
 		}
 		return err
 	}
@@ -225,11 +227,24 @@ func run() error {
 		return fail(err)
 	}
 	wall := time.Since(start)
-	rss, err := vmRSS(pid)
+	rss, err := statusKiB(pid, "VmRSS")
 	if err != nil {
 		return fail(err)
 	}
-	// Context for the figures, on stderr: the Go heap and goroutines.
+	anon, err := statusKiB(pid, "RssAnon")
+	if err != nil {
+		return fail(err)
+	}
+	// Context for the figures, on stderr: what the RSS is made of (the
+	// binary's mapped pages against anonymous memory), the Go heap and
+	// goroutines.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "RssFile:") || strings.HasPrefix(l, "Threads:") {
+				fmt.Fprintln(os.Stderr, "idlefig:", strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
 	if code, out := c.call(http.MethodGet, "/metrics", nil); code == http.StatusOK {
 		for _, l := range strings.Split(out, "\n") {
 			for _, m := range []string{"go_goroutines ", "go_memstats_heap_inuse_bytes ", "go_memstats_heap_alloc_bytes ", "go_memstats_stack_inuse_bytes ", "go_memstats_sys_bytes ", "go_threads "} {
@@ -242,6 +257,9 @@ func run() error {
 	// utime and stime are in clock ticks: USER_HZ, 100 on Linux.
 	cpu := time.Duration(t1-t0) * 10 * time.Millisecond
 	fmt.Printf("figure idle-rss-mib %.1f\n", float64(rss)/1024)
+	// The anonymous part is what the node's code and heap hold; the rest
+	// is the executable's pages (see node/BENCHMARKS.md).
+	fmt.Printf("figure idle-anon-mib %.1f\n", float64(anon)/1024)
 	fmt.Printf("figure idle-cpu-pct %.2f\n", 100*cpu.Seconds()/wall.Seconds())
 	return nil
 }
@@ -288,29 +306,88 @@ func signedApps() ([]string, [][]byte, []map[string]string, error) {
 	return ids, envs, archives, nil
 }
 
-// waitPortsFree waits until nothing listens on the sample apps' host
-// ports (a gate or test elsewhere may be running them).
-func waitPortsFree(limit time.Duration) error {
+// waitQuiet waits until nothing listens on the sample apps' host ports
+// and Podman holds none of their containers: every helper and test on this
+// machine shares one rootless Podman user, and a gate or test elsewhere
+// running the same apps would fight this node over names and ports.
+func waitQuiet(sock string, apps []string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		busy := -1
-		for p := 18080; p <= 18099; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				busy = p
-				break
-			}
-			ln.Close()
+		busy := busyPort()
+		if busy == "" {
+			busy = sampleContainer(sock, apps)
 		}
-		if busy < 0 {
+		if busy == "" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("port %d (sample apps use 18080-18099) still in use after %s", busy, limit)
+			return fmt.Errorf("%s still there after %s", busy, limit)
 		}
-		fmt.Fprintf(os.Stderr, "idlefig: port %d is in use; waiting\n", busy)
+		fmt.Fprintf(os.Stderr, "idlefig: %s; waiting\n", busy)
 		time.Sleep(5 * time.Second)
 	}
+}
+
+// busyPort names a port of 18080-18099 something listens on, or "".
+func busyPort() string {
+	for p := 18080; p <= 18099; p++ {
+		for _, host := range []string{"127.0.0.1", "0.0.0.0"} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+			if err != nil {
+				return fmt.Sprintf("port %d (sample apps use 18080-18099) is in use", p)
+			}
+			ln.Close()
+		}
+	}
+	return ""
+}
+
+// sampleContainer names a container of a sample app Podman holds, or "".
+func sampleContainer(sock string, apps []string) string {
+	path := strings.TrimPrefix(sock, "unix://")
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://d/v4.0.0/libpod/containers/json?all=true")
+	if err != nil {
+		return fmt.Sprintf("cannot list Podman's containers (%v)", err)
+	}
+	defer resp.Body.Close()
+	var list []struct{ Names []string }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return fmt.Sprintf("cannot read Podman's container list (%v)", err)
+	}
+	for _, c := range list {
+		for _, name := range c.Names {
+			name = strings.TrimPrefix(name, "/")
+			for _, id := range apps {
+				if strings.HasPrefix(name, "archy-"+id+"-") {
+					return "container " + name + " exists"
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// lockedBuffer is a bytes.Buffer that one goroutine writes and another reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type client struct{ url, token string }
@@ -428,16 +505,16 @@ func cpuTicks(pid int) (int64, error) {
 	return u + s, nil
 }
 
-// vmRSS is the process's resident set in KiB.
-func vmRSS(pid int) (int64, error) {
+// statusKiB reads a field in KiB of /proc/PID/status (VmRSS, RssAnon).
+func statusKiB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read the node's RSS: %w", err)
+		return 0, fmt.Errorf("read the node's %s: %w", field, err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
