@@ -348,15 +348,18 @@ func (d *Discoverer) saveCursors() {
 }
 
 // seenSet remembers the last n event ids (a ring plus a map), so memory
-// stays bounded whatever a relay sends.
+// stays bounded whatever a relay sends. Both grow as ids arrive instead of
+// being sized for n up front: at the default capacity that was 8 MiB of
+// heap on every idle node that had seen a handful of events.
 type seenSet struct {
 	ring [][32]byte
+	n    int
 	next int
 	set  map[[32]byte]struct{}
 }
 
 func newSeenSet(n int) *seenSet {
-	return &seenSet{ring: make([][32]byte, 0, n), set: make(map[[32]byte]struct{}, n)}
+	return &seenSet{n: n, set: make(map[[32]byte]struct{})}
 }
 
 func (s *seenSet) has(id [32]byte) bool {
@@ -369,7 +372,10 @@ func (s *seenSet) add(id [32]byte) bool {
 	if _, ok := s.set[id]; ok {
 		return false
 	}
-	if len(s.ring) < cap(s.ring) {
+	if len(s.ring) < s.n {
+		if len(s.ring) == cap(s.ring) { // grow, never past n
+			s.ring = append(make([][32]byte, 0, min(max(2*cap(s.ring), 64), s.n)), s.ring...)
+		}
 		s.ring = append(s.ring, id)
 	} else {
 		delete(s.set, s.ring[s.next])
