@@ -5,7 +5,7 @@ TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper con
 GOTAGS  := -tags "$(TAGS)"
 BIN     := bin/archy
 
-.PHONY: build install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
+.PHONY: build demo install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
@@ -115,6 +115,12 @@ install: build
 
 clean:
 	rm -rf bin
+
+# archy's story on one machine, step by step (examples/demo.sh): run after
+# `make test-env`.
+demo: build
+	@$(GO) run ./examples/build >/dev/null
+	bash examples/demo.sh
 
 # The sample apps' OCI archives, built offline and deterministically.
 images:
