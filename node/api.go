@@ -81,12 +81,8 @@ func (n *Node) Peers() []Peer {
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
-	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
-	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, n.discoveredRows())
-	})
+	n.marketHandlers(mux)
 	n.trustHandlers(mux)
-	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
 	mux.HandleFunc("POST /api/v1/catalogs/{name}", n.handlePublishCatalog)
 	n.appsHandlers(mux)
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
@@ -94,8 +90,18 @@ func (n *Node) handler() http.Handler {
 	n.opsHandlers(mux)
 	mux.HandleFunc("GET /api/v1/apps/{id}/credentials", n.handleCredentials)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /", page.Handler())
 	return n.guard(mux)
+}
+
+// marketHandlers registers the reads the page needs that both the API and
+// the browse listener serve: peers, discovered releases with their trust
+// (not the trust graph's paths, which name the owner's follows), catalogs
+// and the page itself.
+func (n *Node) marketHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
+	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.discoveredRows()) })
+	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
+	mux.Handle("GET /", page.Handler())
 }
 
 // APIConfig tunes the HTTP API. Zero values take the defaults.

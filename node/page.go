@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/orchestrator"
-	"github.com/archy-node/archy/page"
 )
 
 // AppView is an installed app as GET /api/v1/apps lists it: its status,
@@ -138,13 +137,8 @@ func (n *Node) browseHandler() http.Handler {
 		s.ReadOnly, s.DataDir = true, ""
 		writeJSON(w, s)
 	})
-	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
-	// The rows carry their trust; the trust graph's paths (the owner's
-	// follows) are not served here.
-	mux.HandleFunc("GET /api/v1/apps/discovered", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.discoveredRows()) })
-	mux.HandleFunc("GET /api/v1/catalogs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.catalogs()) })
+	n.marketHandlers(mux)
 	mux.HandleFunc("GET /api/v1/apps", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.appViews()) })
-	mux.Handle("GET /", page.Handler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "this address serves the marketplace read-only: nothing can be changed from here", http.StatusForbidden)
