@@ -16,9 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/p2p/discovery"
-	"github.com/archy-node/archy/registry"
 	"github.com/archy-node/archy/relay"
 )
 
@@ -159,16 +157,7 @@ func publishFlood(ctx context.Context, url string, cfg floodConfig) (int, error)
 // publisherEvents is one throwaway publisher's part of the flood: a fresh
 // DID and Nostr key, every release, and each app's last "latest" pointer.
 func publisherEvents(p int, cfg floodConfig) ([]nostr.Event, error) {
-	key, err := did.Generate()
-	if err != nil {
-		return nil, err
-	}
-	sk := nostr.GeneratePrivateKey()
-	pk, err := nostr.GetPublicKey(sk)
-	if err != nil {
-		return nil, err
-	}
-	binding, err := discovery.Binding(key, pk)
+	pub, err := newPublisher()
 	if err != nil {
 		return nil, err
 	}
@@ -176,21 +165,7 @@ func publisherEvents(p int, cfg floodConfig) ([]nostr.Event, error) {
 	var out []nostr.Event
 	for a := range cfg.apps {
 		for v := range cfg.versions {
-			m := benchManifest(key.DID(), fmt.Sprintf("flood-%d-%d", p, a), fmt.Sprintf("1.0.%d", v))
-			env, _, err := registry.Sign(m, key)
-			if err != nil {
-				return nil, err
-			}
-			envJSON, err := env.Marshal()
-			if err != nil {
-				return nil, err
-			}
-			ver, err := registry.VerifyEnvelope(envJSON)
-			if err != nil {
-				return nil, err
-			}
-			ann := &discovery.Announcement{Manifest: ver, Envelope: envJSON, Binding: binding, CreatedAt: at.Add(time.Duration(v) * time.Second)}
-			evs, err := ann.Events(sk)
+			evs, err := pub.announce(fmt.Sprintf("flood-%d-%d", p, a), fmt.Sprintf("1.0.%d", v), at.Add(time.Duration(v)*time.Second))
 			if err != nil {
 				return nil, err
 			}

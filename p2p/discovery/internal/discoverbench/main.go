@@ -240,9 +240,15 @@ func waitSubscribed(ctx context.Context, url string, discs []*discovery.Discover
 	}
 }
 
-// releases signs n versions of one app and returns each release's event
-// and "latest" pointer.
-func releases(n int) ([][]nostr.Event, error) {
+// publisher is a throwaway publisher: a fresh DID and a Nostr key bound
+// to it.
+type publisher struct {
+	key     *did.Key
+	sk      string
+	binding []byte
+}
+
+func newPublisher() (*publisher, error) {
 	key, err := did.Generate()
 	if err != nil {
 		return nil, err
@@ -256,25 +262,40 @@ func releases(n int) ([][]nostr.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &publisher{key: key, sk: sk, binding: binding}, nil
+}
+
+// announce signs version of app id and returns its announcement: the
+// release's event and its "latest" pointer, created at at.
+func (p *publisher) announce(id, version string, at time.Time) ([]nostr.Event, error) {
+	env, _, err := registry.Sign(benchManifest(p.key.DID(), id, version), p.key)
+	if err != nil {
+		return nil, err
+	}
+	envJSON, err := env.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	v, err := registry.VerifyEnvelope(envJSON)
+	if err != nil {
+		return nil, err
+	}
+	a := &discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: p.binding, CreatedAt: at}
+	return a.Events(p.sk)
+}
+
+// releases signs n versions of one app and returns each release's event
+// and "latest" pointer.
+func releases(n int) ([][]nostr.Event, error) {
+	p, err := newPublisher()
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	out := make([][]nostr.Event, 0, n)
 	for i := range n {
-		m := benchManifest(key.DID(), "bench-app", fmt.Sprintf("1.0.%d", i))
-		env, _, err := registry.Sign(m, key)
-		if err != nil {
-			return nil, err
-		}
-		envJSON, err := env.Marshal()
-		if err != nil {
-			return nil, err
-		}
-		v, err := registry.VerifyEnvelope(envJSON)
-		if err != nil {
-			return nil, err
-		}
 		// Increasing created_at, so each latest pointer replaces the last.
-		a := &discovery.Announcement{Manifest: v, Envelope: envJSON, Binding: binding, CreatedAt: now.Add(time.Duration(i-n) * time.Second)}
-		evs, err := a.Events(sk)
+		evs, err := p.announce("bench-app", fmt.Sprintf("1.0.%d", i), now.Add(time.Duration(i-n)*time.Second))
 		if err != nil {
 			return nil, err
 		}
