@@ -5,6 +5,7 @@
 package podmantest
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -236,4 +237,26 @@ func BusyboxImage(t testing.TB, ref, body string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// LoadEnvFile sets, from file (the .cache/test.env that `make test-env`
+// writes), every variable the environment does not set yet, when the
+// environment names no Podman socket: the figure programs of `make bench`
+// run outside the test harness and find the set-up's Podman this way.
+func LoadEnvFile(file string) {
+	if os.Getenv(EnvSocket) != "" {
+		return
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		kv := strings.TrimPrefix(sc.Text(), "export ")
+		if k, v, ok := strings.Cut(kv, "="); ok && os.Getenv(k) == "" {
+			os.Setenv(k, strings.Trim(v, `"'`))
+		}
+	}
 }

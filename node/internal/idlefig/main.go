@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,7 +30,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +39,7 @@ import (
 
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/examples"
+	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/registry"
@@ -62,34 +61,6 @@ func main() {
 	}
 }
 
-// loadEnvFile reads .cache/test.env when the environment names no socket.
-func loadEnvFile() {
-	if os.Getenv("ARCHY_PODMAN_SOCKET") != "" {
-		return
-	}
-	f, err := os.Open(filepath.Join(repoRoot(), ".cache", "test.env"))
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		kv := strings.TrimPrefix(sc.Text(), "export ")
-		if k, v, ok := strings.Cut(kv, "="); ok && os.Getenv(k) == "" {
-			os.Setenv(k, strings.Trim(v, `"'`))
-		}
-	}
-}
-
-// repoRoot is the module's folder (this file is node/internal/idlefig/main.go).
-func repoRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "."
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
-}
-
 // owner is who the node runs as: nil for this process's user.
 type owner struct {
 	uid, gid int
@@ -97,7 +68,7 @@ type owner struct {
 }
 
 func run() error {
-	loadEnvFile()
+	podmantest.LoadEnvFile(filepath.Join(filepath.Dir(examples.Root()), ".cache", "test.env"))
 	sock := os.Getenv("ARCHY_PODMAN_SOCKET")
 	if sock == "" {
 		return errors.New("no Podman: set ARCHY_PODMAN_SOCKET (make test-env writes .cache/test.env)")
@@ -124,7 +95,7 @@ func run() error {
 	bin := filepath.Join(tmp, "archy")
 	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	build := exec.CommandContext(bctx, "go", "build", "-tags", tags, "-o", bin, "./cmd/archy")
-	build.Dir = repoRoot()
+	build.Dir = filepath.Dir(examples.Root()) // the module's folder
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	err = build.Run()
 	bcancel()

@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -23,12 +22,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/examples"
+	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/podman"
 	"github.com/archy-node/archy/registry"
@@ -41,26 +40,8 @@ func main() {
 	}
 }
 
-func loadEnvFile() {
-	if os.Getenv("ARCHY_PODMAN_SOCKET") != "" {
-		return
-	}
-	f, err := os.Open(".cache/test.env")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		kv := strings.TrimPrefix(sc.Text(), "export ")
-		if k, v, ok := strings.Cut(kv, "="); ok && os.Getenv(k) == "" {
-			os.Setenv(k, strings.Trim(v, `"'`))
-		}
-	}
-}
-
 func run() error {
-	loadEnvFile()
+	podmantest.LoadEnvFile(filepath.Join(filepath.Dir(examples.Root()), ".cache", "test.env"))
 	if name := os.Getenv("ARCHY_PODMAN_USER"); os.Geteuid() == 0 && name != "" && os.Getenv("ARCHY_FIG_REEXEC") == "" {
 		return reexec(name)
 	}
