@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -61,6 +62,11 @@ type Config struct {
 	RelayTimeout time.Duration
 	// MaxDials caps dials under way at once. Default 8.
 	MaxDials int
+	// DialAttempts is how many times a peer read once is dialled before
+	// waiting for its next announcement. Default 4, a second apart and
+	// doubling: a loaded peer or a dial racing the other way is not a
+	// reason to wait the ten minutes until it announces again.
+	DialAttempts int
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +81,9 @@ func (c *Config) setDefaults() {
 	def(&c.RelayTimeout, 10*time.Second)
 	if c.MaxDials == 0 {
 		c.MaxDials = 8
+	}
+	if c.DialAttempts == 0 {
+		c.DialAttempts = 4
 	}
 }
 
@@ -170,10 +179,24 @@ func (p *Peering) session(ctx context.Context, url string) error {
 		return err
 	}
 	defer sub.Unsub(context.WithoutCancel(ctx))
-	if err := p.announce(ctx, c); err != nil {
-		p.log.Warn("peering: announce", "relay", url, "err", err)
+	// A new address is announced at once, so peers never keep dialling
+	// one the node no longer has.
+	addrs, err := p.cfg.Host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		return fmt.Errorf("watch local addresses: %w", err)
 	}
-	tick := time.NewTicker(p.cfg.Interval)
+	defer addrs.Close()
+	// The announcement is retried every few seconds until a relay takes
+	// it (a host may have no address yet just after it starts), then
+	// renewed every Interval.
+	const retry = 2 * time.Second
+	next := retry
+	if err := p.announce(ctx, c); err != nil {
+		p.log.Debug("peering: announce", "relay", url, "err", err)
+	} else {
+		next = p.cfg.Interval
+	}
+	tick := time.NewTimer(next)
 	defer tick.Stop()
 	for {
 		select {
@@ -181,10 +204,17 @@ func (p *Peering) session(ctx context.Context, url string) error {
 			return nil
 		case <-c.Done():
 			return c.Err()
+		case <-addrs.Out():
+			tick.Reset(0)
 		case <-tick.C:
+			next = p.cfg.Interval
 			if err := p.announce(ctx, c); err != nil {
-				p.log.Warn("peering: announce", "relay", url, "err", err)
+				if !errors.Is(err, errNoAddrs) {
+					p.log.Warn("peering: announce", "relay", url, "err", err)
+				}
+				next = retry
 			}
+			tick.Reset(next)
 		case ev, ok := <-sub.Events:
 			if !ok {
 				return errors.New("subscription ended")
@@ -201,6 +231,9 @@ func Event(h host.Host, key *discovery.Key, now time.Time) (nostr.Event, error) 
 		return nostr.Event{}, fmt.Errorf("announce peer %s: no private key in the peerstore", h.ID())
 	}
 	addrs := h.Addrs()
+	if len(addrs) == 0 {
+		return nostr.Event{}, fmt.Errorf("announce peer %s: %w", h.ID(), errNoAddrs)
+	}
 	if len(addrs) > MaxAddrs {
 		addrs = addrs[:MaxAddrs]
 	}
@@ -241,6 +274,9 @@ func (p *Peering) announce(ctx context.Context, c *discovery.Client) error {
 	p.mu.Unlock()
 	return nil
 }
+
+// errNoAddrs: the host has no address to announce yet.
+var errNoAddrs = errors.New("no listen address yet")
 
 // ErrBadAnnouncement is wrapped by every refusal of Parse.
 var ErrBadAnnouncement = errors.New("bad peer announcement")
@@ -328,9 +364,7 @@ func (p *Peering) handle(ctx context.Context, relay string, ev *nostr.Event) {
 	go func() {
 		defer func() { <-p.sem; p.wg.Done() }()
 		h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
-		dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-		err := h.Connect(dctx, ai)
-		cancel()
+		err := p.dial(ctx, ai)
 		p.mu.Lock()
 		if err != nil {
 			p.st.Failed++
@@ -346,4 +380,33 @@ func (p *Peering) handle(ctx context.Context, relay string, ev *nostr.Event) {
 		}
 		p.log.Info("peering: connected to a peer read on a relay", "peer", ai.ID, "relay", relay)
 	}()
+}
+
+// dial connects to ai, trying DialAttempts times with a doubling pause.
+func (p *Peering) dial(ctx context.Context, ai peer.AddrInfo) error {
+	h := p.cfg.Host
+	wait := time.Second
+	var err error
+	for i := 0; i < p.cfg.DialAttempts; i++ {
+		if i > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			case <-t.C:
+			}
+			wait *= 2
+			if h.Network().Connectedness(ai.ID) == network.Connected {
+				return nil // it dialled us meanwhile
+			}
+		}
+		dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+		err = h.Connect(dctx, ai)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }

@@ -6,13 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/nbd-wtf/go-nostr"
 	"go.uber.org/goleak"
 
@@ -74,11 +78,12 @@ func run(t *testing.T, cfg peering.Config) *peering.Peering {
 func TestNodesFindEachOtherThroughARelay(t *testing.T) {
 	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir()})
 	nodes := []*p2p.Node{newNode(t), newNode(t), newNode(t)}
+	var ps []*peering.Peering
 	for _, n := range nodes {
 		if len(n.Host().Network().Peers()) != 0 {
 			t.Fatal("a new node already has peers")
 		}
-		run(t, peering.Config{Relays: []string{url}, Host: n.Host()})
+		ps = append(ps, run(t, peering.Config{Relays: []string{url}, Host: n.Host()}))
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -94,6 +99,9 @@ func TestNodesFindEachOtherThroughARelay(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			for i, p := range ps {
+				t.Logf("node %d: %+v", i, p.Stats())
+			}
 			t.Fatalf("after 30 s, %d of 6 connections are missing", missing)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -116,7 +124,12 @@ func TestNodesFindEachOtherThroughARelay(t *testing.T) {
 // signed by signer.
 func sealed(t *testing.T, id peer.ID, signer crypto.PrivKey, at time.Time) nostr.Event {
 	t.Helper()
-	rec := peer.PeerRecordFromAddrInfo(peer.AddrInfo{ID: id, Addrs: newNode(t).Host().Addrs()})
+	return sealedAddrs(t, id, signer, newNode(t).Host().Addrs(), at)
+}
+
+func sealedAddrs(t *testing.T, id peer.ID, signer crypto.PrivKey, addrs []ma.Multiaddr, at time.Time) nostr.Event {
+	t.Helper()
+	rec := peer.PeerRecordFromAddrInfo(peer.AddrInfo{ID: id, Addrs: addrs})
 	env, err := record.Seal(rec, signer)
 	if err != nil {
 		t.Fatal(err)
@@ -181,5 +194,49 @@ func TestForgedAnnouncementNotDialled(t *testing.T) {
 	}
 	if reader.Host().Network().Connectedness(victim.ID()) == network.Connected {
 		t.Fatal("connected to the peer a forged announcement named")
+	}
+}
+
+// A peer read once but not reachable yet (it is still starting, or the
+// dial raced) is dialled again a little later, not only at its next
+// announcement ten minutes on.
+func TestDialRetriedUntilThePeerListens(t *testing.T) {
+	url := relaytest.Start(t, relay.Config{DataDir: t.TempDir()})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	addr := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port))
+	priv, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	late, err := libp2p.New(libp2p.Identity(priv), libp2p.NoListenAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Close() })
+	ev := sealedAddrs(t, late.ID(), priv, []ma.Multiaddr{addr}, time.Now())
+	if _, err := discovery.Publish(t.Context(), []string{url}, 5*time.Second, ev); err != nil {
+		t.Fatal(err)
+	}
+	reader := newNode(t)
+	p := run(t, peering.Config{Relays: []string{url}, Host: reader.Host(), DialTimeout: time.Second})
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Read == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announcement was never read: %+v", p.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The first dial has failed (nothing listens); now the peer comes up.
+	time.Sleep(300 * time.Millisecond)
+	if err := late.Network().Listen(addr); err != nil {
+		t.Fatal(err)
+	}
+	for reader.Host().Network().Connectedness(late.ID()) != network.Connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("never dialled the peer again once it listened: %+v", p.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
