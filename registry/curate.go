@@ -523,20 +523,6 @@ func ReadCatalogFile(path string) (*CatalogFile, error) {
 	return &CatalogFile{Catalog: &cat}, nil
 }
 
-// readFileCapped reads a file but no more than max bytes of it.
-func readFileCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := readCapped(f, max)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, nil
-}
-
 // writeEnvelope writes an envelope's JSON atomically.
 func writeEnvelope(path string, env *did.Envelope) error {
 	data, err := env.Marshal()
