@@ -355,7 +355,7 @@ func TestLoadArchive(t *testing.T) {
 		{"cid mismatch", pin(other.CID, im.Digest), nil, "containers[0].image.cid", "does not match the archive's"},
 		{"digest mismatch", pin(im.CID, other.Digest), nil, "containers[0].image.digest", "does not match the archive's"},
 		{"missing file", "      archive: images/gone.tar\n", nil, "containers[0].image.archive", "no such file"},
-		{"not a tar", "      archive: images/plain.tar\n", nil, "containers[0].image.archive", "not an OCI archive"},
+		{"not a tar", "      archive: images/plain.tar\n", nil, "containers[0].image.archive", "invalid OCI image archive"},
 		{"a folder", "      archive: images\n", nil, "containers[0].image.archive", "not a regular file"},
 		{"climbs out", "      archive: ../web.tar\n", nil, "containers[0].image.archive", "climbs out"},
 		{"absolute", "      archive: /etc/passwd\n", nil, "containers[0].image.archive", "host path"},

@@ -29,7 +29,7 @@ const (
 )
 
 // ErrInvalid is wrapped by every error about an archive's content.
-var ErrInvalid = errors.New("not an OCI archive")
+var ErrInvalid = errors.New("invalid OCI image archive")
 
 // Image describes a verified archive.
 type Image struct {

@@ -94,7 +94,7 @@ func TestVerify(t *testing.T) {
 			}
 			return b
 		}), "no index.json"},
-		{"not a tar", bytes.Repeat([]byte("x"), 2000), "not an OCI archive"},
+		{"not a tar", bytes.Repeat([]byte("x"), 2000), "invalid OCI image archive"},
 		{"nested index", rewrite(t, good, func(n string, b []byte) []byte {
 			if n == "index.json" {
 				return bytes.Replace(b, []byte(ociimage.MediaTypeManifest), []byte(ociimage.MediaTypeIndex), 1)
