@@ -19,6 +19,7 @@ import (
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/podman"
+	"github.com/archy-node/archy/orchestrator/quadlet"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -153,7 +154,7 @@ func TestSymlinkSwapRefusedOnRestart(t *testing.T) {
 	if err := e.o.Install(ctx, v, arch); err != nil {
 		t.Fatal(err)
 	}
-	name := orchestrator.ContainerName(id, "web")
+	name := quadlet.ContainerName(id, "web")
 	// The attack, from inside: /data/sub is the folder mounted at /sub.
 	if out, err := e.exec(name, "rm -rf /data/sub && ln -s "+host+" /data/sub && rm /data/ok"); err != nil {
 		t.Fatalf("swap d/sub for a symlink: %v %s", err, out)
@@ -215,7 +216,7 @@ func TestImageTagConfusion(t *testing.T) {
 	if err := e.o.Install(ctx, va, archA); err != nil {
 		t.Fatal(err)
 	}
-	nameA := orchestrator.ContainerName(idA, "web")
+	nameA := quadlet.ContainerName(idA, "web")
 	recreatedRuns := func(what string) {
 		t.Helper()
 		if err := e.rt.Remove(ctx, nameA); err != nil {
@@ -272,7 +273,7 @@ func TestContainerHardened(t *testing.T) {
 	if err := e.o.Install(ctx, v, arch); err != nil {
 		t.Fatalf("install with an allow-listed cap_add: %v", err)
 	}
-	name := orchestrator.ContainerName(id, "web")
+	name := quadlet.ContainerName(id, "web")
 	conn, err := bindings.NewConnection(ctx, podmantest.Socket(t))
 	if err != nil {
 		t.Fatal(err)

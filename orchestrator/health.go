@@ -30,7 +30,7 @@ type healthParams struct {
 }
 
 func paramsOf(h *registry.Health) healthParams {
-	p := healthParams{interval: 2 * time.Second, timeout: 2 * time.Second, retries: 3}
+	p := healthParams{interval: registry.DefaultHealthInterval, timeout: registry.DefaultHealthTimeout, retries: registry.DefaultHealthRetries}
 	if h == nil {
 		return p
 	}
@@ -309,7 +309,7 @@ func (o *Orchestrator) recordHealth(a *app, pc PlannedContainer, err error, star
 func (o *Orchestrator) resetHealth(a *app, name string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	a.health[name] = &health{starting: true, retries: 3, since: o.cfg.Now()}
+	a.health[name] = &health{starting: true, retries: registry.DefaultHealthRetries, since: o.cfg.Now()}
 }
 
 func (o *Orchestrator) healthy(a *app, name string) bool {

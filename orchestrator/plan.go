@@ -17,17 +17,15 @@ import (
 )
 
 // Labels archy puts on everything it creates. A container without
-// LabelApp is not archy's and is never touched.
+// LabelApp is not archy's and is never touched. Those the Quadlet units
+// carry too are defined there, once.
 const (
-	LabelApp         = "io.archy.app"
-	LabelContainer   = "io.archy.container"
+	LabelApp         = quadlet.AppLabel
+	LabelContainer   = quadlet.ContainerLabel
+	LabelVersion     = quadlet.VersionLabel
 	LabelSpecHash    = "io.archy.spec-hash"
 	LabelManifestCID = "io.archy.manifest-cid"
-	LabelVersion     = "io.archy.version"
 )
-
-// ContainerName is the engine name of an app's container.
-func ContainerName(app, container string) string { return "archy-" + app + "-" + container }
 
 // NetworkName is the engine name of an app's network.
 func NetworkName(app string) string { return "archy-" + app }
@@ -108,7 +106,7 @@ func makePlan(in planInput) (*Plan, error) {
 		c := m.Containers[i]
 		pc := PlannedContainer{Name: c.Name, Image: c.Image, Health: c.Health, DependsOn: c.DependsOn, HostPorts: map[int]uint16{}}
 		s := ContainerSpec{
-			Name:        ContainerName(m.ID, c.Name),
+			Name:        quadlet.ContainerName(m.ID, c.Name),
 			Image:       c.Image.Ref,
 			Command:     c.Command,
 			Env:         map[string]string{},

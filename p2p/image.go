@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/archy-node/archy/cas"
-	"github.com/archy-node/archy/p2p/oci"
+	"github.com/archy-node/archy/internal/ociimage"
 	cid "github.com/ipfs/go-cid"
 )
 
@@ -19,20 +19,20 @@ import (
 // edges, so a later version that shares layers shares their blocks and
 // peers holding the old version fetch only what changed. The caller pins
 // and provides the root as it needs.
-func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, error) {
-	img, err := oci.VerifyFile(path)
+func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, ociimage.Image, error) {
+	img, err := ociimage.VerifyFile(path)
 	if err != nil {
-		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+		return cid.Undef, ociimage.Image{}, fmt.Errorf("push image: %w", err)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+		return cid.Undef, ociimage.Image{}, fmt.Errorf("push image: %w", err)
 	}
 	defer f.Close()
 	// Named too: manifests pin an image by the sum of its archive.
 	root, _, err := n.AddNamed(ctx, f)
 	if err != nil {
-		return cid.Undef, oci.Image{}, fmt.Errorf("push image: %w", err)
+		return cid.Undef, ociimage.Image{}, fmt.Errorf("push image: %w", err)
 	}
 	return root, img, nil
 }
@@ -44,9 +44,9 @@ func (n *Node) PushImage(ctx context.Context, path string) (cid.Cid, oci.Image, 
 // archive's sum (a raw CID, as manifests pin images: see GetNamed). size
 // is the archive's size as a manifest pins it, or -1 when nothing pins it;
 // the fetch never goes past it.
-func (n *Node) PullImage(ctx context.Context, root cid.Cid, size int64, outPath string) (oci.Image, error) {
+func (n *Node) PullImage(ctx context.Context, root cid.Cid, size int64, outPath string) (ociimage.Image, error) {
 	if err := cas.Check(root); err != nil {
-		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+		return ociimage.Image{}, fmt.Errorf("pull image %s: %w", root, err)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -61,19 +61,19 @@ func (n *Node) PullImage(ctx context.Context, root cid.Cid, size int64, outPath 
 		err = n.GetFile(ctx, root, tmp)
 	}
 	if err != nil {
-		return oci.Image{}, fmt.Errorf("pull image: %w", err)
+		return ociimage.Image{}, fmt.Errorf("pull image: %w", err)
 	}
-	img, err := oci.VerifyFile(tmp)
+	img, err := ociimage.VerifyFile(tmp)
 	if err != nil {
 		_ = os.Remove(tmp)
-		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+		return ociimage.Image{}, fmt.Errorf("pull image %s: %w", root, err)
 	}
 	if err := os.Rename(tmp, outPath); err != nil {
 		_ = os.Remove(tmp)
-		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+		return ociimage.Image{}, fmt.Errorf("pull image %s: %w", root, err)
 	}
 	if err := syncDir(filepath.Dir(outPath)); err != nil {
-		return oci.Image{}, fmt.Errorf("pull image %s: %w", root, err)
+		return ociimage.Image{}, fmt.Errorf("pull image %s: %w", root, err)
 	}
 	return img, nil
 }
@@ -87,21 +87,21 @@ type ImageLoader interface {
 // InstallImage pulls root (PullImage, within size) into a temp file in
 // dir, loads it with l, and removes the file; the blocks stay in the store
 // (pin them to keep them).
-func (n *Node) InstallImage(ctx context.Context, root cid.Cid, size int64, dir string, l ImageLoader) ([]string, oci.Image, error) {
+func (n *Node) InstallImage(ctx context.Context, root cid.Cid, size int64, dir string, l ImageLoader) ([]string, ociimage.Image, error) {
 	f, err := os.CreateTemp(dir, "image-*.tar")
 	if err != nil {
-		return nil, oci.Image{}, fmt.Errorf("install image %s: %w", root, err)
+		return nil, ociimage.Image{}, fmt.Errorf("install image %s: %w", root, err)
 	}
 	path := f.Name()
 	_ = f.Close()
 	defer os.Remove(path)
 	img, err := n.PullImage(ctx, root, size, path)
 	if err != nil {
-		return nil, oci.Image{}, err
+		return nil, ociimage.Image{}, err
 	}
 	names, err := l.LoadImage(ctx, path)
 	if err != nil {
-		return nil, oci.Image{}, fmt.Errorf("install image %s: %w", root, err)
+		return nil, ociimage.Image{}, fmt.Errorf("install image %s: %w", root, err)
 	}
 	return names, img, nil
 }

@@ -54,7 +54,7 @@ func Load(p string) (*Loaded, error) {
 	}
 	data, err := readFileCapped(file, MaxManifestSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load manifest: %w", err)
 	}
 	m, err := ParseManifest(data, formatOf(file))
 	if err != nil {
@@ -134,20 +134,6 @@ func formatOf(file string) string {
 		return "json"
 	}
 	return "yaml"
-}
-
-// readFileCapped reads a file of at most max bytes.
-func readFileCapped(file string, max int64) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("load manifest: %w", err)
-	}
-	defer f.Close()
-	data, err := readCapped(f, max)
-	if err != nil {
-		return nil, fmt.Errorf("load manifest %s: %w", file, err)
-	}
-	return data, nil
 }
 
 // resolveArchive finds a container's image archive inside the app folder,

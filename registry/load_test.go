@@ -15,6 +15,7 @@ import (
 	stdjson "encoding/json"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/internal/ociimage"
 )
 
 // yamlManifest is goodManifest's app as a developer would write it.
@@ -246,7 +247,7 @@ func ociArchive(t testing.TB, o ociOpts) ([]byte, string) {
 		o.images = 1
 	}
 	if o.indexType == "" {
-		o.indexType = mediaOCIManifest
+		o.indexType = ociimage.MediaTypeManifest
 	}
 	layer := []byte("layer bytes")
 	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
@@ -254,7 +255,7 @@ func ociArchive(t testing.TB, o ociOpts) ([]byte, string) {
 	var blobs [][2]string
 	for i := range o.images {
 		man, _ := stdjson.Marshal(map[string]any{
-			"schemaVersion": 2, "mediaType": mediaOCIManifest,
+			"schemaVersion": 2, "mediaType": ociimage.MediaTypeManifest,
 			"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + sum(config), "size": len(config)},
 			"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + sum(layer), "size": len(layer), "i": i}},
 		})
@@ -354,13 +355,13 @@ func TestLoadArchive(t *testing.T) {
 		{"cid mismatch", pin(other.CID, im.Digest), nil, "containers[0].image.cid", "does not match the archive's"},
 		{"digest mismatch", pin(im.CID, other.Digest), nil, "containers[0].image.digest", "does not match the archive's"},
 		{"missing file", "      archive: images/gone.tar\n", nil, "containers[0].image.archive", "no such file"},
-		{"not a tar", "      archive: images/plain.tar\n", nil, "containers[0].image.archive", "not an OCI archive"},
+		{"not a tar", "      archive: images/plain.tar\n", nil, "containers[0].image.archive", "invalid OCI image archive"},
 		{"a folder", "      archive: images\n", nil, "containers[0].image.archive", "not a regular file"},
 		{"climbs out", "      archive: ../web.tar\n", nil, "containers[0].image.archive", "climbs out"},
 		{"absolute", "      archive: /etc/passwd\n", nil, "containers[0].image.archive", "host path"},
 		{"no oci-layout", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{noLayout: true})}, "containers[0].image.archive", "no oci-layout"},
 		{"two images", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{images: 2})}, "containers[0].image.archive", "names 2 images"},
-		{"image index", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{indexType: mediaOCIIndex})}, "containers[0].image.archive", "multi-platform"},
+		{"image index", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{indexType: ociimage.MediaTypeIndex})}, "containers[0].image.archive", "multi-platform"},
 		{"corrupt manifest blob", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{corrupt: true})}, "containers[0].image.archive", "does not hash to its name"},
 		{"missing manifest blob", "      archive: x.tar\n", map[string]string{"x.tar": bad(ociOpts{dropBlob: true})}, "containers[0].image.archive", "missing from blobs"},
 	}

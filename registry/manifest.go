@@ -4,6 +4,8 @@
 // verified manifests.
 package registry
 
+import "time"
+
 // Schema is the only manifest schema this version reads and writes.
 const Schema = "archy.app/v1"
 
@@ -106,16 +108,24 @@ type Volume struct {
 }
 
 // Health is a probe run by the node's reconciler: exactly one of HTTP, TCP
-// or Exec.
+// or Exec. Fields left empty take the DefaultHealth values.
 type Health struct {
 	HTTP        *HTTPProbe `json:"http,omitempty"`
 	TCP         *TCPProbe  `json:"tcp,omitempty"`
 	Exec        []string   `json:"exec,omitempty"`
-	Interval    string     `json:"interval,omitempty"`     // Go duration, default 2s
-	Timeout     string     `json:"timeout,omitempty"`      // default 2s
-	Retries     int        `json:"retries,omitempty"`      // failures before unhealthy, default 3
+	Interval    string     `json:"interval,omitempty"`     // Go duration, default DefaultHealthInterval
+	Timeout     string     `json:"timeout,omitempty"`      // default DefaultHealthTimeout
+	Retries     int        `json:"retries,omitempty"`      // failures before unhealthy, default DefaultHealthRetries
 	StartPeriod string     `json:"start_period,omitempty"` // grace before failures count, default 0
 }
+
+// The health settings of a probe whose manifest leaves them out; the
+// reconciler and the Quadlet renderer both apply these.
+const (
+	DefaultHealthInterval = 2 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
+	DefaultHealthRetries  = 3
+)
 
 // HTTPProbe is healthy when GET Path on the container port answers 2xx/3xx.
 type HTTPProbe struct {

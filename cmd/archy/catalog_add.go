@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -31,58 +29,16 @@ id and channel.
 ` + curatorLayout,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cur := curator{dir: dir}
-			cat, bumped, err := cur.openForEdit(validity, time.Now())
+			ed, out, err := registry.Curator{Dir: dir}.Add(args, delegate, validity, time.Now())
 			if err != nil {
-				return err
+				return curatorError(err)
 			}
-			type added struct {
-				ID        string `json:"id"`
-				Version   string `json:"version"`
-				Channel   string `json:"channel"`
-				CID       string `json:"cid"`
-				Developer string `json:"developer"`
-				Delegated bool   `json:"delegated"`
-			}
-			var out []added
-			for _, path := range args {
-				data, err := readFileCapped(path, did.MaxEnvelopeSize)
-				if err != nil {
-					return fmt.Errorf("add %s: %w", path, err)
-				}
-				v, err := registry.VerifyEnvelope(data)
-				if err != nil {
-					return fmt.Errorf("add %s: %w", path, err)
-				}
-				id := v.Manifest.ID
-				holders := cat.Delegates(id)
-				newDelegation := false
-				switch {
-				case slices.Contains(holders, v.Signer):
-				case len(holders) == 0 || delegate:
-					cat.Delegate(v.Signer, id)
-					newDelegation = true
-				default:
-					return fmt.Errorf("add %s: app %q is delegated to %v, not to its signer %s; pass --delegate to let %s publish it too",
-						path, id, holders, v.Signer, v.Signer)
-				}
-				if err := cat.Put(v); err != nil {
-					return fmt.Errorf("add %s: %w", path, err)
-				}
-				e := cat.Entries[slices.IndexFunc(cat.Entries, func(e registry.Entry) bool { return e.ID == id && e.Manifest == v.CID.String() })]
-				out = append(out, added{ID: id, Version: e.Version, Channel: e.Channel, CID: e.Manifest, Developer: v.Signer, Delegated: newDelegation})
-			}
-			if _, err := cat.Payload(); err != nil {
-				return err
-			}
-			if err := cur.saveDraft(cat); err != nil {
-				return err
-			}
+			cat := ed.Draft
 			if asJSON {
 				return writeJSON(cmd, map[string]any{"version": cat.Version, "added": out})
 			}
 			w := cmd.OutOrStdout()
-			if bumped {
+			if ed.Started {
 				fmt.Fprintf(w, "started catalog version %d (version %d is being signed)\n", cat.Version, cat.Version-1)
 			}
 			for _, a := range out {

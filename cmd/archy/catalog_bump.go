@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,24 +29,11 @@ app changed.
 			if validity <= 0 {
 				return fmt.Errorf("--expires %s must be positive", validity)
 			}
-			cur := curator{dir: dir}
-			cat, err := cur.loadDraft()
+			ed, err := registry.Curator{Dir: dir}.Bump(validity, time.Now())
 			if err != nil {
-				return err
+				return curatorError(err)
 			}
-			if _, err := os.Stat(cur.signedPath(cat.Version)); err == nil {
-				if cat.Version >= registry.MaxCatalogVersion {
-					return fmt.Errorf("draft: version %d is the last one", cat.Version)
-				}
-				cat.Version++
-			}
-			cat.Expires = registry.FormatExpires(time.Now().Add(validity))
-			if _, err := cat.Payload(); err != nil {
-				return err
-			}
-			if err := cur.saveDraft(cat); err != nil {
-				return err
-			}
+			cat := ed.Draft
 			if asJSON {
 				return writeJSON(cmd, map[string]any{"version": cat.Version, "expires": cat.Expires})
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,40 +29,25 @@ expiring after --expires). Root keys are given as did:key DIDs or key files
 ` + curatorLayout,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cur := curator{dir: dir}
-			if _, err := os.Stat(cur.path(draftFile)); err == nil {
-				return fmt.Errorf("%s exists: this folder is already a curator folder", cur.path(draftFile))
-			}
 			if len(keys) == 0 {
 				return fmt.Errorf("--root-key is required (repeat it for each root key)")
 			}
-			root := registry.Root{Version: 1, Threshold: threshold}
+			if validity <= 0 {
+				return fmt.Errorf("--expires %s must be positive", validity)
+			}
+			ids := make([]string, 0, len(keys))
 			for _, k := range keys {
 				id, err := keyDID(k)
 				if err != nil {
 					return err
 				}
-				root.Keys = append(root.Keys, id)
+				ids = append(ids, id)
 			}
-			if err := root.Check(); err != nil {
-				return fmt.Errorf("--root-key/--threshold: %w", err)
+			cat, err := registry.Curator{Dir: dir}.Init(name, ids, threshold, validity, time.Now())
+			if err != nil {
+				return curatorError(err)
 			}
-			if validity <= 0 {
-				return fmt.Errorf("--expires %s must be positive", validity)
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("init: %w", err)
-			}
-			cat := registry.NewCatalog(name, 1, time.Now().Add(validity), root)
-			if _, err := cat.Payload(); err != nil {
-				return err
-			}
-			if err := registry.WriteRootFile(cur.path(registry.RootFileName), name, root); err != nil {
-				return err
-			}
-			if err := cur.saveDraft(cat); err != nil {
-				return err
-			}
+			root := cat.Root
 			if asJSON {
 				return writeJSON(cmd, map[string]any{"dir": dir, "root": root, "version": cat.Version, "expires": cat.Expires})
 			}

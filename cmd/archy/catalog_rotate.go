@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,53 +31,26 @@ nodes then refuse anything it signs, whatever version it claims.
 ` + curatorLayout,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cur := curator{dir: dir}
-			pub, _, err := cur.published()
-			if err != nil {
-				return err
-			}
-			cat, _, err := cur.openForEdit(validity, time.Now())
-			if err != nil {
-				return err
-			}
-			root := cat.Root
-			if root.Version == pub.Version {
-				root = registry.Root{Version: pub.Version + 1, Keys: slices.Clone(pub.Keys), Threshold: pub.Threshold}
-			}
+			ch := registry.RootChange{Threshold: threshold}
 			for _, k := range rm {
 				id, err := keyDID(k)
 				if err != nil {
 					return fmt.Errorf("--remove-key: %w", err)
 				}
-				i := slices.Index(root.Keys, id)
-				if i < 0 {
-					return fmt.Errorf("--remove-key %s is not a root key", id)
-				}
-				root.Keys = slices.Delete(root.Keys, i, i+1)
+				ch.Remove = append(ch.Remove, id)
 			}
 			for _, k := range add {
 				id, err := keyDID(k)
 				if err != nil {
 					return fmt.Errorf("--add-key: %w", err)
 				}
-				if slices.Contains(root.Keys, id) {
-					return fmt.Errorf("--add-key %s is a root key already", id)
-				}
-				root.Keys = append(root.Keys, id)
+				ch.Add = append(ch.Add, id)
 			}
-			if threshold != 0 {
-				root.Threshold = threshold
+			ed, pub, err := registry.Curator{Dir: dir}.Rotate(ch, validity, time.Now())
+			if err != nil {
+				return curatorError(err)
 			}
-			if err := root.Check(); err != nil {
-				return fmt.Errorf("rotate: the new root: %w", err)
-			}
-			cat.Root = root
-			if _, err := cat.Payload(); err != nil {
-				return err
-			}
-			if err := cur.saveDraft(cat); err != nil {
-				return err
-			}
+			cat, root := ed.Draft, ed.Draft.Root
 			if asJSON {
 				return writeJSON(cmd, map[string]any{"version": cat.Version, "root": root, "previous_root": pub})
 			}

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -25,39 +23,17 @@ archy catalog verify for that.
 ` + curatorLayout,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cur := curator{dir: dir}
-			path := cur.path(catalogFile)
+			path := registry.Curator{Dir: dir}.Latest()
 			if len(args) == 1 {
 				path = args[0]
-			} else if _, err := os.Stat(path); err != nil {
-				path = cur.path(draftFile)
 			}
-			data, err := readFileCapped(path, registry.MaxCatalogSize)
+			f, err := registry.ReadCatalogFile(path)
 			if err != nil {
 				return err
 			}
-			var (
-				cat    *registry.Catalog
-				signed []string
-				kind   = "draft (unsigned)"
-			)
-			if env, err := did.ParseEnvelope(data); err == nil {
-				if env.PayloadType != registry.CatalogPayloadType {
-					return fmt.Errorf("%s: %w: %q is not a catalog", path, did.ErrPayloadType, env.PayloadType)
-				}
-				if cat, err = registry.ParseCatalog(env.Payload); err != nil {
-					return fmt.Errorf("%s: %w", path, err)
-				}
-				for _, s := range env.Signatures {
-					signed = append(signed, s.KeyID)
-				}
+			cat, signed, kind := f.Catalog, f.KeyIDs, "draft (unsigned)"
+			if f.Signed {
 				kind = "signed (signatures not verified here)"
-			} else {
-				var c registry.Catalog
-				if err := registry.StrictUnmarshal(data, &c); err != nil {
-					return fmt.Errorf("%s is neither a signed catalog nor a draft: %w", path, err)
-				}
-				cat = &c
 			}
 			type entry struct {
 				ID       string   `json:"id"`

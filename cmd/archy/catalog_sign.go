@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,88 +34,39 @@ one), the catalog is checked as a node would and published to catalog.json
 			if keyFile == "" {
 				return fmt.Errorf("--key is required: a root key file")
 			}
-			cur := curator{dir: dir}
-			cat, err := cur.loadDraft()
-			if err != nil {
-				return err
-			}
-			pub, name, err := cur.published()
-			if err != nil {
-				return err
-			}
-			rotation := cat.Root.Version == pub.Version+1
-			if !rotation && !cat.Root.Equal(pub) {
-				return fmt.Errorf("the draft's root (version %d) is not the published root (version %d) nor its next version; use archy catalog rotate to change the root",
-					cat.Root.Version, pub.Version)
-			}
 			key, err := did.LoadKey(keyFile)
 			if err != nil {
 				return err
 			}
-			if !contains(cat.Root.Keys, key.DID()) && !(rotation && contains(pub.Keys, key.DID())) {
-				return fmt.Errorf("key %s (%s) is not a root key of this catalog", keyFile, key.DID())
+			s, err := registry.Curator{Dir: dir}.Sign(key, time.Now())
+			if errors.Is(err, registry.ErrNotRootKey) {
+				return fmt.Errorf("--key %s: %w", keyFile, err)
 			}
-			payload, err := cat.Payload()
 			if err != nil {
-				return err
+				return curatorError(err)
 			}
-			path := cur.signedPath(cat.Version)
-			env, err := readEnvelopeFile(path)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				if env, err = registry.SignCatalog(payload, key); err != nil {
-					return err
-				}
-			case err != nil:
-				return err
-			case !bytes.Equal(env.Payload, payload):
-				return fmt.Errorf("%s holds other bytes for catalog version %d than the draft: the draft was edited after signing began; restore it or remove %s to start over",
-					path, cat.Version, path)
-			default:
-				env.AddSignature(key)
-			}
-			if err := writeEnvelope(path, env); err != nil {
-				return err
-			}
-
-			count := func(r registry.Root) int {
-				n := 0
-				for _, s := range env.Signatures {
-					if contains(r.Keys, s.KeyID) {
-						if _, err := (&did.Envelope{PayloadType: env.PayloadType, Payload: env.Payload, Signatures: []did.Signature{s}}).Verify(registry.CatalogPayloadType, 1, nil); err == nil {
-							n++
-						}
-					}
-				}
-				return n
-			}
-			newN, oldN := count(cat.Root), count(pub)
-			done := newN >= cat.Root.Threshold && (!rotation || oldN >= pub.Threshold)
+			cat, done := s.Draft, s.Done()
 			res := map[string]any{
-				"version": cat.Version, "signed_by": key.DID(), "file": path,
-				"signatures": newN, "threshold": cat.Root.Threshold, "published": false,
+				"version": cat.Version, "signed_by": key.DID(), "file": s.File,
+				"signatures": s.Signatures, "threshold": cat.Root.Threshold, "published": false,
 			}
-			if rotation {
-				res["old_root_signatures"], res["old_root_threshold"] = oldN, pub.Threshold
+			if s.Rotation {
+				res["old_root_signatures"], res["old_root_threshold"] = s.PreviousSignatures, s.Previous.Threshold
 			}
-			var published []string
 			if done {
-				if published, err = cur.publish(env, cat, pub, name, rotation); err != nil {
-					return err
-				}
-				res["published"] = published
+				res["published"] = s.Published
 			}
 			if asJSON {
 				return writeJSON(cmd, res)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "signed catalog version %d as %s: %d root key(s) signed, %d needed", cat.Version, key.DID(), newN, cat.Root.Threshold)
-			if rotation {
-				fmt.Fprintf(w, " (new root %d); old root %d: %d signed, %d needed", cat.Root.Version, pub.Version, oldN, pub.Threshold)
+			fmt.Fprintf(w, "signed catalog version %d as %s: %d root key(s) signed, %d needed", cat.Version, key.DID(), s.Signatures, cat.Root.Threshold)
+			if s.Rotation {
+				fmt.Fprintf(w, " (new root %d); old root %d: %d signed, %d needed", cat.Root.Version, s.Previous.Version, s.PreviousSignatures, s.Previous.Threshold)
 			}
 			fmt.Fprintln(w)
 			if done {
-				fmt.Fprintf(w, "threshold reached: published %v\n", published)
+				fmt.Fprintf(w, "threshold reached: published %v\n", s.Published)
 			}
 			return nil
 		},
@@ -127,45 +75,4 @@ one), the catalog is checked as a node would and published to catalog.json
 	c.Flags().StringVar(&keyFile, "key", "", "root key file to sign with")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// publish checks a fully signed catalog as a node would and writes the
-// published files.
-func (c curator) publish(env *did.Envelope, cat *registry.Catalog, pub registry.Root, name string, rotation bool) ([]string, error) {
-	data, err := env.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := registry.VerifyCatalog(bytes.NewReader(data), cat.Root, time.Now()); err != nil {
-		return nil, fmt.Errorf("the signed catalog would be refused by nodes: %w", err)
-	}
-	if old, err := readEnvelopeFile(c.path(catalogFile)); err == nil {
-		if prev, err := registry.ParseCatalog(old.Payload); err == nil && prev.Version >= cat.Version && !bytes.Equal(old.Payload, env.Payload) {
-			return nil, fmt.Errorf("%s already holds catalog version %d; not publishing version %d over it", c.path(catalogFile), prev.Version, cat.Version)
-		}
-	}
-	var out []string
-	if rotation {
-		p := c.path(rootsDir, strconv.FormatInt(cat.Root.Version, 10)+".json")
-		if err := writeEnvelope(p, env); err != nil {
-			return nil, err
-		}
-		if err := registry.WriteRootFile(c.path(registry.RootFileName), name, cat.Root); err != nil {
-			return nil, err
-		}
-		out = append(out, p, c.path(registry.RootFileName))
-	}
-	if err := writeEnvelope(c.path(catalogFile), env); err != nil {
-		return nil, err
-	}
-	return append([]string{c.path(catalogFile)}, out...), nil
 }

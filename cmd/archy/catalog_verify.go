@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -46,7 +45,7 @@ and highest version), catalog-CID.json (the trusted catalog).`,
 				return err
 			}
 			if roots == "" {
-				roots = filepath.Join(filepath.Dir(args[0]), rootsDir)
+				roots = filepath.Join(filepath.Dir(args[0]), registry.RootsDir)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -86,34 +85,14 @@ and highest version), catalog-CID.json (the trusted catalog).`,
 
 // openStore opens a trust store folder, pinning rootFile on first use.
 func openStore(dir, rootFile string) (*registry.TrustStore, error) {
-	pinned := filepath.Join(dir, registry.RootFileName)
-	have, name, err := registry.ReadRootFile(pinned)
+	ts, err := registry.PinnedTrustStore(dir, rootFile)
 	switch {
-	case err == nil && rootFile != "":
-		want, _, err := registry.ReadRootFile(rootFile)
-		if err != nil {
-			return nil, err
-		}
-		if !want.Equal(have) {
-			return nil, fmt.Errorf("--root %s differs from the root pinned in %s; remove that file to pin another root", rootFile, pinned)
-		}
-	case err == nil:
-	case errors.Is(err, fs.ErrNotExist) && rootFile != "":
-		if have, name, err = registry.ReadRootFile(rootFile); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		if err := registry.WriteRootFile(pinned, name, have); err != nil {
-			return nil, err
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%s has no pinned root: pass --root with the registry's root.json", dir)
-	default:
-		return nil, err
+	case errors.Is(err, registry.ErrPinnedRoot):
+		return nil, fmt.Errorf("--root %w", err)
+	case errors.Is(err, registry.ErrNoPinnedRoot):
+		return nil, fmt.Errorf("%w: pass --root with the registry's root.json", err)
 	}
-	return registry.OpenTrustStore(registry.TrustConfig{Dir: dir, Root: have})
+	return ts, err
 }
 
 func newCatalogStatusCmd() *cobra.Command {

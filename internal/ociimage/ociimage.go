@@ -1,8 +1,13 @@
-// Package ociimage builds OCI image archives (the format of `podman save
-// --format oci-archive`) from a root filesystem folder, without a registry
-// or a container engine, byte for byte the same on every run, and reads the
-// image names back from such an archive. Tests and sample apps use it to
-// make images that `podman load` takes.
+// Package ociimage is archy's one reader and writer of OCI image archives
+// (the tar that `podman save --format oci-archive` writes and `podman
+// load` reads). Verify checks an archive before it goes into the swarm,
+// after it comes out of it, and when a developer pins it in a manifest:
+// every blob's bytes match the sha256 digest in its name, and the index,
+// the manifests, their configs and layers are all present with the sizes
+// the descriptors give. Build makes such archives from a root filesystem
+// folder, without a registry or a container engine, byte for byte the same
+// on every run; tests and sample apps use it to make images that `podman
+// load` takes.
 package ociimage
 
 import (
@@ -50,7 +55,8 @@ type Option func(*Config)
 // WithConfig sets the image configuration.
 func WithConfig(c Config) Option { return func(dst *Config) { *dst = c } }
 
-type descriptor struct {
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
 	MediaType   string            `json:"mediaType"`
 	Digest      string            `json:"digest"`
 	Size        int64             `json:"size"`
@@ -81,14 +87,14 @@ type imageConfig struct {
 type manifest struct {
 	SchemaVersion int          `json:"schemaVersion"`
 	MediaType     string       `json:"mediaType"`
-	Config        descriptor   `json:"config"`
-	Layers        []descriptor `json:"layers"`
+	Config        Descriptor   `json:"config"`
+	Layers        []Descriptor `json:"layers"`
 }
 
 type index struct {
 	SchemaVersion int          `json:"schemaVersion"`
 	MediaType     string       `json:"mediaType,omitempty"`
-	Manifests     []descriptor `json:"manifests"`
+	Manifests     []Descriptor `json:"manifests"`
 }
 
 // Build writes to outPath an OCI image archive holding one image, named ref
@@ -139,12 +145,12 @@ func Build(ctx context.Context, rootfsDir, outPath, ref string, opts ...Option) 
 	if err != nil {
 		return "", fmt.Errorf("build oci image %s: config: %w", ref, err)
 	}
-	configDesc := descriptor{MediaType: MediaTypeConfig, Digest: digest(configJSON), Size: int64(len(configJSON))}
+	configDesc := Descriptor{MediaType: MediaTypeConfig, Digest: digest(configJSON), Size: int64(len(configJSON))}
 	manifestJSON, err := json.Marshal(manifest{
 		SchemaVersion: 2,
 		MediaType:     MediaTypeManifest,
 		Config:        configDesc,
-		Layers:        []descriptor{{MediaType: MediaTypeLayer, Digest: layerDigest, Size: layerSize}},
+		Layers:        []Descriptor{{MediaType: MediaTypeLayer, Digest: layerDigest, Size: layerSize}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("build oci image %s: manifest: %w", ref, err)
@@ -153,7 +159,7 @@ func Build(ctx context.Context, rootfsDir, outPath, ref string, opts ...Option) 
 	indexJSON, err := json.Marshal(index{
 		SchemaVersion: 2,
 		MediaType:     MediaTypeIndex,
-		Manifests: []descriptor{{
+		Manifests: []Descriptor{{
 			MediaType:   MediaTypeManifest,
 			Digest:      manifestDigest,
 			Size:        int64(len(manifestJSON)),
@@ -309,38 +315,4 @@ func writeLayer(ctx context.Context, root string, w io.Writer) error {
 		return err
 	}
 	return tw.Close()
-}
-
-// Names returns the image names (ref.name annotations) in an OCI archive's
-// index.json.
-func Names(archivePath string) ([]string, error) {
-	f, err := os.Open(archivePath)
-	if err != nil {
-		return nil, fmt.Errorf("read oci archive: %w", err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil, fmt.Errorf("read oci archive %s: no index.json", archivePath)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read oci archive %s: %w", archivePath, err)
-		}
-		if strings.TrimPrefix(hdr.Name, "./") != "index.json" {
-			continue
-		}
-		var idx index
-		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&idx); err != nil {
-			return nil, fmt.Errorf("read oci archive %s: index.json: %w", archivePath, err)
-		}
-		var names []string
-		for _, m := range idx.Manifests {
-			if n := m.Annotations[AnnotationRefName]; n != "" {
-				names = append(names, n)
-			}
-		}
-		return names, nil
-	}
 }

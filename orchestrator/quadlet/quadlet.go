@@ -37,7 +37,8 @@ const (
 	Podman45 = "4.5"
 )
 
-// Labels put on everything rendered. OwnerLabel marks containers that a
+// Labels put on everything rendered, and (as orchestrator.Label*) on
+// everything the reconciler creates. OwnerLabel marks containers that a
 // systemd unit manages, so that the node's reconciler never adopts them.
 const (
 	AppLabel       = "io.archy.app"
@@ -46,13 +47,6 @@ const (
 	DigestLabel    = "io.archy.image-digest"
 	OwnerLabel     = "io.archy.owner"
 	OwnerQuadlet   = "quadlet"
-)
-
-// Default health-probe settings, as registry.Health documents them.
-const (
-	defaultInterval = 2 * time.Second
-	defaultTimeout  = 2 * time.Second
-	defaultRetries  = 3
 )
 
 // ErrRender is returned (wrapped, with the field named) when a manifest
@@ -78,7 +72,8 @@ type Unit struct {
 	Content string `json:"content"`
 }
 
-// ContainerName is the Podman name of an app's container.
+// ContainerName is the engine name of an app's container, for the
+// reconciler and the rendered units alike.
 func ContainerName(app, container string) string { return "archy-" + app + "-" + container }
 
 // NetworkUnit is the name of the app's .network unit (Podman names the
@@ -365,11 +360,11 @@ func healthKeys(h *registry.Health, field string) ([]healthKV, error) {
 		}
 		return d.String(), nil
 	}
-	interval, err := dur(h.Interval, defaultInterval, "interval")
+	interval, err := dur(h.Interval, registry.DefaultHealthInterval, "interval")
 	if err != nil {
 		return nil, err
 	}
-	timeout, err := dur(h.Timeout, defaultTimeout, "timeout")
+	timeout, err := dur(h.Timeout, registry.DefaultHealthTimeout, "timeout")
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +374,7 @@ func healthKeys(h *registry.Health, field string) ([]healthKV, error) {
 	}
 	retries := h.Retries
 	if retries == 0 {
-		retries = defaultRetries
+		retries = registry.DefaultHealthRetries
 	}
 	secs := strconv.Itoa(int((mustDuration(timeout) + time.Second - 1) / time.Second))
 
