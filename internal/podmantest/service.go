@@ -3,6 +3,8 @@ package podmantest
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,19 +55,8 @@ func PrivateService(t testing.TB, logLevel string) *Service {
 		cancel()
 		t.Fatalf("start podman system service: %v", err)
 	}
-	s := &Service{URL: "unix://" + sock, cmd: cmd, lines: make(chan string, 1024)}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case s.lines <- sc.Text():
-			default:
-			}
-		}
-	}()
+	s, copied := follow(stderr, dir)
+	s.URL, s.cmd = "unix://"+sock, cmd
 	t.Cleanup(func() {
 		cancel()
 		<-copied
@@ -79,19 +70,44 @@ func PrivateService(t testing.TB, logLevel string) *Service {
 	return s
 }
 
+// follow reads the service's log from r until it ends (copied is
+// closed then); dir is the service's folder.
+func follow(r io.Reader, dir string) (s *Service, copied <-chan struct{}) {
+	s = &Service{lines: make(chan string, 1024)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case s.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	return s, done
+}
+
 // WaitLogged waits (up to a minute) for a log line containing substr.
 func (s *Service) WaitLogged(t testing.TB, substr string) {
 	t.Helper()
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.waitLogged(ctx, substr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Service) waitLogged(ctx context.Context, substr string) error {
 	for {
 		select {
 		case l := <-s.lines:
 			if strings.Contains(l, substr) {
-				return
+				return nil
 			}
-		case <-timeout.C:
-			t.Fatalf("podman service never logged %q", substr)
+		case <-ctx.Done():
+			return fmt.Errorf("podman service never logged %q: %w", substr, ctx.Err())
 		}
 	}
 }
