@@ -102,18 +102,6 @@ func publishInOrder(t *testing.T, url string, evs []nostr.Event) {
 	}
 }
 
-// waitHandled waits until the node has dealt with at least n events.
-func waitHandled(t *testing.T, node *node, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Minute) // a hang guard, not a figure
-	for node.disc.Stats().Handled < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("the node handled %d of %d events", node.disc.Stats().Handled, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // heapAfterGC is the live heap, in bytes, after a full collection.
 func heapAfterGC() uint64 {
 	var m runtime.MemStats
