@@ -18,6 +18,11 @@
 // replacement and its journal on disk. Only the node's other parts (the
 // libp2p host, the trust engine fed by OnRelease) are left out.
 //
+// Then how long a release waits behind 10,000 junk events (see
+// behindJunk):
+//
+//	figure discover-behind-junk-ms 120.0
+//
 // Then it measures discovery poisoning (see flood): 10,000 releases from
 // 100 throwaway DIDs taken in by a node with the default store, its time,
 // disk and heap afterwards (2 shared cores, loaded):
@@ -61,12 +66,22 @@ func main() {
 	flag.IntVar(&fc.apps, "flood-apps", 10, "apps per flood publisher")
 	flag.IntVar(&fc.versions, "flood-versions", 10, "versions per flood app")
 	floodTimeout := flag.Duration("flood-timeout", 5*time.Minute, "give up on the flood (signing included) after this long")
+	var jc junkConfig
+	flag.IntVar(&jc.events, "junk", 10000, "junk events sent before a release (0: not measured)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	if err := run(ctx, os.Stdout, os.Stderr, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "discoverbench:", err)
 		os.Exit(1)
+	}
+	if jc.events > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+		defer cancel()
+		if err := behindJunk(ctx, os.Stdout, os.Stderr, jc); err != nil {
+			fmt.Fprintln(os.Stderr, "discoverbench: junk:", err)
+			os.Exit(1)
+		}
 	}
 	if fc.dids <= 0 {
 		return

@@ -90,3 +90,27 @@ func checkOnDisk(t *testing.T, path string, min int64) {
 		t.Fatalf("%s: %d bytes, want at least %d", path, fi.Size(), min)
 	}
 }
+
+// TestBehindJunkSmall runs the junk measure small and checks it prints its
+// figure, the node having dropped every junk event before the release.
+func TestBehindJunkSmall(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	if err := behindJunk(ctx, &out, &log, junkConfig{events: 200, dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	var ms float64
+	if n, err := fmt.Sscanf(out.String(), "figure discover-behind-junk-ms %g\n", &ms); err != nil || n != 1 || ms <= 0 {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	// The junk and the warm-up events (also junk) were all dropped before
+	// the release was taken: it waited behind them.
+	var dropped int
+	if i := strings.Index(log.String(), "dropped "); i < 0 {
+		t.Fatalf("log: %s", log.String())
+	} else if _, err := fmt.Sscanf(log.String()[i:], "dropped %d", &dropped); err != nil || dropped < 200 {
+		t.Fatalf("log: %s (%v)", log.String(), err)
+	}
+}
