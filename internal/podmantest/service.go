@@ -106,8 +106,9 @@ func follow(r io.Reader, dir string) (s *Service, copied <-chan struct{}) {
 		for {
 			n, err := r.Read(buf)
 			if n > 0 {
-				if _, werr := f.Write(buf[:n]); werr != nil {
-					err = werr
+				var werr error
+				if n, werr = f.Write(buf[:n]); werr != nil {
+					err = fmt.Errorf("keep the podman service log: %w", werr)
 				}
 			}
 			l.mu.Lock()
