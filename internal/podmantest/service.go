@@ -118,6 +118,9 @@ func follow(r io.Reader, dir string) (s *Service, copied <-chan struct{}) {
 			l.changed = make(chan struct{})
 			l.mu.Unlock()
 			if err != nil {
+				// Past a write error, keep reading so the service never
+				// blocks on a full pipe.
+				io.Copy(io.Discard, r)
 				return
 			}
 		}
