@@ -52,7 +52,14 @@ func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	var stores []*discovery.Store // closed once the discoverers writing them have stopped
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, st := range stores {
+			st.Close()
+		}
+	}()
 
 	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 1e6, EventBurst: 1 << 20, MaxLimit: 1 << 20, SendBuffer: 512 << 20})
 	if err != nil {
@@ -77,7 +84,7 @@ func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	stores = append(stores, st)
 	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir)}, st, quiet)
 	if err != nil {
 		return err

@@ -40,7 +40,14 @@ func behindJunk(ctx context.Context, out, log io.Writer, cfg junkConfig) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	var stores []*discovery.Store // closed once the discoverers writing them have stopped
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, st := range stores {
+			st.Close()
+		}
+	}()
 
 	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 1e6, EventBurst: 1 << 20})
 	if err != nil {
@@ -59,7 +66,7 @@ func behindJunk(ctx context.Context, out, log io.Writer, cfg junkConfig) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	stores = append(stores, st)
 	taken := make(chan time.Time, 1)
 	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir),
 		OnRelease: func(r *discovery.Release) {

@@ -142,7 +142,14 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // everything started here stops before run returns (and dir goes)
+	var stores []*discovery.Store // closed once the discoverers writing them have stopped
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, st := range stores {
+			st.Close()
+		}
+	}() // everything started here stops before run returns (and dir goes)
 
 	// The embedded relay as a node configures it (its log in the data
 	// folder), with room for the publisher's burst.
@@ -173,7 +180,7 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		stores = append(stores, st)
 		d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir), MinBackoff: 50 * time.Millisecond,
 			OnRelease: func(r *discovery.Release) {
 				if !r.Latest {
