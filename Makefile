@@ -66,11 +66,12 @@ fuzz-list:
 #     against memcpy on 64 MiB, in GiB/s.
 # BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
 # whose `figure` lines are printed (the rest of their output only when they
-# fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
+# fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md);
+# ./relay: publish -> live delivery, a valid event during a junk flood.
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
-BENCH_FIGURE_TESTS ?= ./p2p
+BENCH_FIGURE_TESTS ?= ./p2p ./relay
 BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/archy-node/archy/orchestrator"
@@ -90,8 +91,14 @@ func TestFetchedImageStillVerified(t *testing.T) {
 
 // A container that keeps running but fails its health probe is restarted
 // (data and spec kept), counted, and not restarted again before its
-// backoff.
+// backoff. It runs in a synctest bubble: the probe and reconcile tickers,
+// the backoff and the waits below run on the bubble's fake clock, so the
+// 5 s "not yet" is exact and costs no wall-clock time.
 func TestUnhealthyContainerRestarted(t *testing.T) {
+	synctest.Test(t, testUnhealthyContainerRestarted)
+}
+
+func testUnhealthyContainerRestarted(t *testing.T) {
 	e := newEnv(t, memruntime.Config{})
 	e.cfg.ExecProbeInterval = 100 * time.Millisecond
 	e.cfg.Interval = 300 * time.Millisecond

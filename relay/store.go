@@ -126,6 +126,7 @@ type store struct {
 	tombBytes  int
 	seq        uint64
 	dead       int // records in the log that are no longer stored
+	compactMin int // dead records below which the log is never compacted
 
 	free     *btree.FreeListG[entry] // shared by the lists' trees
 	byID     map[string]*record
@@ -144,6 +145,7 @@ func newStore(maxEvents, maxBytes int) *store {
 		free:        btree.NewFreeListG[entry](btree.DefaultFreeListSize),
 		maxEvents:   maxEvents,
 		maxBytes:    maxBytes,
+		compactMin:  defaultCompactMin,
 		byID:        make(map[string]*record),
 		byAddr:      make(map[string]*record),
 		byAuthor:    make(map[string]list),
@@ -160,16 +162,26 @@ func (s *store) newList() list {
 	return list{btree.NewWithFreeListG(listDegree, lessEntry, s.free)}
 }
 
-// compactMin is the number of dead records below which the log is never
-// compacted. (A variable so tests can lower it.)
-var compactMin = 1000
+// defaultCompactMin is the number of dead records below which the log is
+// never compacted.
+const defaultCompactMin = 1000
+
+// storeOption changes how a store is opened; tests use them.
+type storeOption func(*store)
+
+// withCompactMin sets the number of dead records below which the log is
+// never compacted (default defaultCompactMin).
+func withCompactMin(n int) storeOption { return func(s *store) { s.compactMin = n } }
 
 // openStore opens the store in dir (created 0700 if missing), replaying its
 // event log; an empty dir gives a store in memory only. The log is
 // compacted on open when more of it is dead than alive.
-func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, error) {
+func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger, opts ...storeOption) (*store, error) {
 	s := newStore(maxEvents, maxBytes)
 	s.log = log
+	for _, o := range opts {
+		o(s)
+	}
 	if dir == "" {
 		return s, nil
 	}
@@ -215,7 +227,7 @@ func openStore(dir string, maxEvents, maxBytes int, log *slog.Logger) (*store, e
 // enough of it to bother). Compacting then costs at most the live bytes,
 // once per doubling of the dead ones: amortised, a constant per event.
 func (s *store) shouldCompact() bool {
-	return s.j != nil && s.dead >= compactMin && s.dead > len(s.byID)
+	return s.j != nil && s.dead >= s.compactMin && s.dead > len(s.byID)
 }
 
 // compact rewrites the log with the stored events only, in the order they

@@ -15,9 +15,9 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 )
 
-func openTestStore(t *testing.T, dir string) *store {
+func openTestStore(t *testing.T, dir string, opts ...storeOption) *store {
 	t.Helper()
-	s, err := openStore(dir, DefaultMaxEvents, DefaultMaxStoredBytes, testLogger(t))
+	s, err := openStore(dir, DefaultMaxEvents, DefaultMaxStoredBytes, testLogger(t), opts...)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -131,12 +131,11 @@ func TestStoreLock(t *testing.T) {
 // the compacted log, answers like the store that wrote it; and that the
 // log is compacted on open and while running.
 func TestReplayEqualsLive(t *testing.T) {
-	defer func(n int) { compactMin = n }(compactMin)
-	compactMin = 1 << 30 // none while the dead-heavy log is written
+	const compactMin = 100
 	dir := t.TempDir()
 	k := newKey(t)
 	base := time.Now().Unix() - 10000
-	s := openTestStore(t, dir)
+	s := openTestStore(t, dir, withCompactMin(1<<30)) // none while the dead-heavy log is written
 	var gone []nostr.Event
 	// Many versions of a few replaceable and addressable events, and
 	// deleted notes: most of the log is dead.
@@ -157,8 +156,7 @@ func TestReplayEqualsLive(t *testing.T) {
 	size := s.j.size
 	s.close()
 
-	compactMin = 100
-	s = openTestStore(t, dir)
+	s = openTestStore(t, dir, withCompactMin(compactMin))
 	if got := storedIDs(s); !equal(got, want) {
 		t.Fatalf("replayed store differs:\n got %v\nwant %v", got, want)
 	}
@@ -171,7 +169,7 @@ func TestReplayEqualsLive(t *testing.T) {
 		}
 	}
 	s.close()
-	s = openTestStore(t, dir)
+	s = openTestStore(t, dir, withCompactMin(compactMin))
 	defer s.close()
 	if got := storedIDs(s); !equal(got, want) {
 		t.Fatalf("store from the compacted log differs:\n got %v\nwant %v", got, want)

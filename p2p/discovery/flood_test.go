@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,43 +25,90 @@ import (
 	"github.com/archy-node/archy/relay/relaytest"
 )
 
-// TestJunkFloodDoesNotDelayValid sends 10,000 junk events (valid Nostr
-// signatures, not archy releases or forged ones) and a real release after
-// them, and checks the release still arrives and memory stays bounded.
-func TestJunkFloodDoesNotDelayValid(t *testing.T) {
+// TestJunkFloodBoundedMemory sends 10,000 junk events (valid Nostr
+// signatures, not archy releases) to a subscribed node, then a real
+// release, and checks that the release is discovered behind them, that
+// the junk left nothing in the store, and that the node's heap grew by
+// far less than the junk it took in: the node keeps only its bounded
+// seen-set per junk event. The junk events replace one another at one
+// address, so the relay (in this process) holds one of them at a time and
+// its heap does not count. How long the release waits behind the junk is
+// a timing for benchmarks, not asserted here.
+func TestJunkFloodBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood test in -short mode")
 	}
+	const n = 10000
 	url := relaytest.Start(t, relay.Config{EventRate: 10000, EventBurst: 20000})
-	n := startNode(t, []string{url})
+	node := startNode(t, []string{url})
 	junkKey := nostr.GeneratePrivateKey()
 	now := time.Now()
-	var junk []nostr.Event
-	for i := range 10000 {
-		ev := nostr.Event{Kind: KindAppData, CreatedAt: nostr.Timestamp(now.Unix()), Content: "junk",
-			Tags: nostr.Tags{{"d", fmt.Sprintf("junk-%d", i)}, {"t", Topic}, {"i", "x"}}}
+	padding := strings.Repeat("junk ", 400) // 2 KB of content each
+	junk := make([]nostr.Event, n+1)
+	junkBytes := 0
+	for i := range junk {
+		ev := nostr.Event{Kind: KindAppData, CreatedAt: nostr.Timestamp(now.Add(-3*time.Hour).Unix() + int64(i)), Content: padding,
+			Tags: nostr.Tags{{"d", "junk"}, {"t", Topic}, {"i", "x"}}}
 		if err := ev.Sign(junkKey); err != nil {
 			t.Fatal(err)
 		}
-		junk = append(junk, ev)
+		junk[i] = ev
+		junkBytes += len(ev.String())
 	}
-	t0 := time.Now()
-	publishEvents(t, url, junk...)
-	t.Logf("relay took 10,000 junk events in %v", time.Since(t0))
+	// The first one shows the node's subscription is live; the rest are
+	// the flood.
+	publishEvents(t, url, junk[0])
+	waitHandled(t, node, 1)
+	storeBefore := node.store.Stats()
+	heapBefore := heapAfterGC()
+
+	publishInOrder(t, url, junk[1:])
 	f := newFixture(t, "1.0.0")
-	start := time.Now()
 	publishEvents(t, url, f.events(t, now)...)
-	waitRelease(t, n, "hello-web", "1.0.0", true)
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("valid release took %v behind the flood", d)
+	waitRelease(t, node, "hello-web", "1.0.0", true)
+	waitHandled(t, node, n+1)
+	heapAfter := heapAfterGC()
+	runtime.KeepAlive(junk)
+
+	if d := node.disc.Stats().Dropped[ErrTags.Error()]; d != n+1 {
+		t.Fatalf("%d junk events dropped, want %d: %+v", d, n+1, node.disc.Stats())
 	}
-	s := n.disc.Stats()
-	if s.Dropped[ErrTags.Error()] < 10000 {
-		t.Fatalf("junk not all dropped: %+v", s)
+	if st := node.store.Stats(); st.Events != 2 || st.Publishers != 1 || storeBefore.Events != 0 || storeBefore.Bytes != 0 {
+		t.Fatalf("store before the flood %+v, after it and one release %+v: want empty, then the release and its pointer", storeBefore, st)
 	}
-	if len(n.store.List()) != 1 {
-		t.Fatalf("store lists %d releases", len(n.store.List()))
+	grew := int64(heapAfter) - int64(heapBefore)
+	t.Logf("heap grew by %.1f MiB over %d junk events of %.1f MiB", float64(grew)/(1<<20), n, float64(junkBytes)/(1<<20))
+	if grew > int64(junkBytes)/4 {
+		t.Fatalf("heap grew by %d bytes over %d bytes of junk: the node keeps junk it dropped", grew, junkBytes)
 	}
+}
+
+// publishInOrder publishes evs one after another on one connection, each
+// once the relay took the last: replaceable events must reach the relay
+// oldest first, or it refuses the older ones.
+func publishInOrder(t *testing.T, url string, evs []nostr.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, url, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, ev := range evs {
+		if err := c.Publish(ctx, ev); err != nil {
+			t.Fatalf("publish junk %d: %v", i, err)
+		}
+	}
+}
+
+// heapAfterGC is the live heap, in bytes, after a full collection.
+func heapAfterGC() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // floodEvents signs, for each of dids throwaway publishers (a fresh DID
@@ -160,10 +208,10 @@ func dirSize(t *testing.T, dir string) int64 {
 // over websockets: 100 throwaway DIDs publish 10,000 valid releases (with
 // 1,000 "latest" pointers) to a node that has one release installed and
 // knows one more publisher from before. The node's store must end within
-// its default caps, in memory and on disk, the run must finish in bounded
-// time, and the installed release and the earlier publisher's release
-// must survive. (On a store that keeps everything and rewrites one file
-// per put, the flood takes quadratic time and keeps all 11,000 events.)
+// its default caps, in memory (by its own accounting) and on disk, and the
+// installed release and the earlier publisher's release must survive. (A
+// store that keeps everything keeps all 11,000 events.) How long the node
+// takes is discoverbench's discovery-flood-s figure, not asserted here.
 func TestReleaseFloodStaysBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood test in -short mode")
@@ -212,14 +260,7 @@ func TestReleaseFloodStaysBounded(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	const bound = 3 * time.Minute // about 15 s here; a store rewriting itself per put takes hours
-	deadline := time.Now().Add(bound)
-	for n.disc.Stats().Handled < before+int64(total) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the node handled %d of %d flood events in %v; store %+v", n.disc.Stats().Handled-before, total, bound, n.store.Stats())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHandled(t, n, before+int64(total))
 	took := time.Since(start)
 	if err := n.store.Sync(); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,12 @@ type node struct {
 
 func startNode(t testing.TB, relays []string) *node {
 	t.Helper()
+	return startNodeWith(t, relays, nil)
+}
+
+// startNodeWith is startNode with the discoverer's Config changed by mod.
+func startNodeWith(t testing.TB, relays []string, mod func(*Config)) *node {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := OpenStore(filepath.Join(dir, "discovered.json"))
 	if err != nil {
@@ -39,6 +45,9 @@ func startNode(t testing.TB, relays []string) *node {
 			default:
 			}
 		}}
+	if mod != nil {
+		mod(&cfg)
+	}
 	n.disc, err = New(cfg, st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +58,18 @@ func startNode(t testing.TB, relays []string) *node {
 	go func() { defer wg.Done(); n.disc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return n
+}
+
+// waitHandled waits until the node has dealt with at least n events.
+func waitHandled(t testing.TB, node *node, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute) // a hang guard, not a figure
+	for node.disc.Stats().Handled < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node handled %d of %d events", node.disc.Stats().Handled, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func publishEvents(t testing.TB, url string, evs ...nostr.Event) {

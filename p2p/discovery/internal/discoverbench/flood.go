@@ -22,12 +22,14 @@ import (
 
 type floodConfig struct {
 	dids, apps, versions int
+	dir                  string // as config.dir
 }
 
 // flood measures discovery poisoning: dids throwaway publishers have put
 // apps×versions valid releases each (and each app's "latest" pointer) on
-// the embedded relay; one node with the default store configuration, on
-// disk in a temporary folder, subscribes and takes them all in. It prints
+// the embedded relay (its event log on disk, as a node keeps it); one node
+// with the default store configuration, on disk in a temporary folder,
+// subscribes and takes them all in. It prints
 // the time the node took, the store's size on disk, and the heap the node
 // grew by (measured after a GC, against the heap with the relay already
 // full and the node not yet started):
@@ -41,11 +43,25 @@ type floodConfig struct {
 // starting node only the newest 500.
 func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 	quiet := slog.New(slog.DiscardHandler)
+	dir, err := dataDir(cfg.dir)
+	if err != nil {
+		return err
+	}
+	if cfg.dir == "" {
+		defer os.RemoveAll(dir)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	var stores []*discovery.Store // closed once the discoverers writing them have stopped
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, st := range stores {
+			st.Close()
+		}
+	}()
 
-	rl, err := relay.New(relay.Config{EventRate: 1e6, EventBurst: 1 << 20, MaxLimit: 1 << 20, SendBuffer: 512 << 20}, quiet)
+	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 1e6, EventBurst: 1 << 20, MaxLimit: 1 << 20, SendBuffer: 512 << 20})
 	if err != nil {
 		return err
 	}
@@ -62,18 +78,14 @@ func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 		return err
 	}
 
-	dir, err := os.MkdirTemp("", "discoverbench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+	nodeDir := filepath.Join(dir, "node")
 	heap0 := heapAfterGC()
-	st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(dir)}) // the defaults
+	st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(nodeDir)}) // the defaults
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(dir)}, st, quiet)
+	stores = append(stores, st)
+	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir)}, st, quiet)
 	if err != nil {
 		return err
 	}
@@ -93,7 +105,7 @@ func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 	if err := st.Sync(); err != nil {
 		return err
 	}
-	disk, err := dirSize(filepath.Dir(discovery.StorePath(dir)))
+	disk, err := dirSize(filepath.Dir(discovery.StorePath(nodeDir)))
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Command discoverbench measures publish → discovered latency: one
-// publisher announces releases on the embedded relay (on loopback), three
-// nodes subscribed to it verify and store them, and the time from sending
-// a release's event to each node's store taking it is one sample. It
-// prints `figure` lines for `make bench`:
+// publisher announces releases on the embedded relay (on loopback, with
+// its event log on disk as a node runs it), three nodes subscribed to it
+// verify them and store them in their discovery stores on disk, and the
+// time from sending a release's event to each node's store taking it is
+// one sample. It prints `figure` lines for `make bench`:
 //
 //	figure discover-p50-ms 2.1
 //	figure discover-p99-ms 6.3
@@ -10,9 +11,17 @@
 //
 // The defaults (200 releases, one every 10 ms, 3 nodes: 600 samples) are
 // the note's figure; the goal is p99 ≤ 1000 ms on loopback. Every sample
-// goes through the whole path a node runs: the relay's websocket fan-out,
-// event id and Schnorr signature, DID binding, DSSE envelope, CID, strict
-// parse and validation, the store's NIP-01 replacement.
+// goes through the whole path a node runs, with the parts a node runs:
+// the relay package over websockets, its journal written (fsync per event)
+// before the fan-out; event id and Schnorr signature, DID binding, DSSE
+// envelope, CID, strict parse and validation; the discovery store's NIP-01
+// replacement and its journal on disk. Only the node's other parts (the
+// libp2p host, the trust engine fed by OnRelease) are left out.
+//
+// Then how long a release waits behind 10,000 junk events (see
+// behindJunk):
+//
+//	figure discover-behind-junk-ms 120.0
 //
 // Then it measures discovery poisoning (see flood): 10,000 releases from
 // 100 throwaway DIDs taken in by a node with the default store, its time,
@@ -33,6 +42,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -56,12 +66,22 @@ func main() {
 	flag.IntVar(&fc.apps, "flood-apps", 10, "apps per flood publisher")
 	flag.IntVar(&fc.versions, "flood-versions", 10, "versions per flood app")
 	floodTimeout := flag.Duration("flood-timeout", 5*time.Minute, "give up on the flood (signing included) after this long")
+	var jc junkConfig
+	flag.IntVar(&jc.events, "junk", 10000, "junk events sent before a release (0: not measured)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	if err := run(ctx, os.Stdout, os.Stderr, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "discoverbench:", err)
 		os.Exit(1)
+	}
+	if jc.events > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+		defer cancel()
+		if err := behindJunk(ctx, os.Stdout, os.Stderr, jc); err != nil {
+			fmt.Fprintln(os.Stderr, "discoverbench: junk:", err)
+			os.Exit(1)
+		}
 	}
 	if fc.dids <= 0 {
 		return
@@ -78,6 +98,15 @@ type config struct {
 	releases, nodes int
 	interval        time.Duration
 	timeout         time.Duration
+	dir             string // where the relay's log and the stores go; empty: a temporary folder, removed after
+}
+
+// dataDir is dir, or a new temporary folder when dir is empty.
+func dataDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return os.MkdirTemp("", "discoverbench-")
 }
 
 // arrivals records when each node's store took each release.
@@ -104,12 +133,27 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 		return errors.New("-releases and -nodes must be positive, -interval not negative")
 	}
 	quiet := slog.New(slog.DiscardHandler)
+	dir, err := dataDir(cfg.dir)
+	if err != nil {
+		return err
+	}
+	if cfg.dir == "" {
+		defer os.RemoveAll(dir)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // everything started here stops before run returns
+	var stores []*discovery.Store // closed once the discoverers writing them have stopped
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, st := range stores {
+			st.Close()
+		}
+	}() // everything started here stops before run returns (and dir goes)
 
-	// The embedded relay, in memory, with room for the publisher's burst.
-	rl, err := relay.New(relay.Config{EventRate: 10000, EventBurst: 10000}, quiet)
+	// The embedded relay as a node configures it (its log in the data
+	// folder), with room for the publisher's burst.
+	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 10000, EventBurst: 10000})
 	if err != nil {
 		return err
 	}
@@ -129,12 +173,15 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 
 	arr := &arrivals{at: map[string][]time.Time{}, done: make(chan struct{}), want: cfg.releases * cfg.nodes}
 	var discs []*discovery.Discoverer
-	for range cfg.nodes {
-		st, err := discovery.OpenStore("") // in memory
+	for i := range cfg.nodes {
+		// Each node's store and cursors where a node keeps them.
+		nodeDir := filepath.Join(dir, fmt.Sprint("node", i))
+		st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(nodeDir)})
 		if err != nil {
 			return err
 		}
-		d, err := discovery.New(discovery.Config{Relays: []string{url}, MinBackoff: 50 * time.Millisecond,
+		stores = append(stores, st)
+		d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir), MinBackoff: 50 * time.Millisecond,
 			OnRelease: func(r *discovery.Release) {
 				if !r.Latest {
 					arr.add(r.D, time.Now())
@@ -194,12 +241,23 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 	}
 	arr.mu.Unlock()
 	sort.Float64s(ms)
-	fmt.Fprintf(log, "discoverbench: %d releases to %d nodes over the embedded relay on loopback, one every %v; %d samples in %v\n",
+	fmt.Fprintf(log, "discoverbench: %d releases to %d nodes over the embedded relay on loopback (relay log and stores on disk), one every %v; %d samples in %v\n",
 		cfg.releases, cfg.nodes, cfg.interval, len(ms), total.Round(time.Millisecond))
 	fmt.Fprintf(out, "figure discover-p50-ms %.1f\n", percentile(ms, 0.50))
 	fmt.Fprintf(out, "figure discover-p99-ms %.1f\n", percentile(ms, 0.99))
 	fmt.Fprintf(out, "figure discover-max-ms %.1f\n", ms[len(ms)-1])
 	return nil
+}
+
+// newRelay opens the relay package's Relay with its event log in dir, as a
+// node's embedded relay keeps it; cfg gives the rest.
+func newRelay(dir string, cfg relay.Config) (*relay.Relay, error) {
+	cfg.DataDir = dir
+	rl, err := relay.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, fmt.Errorf("open relay in %s: %w", dir, err)
+	}
+	return rl, nil
 }
 
 // percentile is the nearest-rank percentile of sorted samples.

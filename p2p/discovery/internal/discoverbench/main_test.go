@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +20,15 @@ func TestRunSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, log bytes.Buffer
-	if err := run(ctx, &out, &log, config{releases: 10, nodes: 2, interval: time.Millisecond}); err != nil {
+	dir := t.TempDir()
+	if err := run(ctx, &out, &log, config{releases: 10, nodes: 2, interval: time.Millisecond, dir: dir}); err != nil {
 		t.Fatal(err)
+	}
+	// The parts measured are the ones a node runs on disk: the relay's
+	// event log holds the releases, each node's store its journal.
+	checkOnDisk(t, filepath.Join(dir, "relay", "events.log"), 20*1000)
+	for _, n := range []string{"node0", "node1"} {
+		checkOnDisk(t, filepath.Join(dir, n, "discovery", "discovered.journal"), 1000)
 	}
 	var p50, p99, pmax float64
 	n, err := fmt.Sscanf(out.String(), "figure discover-p50-ms %g\nfigure discover-p99-ms %g\nfigure discover-max-ms %g\n", &p50, &p99, &pmax)
@@ -52,9 +61,11 @@ func TestFloodSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, log bytes.Buffer
-	if err := flood(ctx, &out, &log, floodConfig{dids: 3, apps: 2, versions: 3}); err != nil {
+	dir := t.TempDir()
+	if err := flood(ctx, &out, &log, floodConfig{dids: 3, apps: 2, versions: 3, dir: dir}); err != nil {
 		t.Fatal(err)
 	}
+	checkOnDisk(t, filepath.Join(dir, "relay", "events.log"), 24*1000)
 	var secs, mib, heap float64
 	n, err := fmt.Sscanf(out.String(), "figure discovery-flood-s %g\nfigure discovery-flood-mib %g\nfigure discovery-flood-heap-mib %g\n", &secs, &mib, &heap)
 	if err != nil || n != 3 {
@@ -65,5 +76,41 @@ func TestFloodSmall(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "flood of 24 events") || !strings.Contains(log.String(), "24 events kept") {
 		t.Fatalf("log: %s", log.String())
+	}
+}
+
+// checkOnDisk fails t unless path is a file of at least min bytes.
+func checkOnDisk(t *testing.T, path string, min int64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("not on disk: %v", err)
+	}
+	if fi.Size() < min {
+		t.Fatalf("%s: %d bytes, want at least %d", path, fi.Size(), min)
+	}
+}
+
+// TestBehindJunkSmall runs the junk measure small and checks it prints its
+// figure, the node having dropped every junk event before the release.
+func TestBehindJunkSmall(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, log bytes.Buffer
+	if err := behindJunk(ctx, &out, &log, junkConfig{events: 200, dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	var ms float64
+	if n, err := fmt.Sscanf(out.String(), "figure discover-behind-junk-ms %g\n", &ms); err != nil || n != 1 || ms <= 0 {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	// The junk and the warm-up events (also junk) were all dropped before
+	// the release was taken: it waited behind them.
+	var dropped int
+	if i := strings.Index(log.String(), "dropped "); i < 0 {
+		t.Fatalf("log: %s", log.String())
+	} else if _, err := fmt.Sscanf(log.String()[i:], "dropped %d", &dropped); err != nil || dropped < 200 {
+		t.Fatalf("log: %s (%v)", log.String(), err)
 	}
 }
