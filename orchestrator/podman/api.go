@@ -99,10 +99,11 @@ func (c *client) path(endpoint string, values ...string) string {
 	return fmt.Sprintf(c.base+"/v"+c.version+"/libpod"+endpoint, args...)
 }
 
-// do sends a request and returns the answer if its status is 2xx or 3xx
-// (the caller closes the body); any other status is returned as an
-// *apiError carrying Podman's message.
-func (c *client) do(ctx context.Context, method, uri string, query url.Values, body io.Reader, size int64) (*http.Response, error) {
+// do sends a request (a body of size bytes and contentType, if any) and
+// returns the answer if its status is 2xx or 3xx (the caller closes the
+// body); any other status is returned as an *apiError carrying Podman's
+// message.
+func (c *client) do(ctx context.Context, method, uri string, query url.Values, body io.Reader, size int64, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, uri, body)
 	if err != nil {
 		return nil, err
@@ -111,10 +112,8 @@ func (c *client) do(ctx context.Context, method, uri string, query url.Values, b
 		req.URL.RawQuery = query.Encode()
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-		if size > 0 {
-			req.ContentLength = size
-		}
+		req.Header.Set("Content-Type", contentType)
+		req.ContentLength = size
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -160,7 +159,7 @@ func (c *client) call(ctx context.Context, method, uri string, query url.Values,
 		}
 		body, size = strings.NewReader(string(b)), int64(len(b))
 	}
-	resp, err := c.do(ctx, method, uri, query, body, size)
+	resp, err := c.do(ctx, method, uri, query, body, size, "application/json")
 	if err != nil {
 		return err
 	}

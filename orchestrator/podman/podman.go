@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Podman, error) {
 	op := "connect to podman at " + cfg.Socket
 	err = p.call(ctx, op, cfg.ConnectTimeout, func(ctx context.Context) error {
 		// The unversioned ping: the service's version is not known yet.
-		resp, err := c.do(ctx, http.MethodGet, c.base+"/libpod/_ping", nil, nil, 0)
+		resp, err := c.do(ctx, http.MethodGet, c.base+"/libpod/_ping", nil, nil, 0, "")
 		if err != nil {
 			return err
 		}
@@ -229,7 +229,7 @@ func (p *Podman) LoadImage(ctx context.Context, archivePath string) ([]string, e
 	var names []string
 	op := fmt.Sprintf("load image %s (%d bytes)", archivePath, st.Size())
 	err = p.call(ctx, op, d, func(ctx context.Context) error {
-		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/images/load"), nil, io.NopCloser(f), st.Size())
+		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/images/load"), nil, io.NopCloser(f), st.Size(), "application/x-tar")
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func (p *Podman) SaveImage(ctx context.Context, ref, path string) error {
 				return err
 			}
 			q := url.Values{"format": {"oci-archive"}, "references": {ref}}
-			resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/export"), q, nil, 0)
+			resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/export"), q, nil, 0, "")
 			if err != nil {
 				return err
 			}
@@ -268,8 +268,8 @@ func (p *Podman) SaveImage(ctx context.Context, ref, path string) error {
 // ImageExists asks whether the image is present.
 func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 	var ok bool
-	err := p.call(ctx, "image exists "+ref, p.cfg.ReadTimeout, func(ctx context.Context) (err error) {
-		resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/%s/exists", ref), nil, nil, 0)
+	err := p.call(ctx, "image exists "+ref, p.cfg.ReadTimeout, func(ctx context.Context) error {
+		resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/%s/exists", ref), nil, nil, 0, "")
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
 			return nil
@@ -676,7 +676,7 @@ func (p *Podman) Events(ctx context.Context, out chan<- orchestrator.Event) erro
 	timer := time.AfterFunc(p.cfg.ReadTimeout, cancel)
 	q := filters("type", []string{"container"})
 	q.Set("stream", "true")
-	resp, err := p.c.do(sctx, http.MethodGet, p.c.path("/events"), q, nil, 0)
+	resp, err := p.c.do(sctx, http.MethodGet, p.c.path("/events"), q, nil, 0, "")
 	if !timer.Stop() {
 		if err == nil {
 			resp.Body.Close()
@@ -779,9 +779,8 @@ func (p *Podman) Exec(ctx context.Context, name string, cmd []string) (orchestra
 			return err
 		}
 		id := created.ID
-		start := map[string]bool{"Detach": false, "Tty": false}
-		b, _ := json.Marshal(start)
-		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/exec/%s/start", id), nil, strings.NewReader(string(b)), int64(len(b)))
+		const start = `{"Detach":false,"Tty":false}`
+		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/exec/%s/start", id), nil, strings.NewReader(start), int64(len(start)), "application/json")
 		if err != nil {
 			return err
 		}
