@@ -320,7 +320,6 @@ type inspectData struct {
 	State           *inspectState
 	Config          *inspectConfig
 	HostConfig      *inspectHostConfig
-	EffectiveCaps   []string
 	BoundingCaps    []string
 	Mounts          []inspectMount
 	NetworkSettings *struct {
@@ -383,16 +382,12 @@ type inspectHostConfig struct {
 		Name              string
 		MaximumRetryCount uint
 	}
-	SecurityOpt    []string
-	CapAdd         []string
-	CapDrop        []string
-	ReadonlyRootfs bool
-	UsernsMode     string
-	Memory         int64
-	NanoCpus       int64
-	CpuPeriod      uint64 //nolint:revive // Podman's name
-	CpuQuota       int64  //nolint:revive // Podman's name
-	PidsLimit      int64
+	SecurityOpt []string
+	Memory      int64
+	NanoCpus    int64
+	CpuPeriod   uint64 //nolint:revive // Podman's name
+	CpuQuota    int64  //nolint:revive // Podman's name
+	PidsLimit   int64
 }
 
 type inspectMount struct {
