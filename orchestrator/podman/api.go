@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -54,18 +55,13 @@ func newClient(socket string) (*client, error) {
 	var dial func(ctx context.Context, _, _ string) (net.Conn, error)
 	switch u.Scheme {
 	case "unix":
-		path := u.Path
-		if !strings.HasPrefix(socket, "unix:///") {
-			path = strings.TrimSuffix(u.Host+"/"+strings.TrimPrefix(u.Path, "/"), "/")
-			if u.Opaque != "" {
-				path = u.Opaque
-			}
-		}
-		if path == "" {
-			return nil, fmt.Errorf("podman socket URL %q: no path", socket)
+		// unix://run/x.sock means /run/x.sock, as Podman's own clients read it.
+		sockPath := path.Clean("/" + u.Host + "/" + u.Path)
+		if u.Opaque != "" || sockPath == "/" {
+			return nil, fmt.Errorf("podman socket URL %q: want unix:///path/to/podman.sock", socket)
 		}
 		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+			return (&net.Dialer{}).DialContext(ctx, "unix", sockPath)
 		}
 		c.base = "http://d"
 	case "tcp":

@@ -87,3 +87,23 @@ func TestParseVersion(t *testing.T) {
 		t.Error("versionLess")
 	}
 }
+
+// Socket URLs are read as Podman's own clients read them.
+func TestNewClientSocketURL(t *testing.T) {
+	for in, base := range map[string]string{
+		"unix:///run/user/1000/podman/podman.sock": "http://d",
+		"unix://run/podman/podman.sock":            "http://d",
+		"tcp://127.0.0.1:8888":                     "http://127.0.0.1:8888",
+		"tcp://127.0.0.1:8888/prefix/":             "http://127.0.0.1:8888/prefix",
+	} {
+		c, err := newClient(in)
+		if err != nil || c.base != base {
+			t.Errorf("newClient(%q): base %v, %v; want %s", in, c, err, base)
+		}
+	}
+	for _, in := range []string{"ssh://host/run/podman.sock", "unix://", "unix:relative", "/run/podman.sock"} {
+		if _, err := newClient(in); err == nil {
+			t.Errorf("newClient(%q): no error", in)
+		}
+	}
+}
