@@ -2,18 +2,19 @@ package orchestrator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/containers/podman/v5/pkg/bindings"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
 
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/podmantest"
@@ -274,14 +275,7 @@ func TestContainerHardened(t *testing.T) {
 		t.Fatalf("install with an allow-listed cap_add: %v", err)
 	}
 	name := quadlet.ContainerName(id, "web")
-	conn, err := bindings.NewConnection(ctx, podmantest.Socket(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := containers.Inspect(conn, name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := podmanInspect(t, name)
 	if !slices.Equal(d.EffectiveCaps, []string{"CAP_NET_BIND_SERVICE"}) || !slices.Equal(d.BoundingCaps, []string{"CAP_NET_BIND_SERVICE"}) {
 		t.Errorf("podman inspect: effective caps %v, bounding %v; want only CAP_NET_BIND_SERVICE", d.EffectiveCaps, d.BoundingCaps)
 	}
@@ -305,4 +299,35 @@ func TestContainerHardened(t *testing.T) {
 			t.Errorf("/proc/1/status in the container: %q, want %q", status, want)
 		}
 	}
+}
+
+// podmanInspect asks Podman itself (GET /containers/{name}/json on the
+// socket, not through the runtime under test) what it applied.
+func podmanInspect(t *testing.T, name string) (d struct {
+	EffectiveCaps, BoundingCaps []string
+	HostConfig                  *struct{ SecurityOpt []string }
+}) {
+	t.Helper()
+	u, err := url.Parse(podmantest.Socket(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://d/v4.0.0/libpod/containers/" + url.PathEscape(name) + "/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("podman inspect %s: %s", name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatalf("podman inspect %s: %v", name, err)
+	}
+	return d
 }

@@ -1,18 +1,39 @@
 package podman
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/containers/podman/v5/libpod/define"
-
 	"github.com/archy-node/archy/orchestrator"
 )
 
-// What Podman reports for a container that took the whole spec.
-func applied() (orchestrator.ContainerSpec, *define.InspectContainerData) {
+// What Podman 4.3 reports (GET /containers/{name}/json, trimmed) for a
+// container that took the whole spec.
+const appliedJSON = `{
+ "Id": "0f1e", "Name": "archy-x", "Image": "", "ImageName": "localhost/x:1",
+ "State": {"Status": "created", "Pid": 0, "ExitCode": 0, "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+ "Config": {
+  "Labels": {"io.archy.app": "x", "other": "y"}, "Env": ["PATH=/bin", "A=1"],
+  "Entrypoint": "/bin/sh -c", "Cmd": ["httpd", "-f"], "User": "1000:1000", "StopTimeout": 5
+ },
+ "HostConfig": {
+  "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+  "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2},
+  "Memory": 1048576, "NanoCpus": 0, "CpuPeriod": 100000, "CpuQuota": 50000, "PidsLimit": 10,
+  "SecurityOpt": ["no-new-privileges"]
+ },
+ "EffectiveCaps": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+ "BoundingCaps": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+ "Mounts": [{"Type": "bind", "Source": "/d", "Destination": "/data", "RW": true}],
+ "NetworkSettings": {"Networks": {"archy-net": {"Aliases": ["web", "abc123"]}}}
+}`
+
+// applied returns a spec and what Podman reports for it.
+func applied(t *testing.T) (orchestrator.ContainerSpec, *inspectData) {
+	t.Helper()
 	s := orchestrator.ContainerSpec{
 		Name: "archy-x", Image: "localhost/x:1",
 		Entrypoint: []string{"/bin/sh", "-c"}, Command: []string{"httpd", "-f"},
@@ -26,23 +47,9 @@ func applied() (orchestrator.ContainerSpec, *define.InspectContainerData) {
 		CapAdd:      []string{"NET_BIND_SERVICE", "CHOWN"},
 	}
 	s = s.Normalized()
-	d := &define.InspectContainerData{
-		Name: "archy-x", ImageName: "localhost/x:1",
-		Config: &define.InspectContainerConfig{
-			Labels: map[string]string{"io.archy.app": "x", "other": "y"}, Env: []string{"PATH=/bin", "A=1"},
-			Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"httpd", "-f"}, User: "1000:1000", StopTimeout: 5,
-		},
-		HostConfig: &define.InspectContainerHostConfig{
-			PortBindings:  map[string][]define.InspectHostPort{"80/tcp": {{HostIP: "127.0.0.1", HostPort: "8080"}}},
-			RestartPolicy: &define.InspectRestartPolicy{Name: "on-failure", MaximumRetryCount: 2},
-			Memory:        1 << 20, CpuPeriod: 100000, CpuQuota: 50000, PidsLimit: 10,
-			SecurityOpt: []string{"no-new-privileges"},
-		},
-		BoundingCaps: []string{"CAP_CHOWN", "CAP_NET_BIND_SERVICE"},
-		Mounts:       []define.InspectMount{{Source: "/d", Destination: "/data", RW: true}},
-		NetworkSettings: &define.InspectNetworkSettings{Networks: map[string]*define.InspectAdditionalNetwork{
-			"archy-net": {InspectBasicNetworkConfig: define.InspectBasicNetworkConfig{}, Aliases: []string{"web", "abc123"}},
-		}},
+	d := &inspectData{}
+	if err := json.Unmarshal([]byte(appliedJSON), d); err != nil {
+		t.Fatal(err)
 	}
 	return s, d
 }
@@ -50,32 +57,32 @@ func applied() (orchestrator.ContainerSpec, *define.InspectContainerData) {
 // Podman 4.3 drops create-spec fields it does not know and rootless cgroup
 // v1 drops limits: each dropped field must be caught and named.
 func TestCompareCatchesEveryDroppedField(t *testing.T) {
-	s, d := applied()
+	s, d := applied(t)
 	if err := compare(s, d); err != nil {
 		t.Fatalf("fully applied spec: %v", err)
 	}
-	for field, drop := range map[string]func(*define.InspectContainerData){
-		"labels[io.archy.app]": func(d *define.InspectContainerData) { delete(d.Config.Labels, "io.archy.app") },
-		"env[A]":               func(d *define.InspectContainerData) { d.Config.Env = d.Config.Env[:1] },
-		"command":              func(d *define.InspectContainerData) { d.Config.Cmd = nil },
-		"entrypoint":           func(d *define.InspectContainerData) { d.Config.Entrypoint = nil },
-		"user":                 func(d *define.InspectContainerData) { d.Config.User = "" },
-		"ports[80/tcp]":        func(d *define.InspectContainerData) { d.HostConfig.PortBindings["80/tcp"][0].HostIP = "" },
-		"mounts[/data]":        func(d *define.InspectContainerData) { d.Mounts[0].RW = false },
-		"network":              func(d *define.InspectContainerData) { d.NetworkSettings.Networks = nil },
-		"aliases":              func(d *define.InspectContainerData) { d.NetworkSettings.Networks["archy-net"].Aliases = nil },
-		"restart":              func(d *define.InspectContainerData) { d.HostConfig.RestartPolicy = nil },
-		"restart.max_retries":  func(d *define.InspectContainerData) { d.HostConfig.RestartPolicy.MaximumRetryCount = 0 },
-		"stop_timeout":         func(d *define.InspectContainerData) { d.Config.StopTimeout = 10 },
-		"resources.memory":     func(d *define.InspectContainerData) { d.HostConfig.Memory = 0 },
-		"resources.cpus":       func(d *define.InspectContainerData) { d.HostConfig.CpuQuota = 0 },
-		"resources.pids":       func(d *define.InspectContainerData) { d.HostConfig.PidsLimit = 0 },
-		"image":                func(d *define.InspectContainerData) { d.ImageName = "localhost/other:1" },
-		"capabilities":         func(d *define.InspectContainerData) { d.BoundingCaps = append(d.BoundingCaps, "CAP_SYS_ADMIN") },
-		"security_opt":         func(d *define.InspectContainerData) { d.HostConfig.SecurityOpt = nil },
+	for field, drop := range map[string]func(*inspectData){
+		"labels[io.archy.app]": func(d *inspectData) { delete(d.Config.Labels, "io.archy.app") },
+		"env[A]":               func(d *inspectData) { d.Config.Env = d.Config.Env[:1] },
+		"command":              func(d *inspectData) { d.Config.Cmd = nil },
+		"entrypoint":           func(d *inspectData) { d.Config.Entrypoint = nil },
+		"user":                 func(d *inspectData) { d.Config.User = "" },
+		"ports[80/tcp]":        func(d *inspectData) { d.HostConfig.PortBindings["80/tcp"][0].HostIP = "" },
+		"mounts[/data]":        func(d *inspectData) { d.Mounts[0].RW = false },
+		"network":              func(d *inspectData) { d.NetworkSettings.Networks = nil },
+		"aliases":              func(d *inspectData) { d.NetworkSettings.Networks["archy-net"].Aliases = nil },
+		"restart":              func(d *inspectData) { d.HostConfig.RestartPolicy = nil },
+		"restart.max_retries":  func(d *inspectData) { d.HostConfig.RestartPolicy.MaximumRetryCount = 0 },
+		"stop_timeout":         func(d *inspectData) { d.Config.StopTimeout = 10 },
+		"resources.memory":     func(d *inspectData) { d.HostConfig.Memory = 0 },
+		"resources.cpus":       func(d *inspectData) { d.HostConfig.CpuQuota = 0 },
+		"resources.pids":       func(d *inspectData) { d.HostConfig.PidsLimit = 0 },
+		"image":                func(d *inspectData) { d.ImageName = "localhost/other:1" },
+		"capabilities":         func(d *inspectData) { d.BoundingCaps = append(d.BoundingCaps, "CAP_SYS_ADMIN") },
+		"security_opt":         func(d *inspectData) { d.HostConfig.SecurityOpt = nil },
 	} {
 		t.Run(field, func(t *testing.T) {
-			s, d := applied()
+			s, d := applied(t)
 			drop(d)
 			err := compare(s, d)
 			var se *orchestrator.SpecError
@@ -90,7 +97,7 @@ func TestCompareCatchesEveryDroppedField(t *testing.T) {
 // seccomp profile must be Podman's default.
 func TestCompareImageIDAndSeccomp(t *testing.T) {
 	id := "5933988ae51a335d3887d449d971fcfc37d87f5215c53799117f2a34b6465b54"
-	s, d := applied()
+	s, d := applied(t)
 	s.Image, d.Image = id, id
 	if err := compare(s, d); err != nil {
 		t.Fatalf("same image ID: %v", err)
@@ -99,7 +106,7 @@ func TestCompareImageIDAndSeccomp(t *testing.T) {
 	if err := compare(s, d); !errors.Is(err, orchestrator.ErrSpecNotApplied) || !strings.Contains(err.Error(), "image") {
 		t.Fatalf("other image ID: %v", err)
 	}
-	s, d = applied()
+	s, d = applied(t)
 	d.HostConfig.SecurityOpt = append(d.HostConfig.SecurityOpt, "seccomp=unconfined")
 	if err := compare(s, d); !errors.Is(err, orchestrator.ErrSpecNotApplied) {
 		t.Fatalf("seccomp unconfined: %v", err)

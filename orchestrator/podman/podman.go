@@ -1,40 +1,24 @@
 // Package podman is the orchestrator.Runtime over the Podman API socket,
-// through the Podman v5 Go bindings, tested against Podman 4.3 rootless.
-// Every call is bounded by a deadline from Config, so a hung Podman
-// service becomes an error wrapping orchestrator.ErrTimeout.
-//
-// Build with the tags in the Makefile (remote
-// exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
-// containers_image_openpgp).
+// a small net/http client of Podman's libpod REST API (api.go), tested
+// against Podman 4.3 rootless. Every call is bounded by a deadline from
+// Config, so a hung Podman service becomes an error wrapping
+// orchestrator.ErrTimeout.
 package podman
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/blang/semver/v4"
-	nettypes "github.com/containers/common/libnetwork/types"
-	"github.com/containers/podman/v5/libpod/define"
-	"github.com/containers/podman/v5/pkg/api/handlers"
-	"github.com/containers/podman/v5/pkg/bindings"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
-	"github.com/containers/podman/v5/pkg/bindings/images"
-	"github.com/containers/podman/v5/pkg/bindings/network"
-	"github.com/containers/podman/v5/pkg/bindings/system"
-	entities "github.com/containers/podman/v5/pkg/domain/entities/types"
-	"github.com/containers/podman/v5/pkg/errorhandling"
-	"github.com/containers/podman/v5/pkg/specgen"
-	dockercontainer "github.com/docker/docker/api/types/container"
-	spec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/orchestrator"
@@ -97,13 +81,9 @@ func (c Config) withDefaults() Config {
 // Podman is a Runtime over one Podman API socket. It is safe for
 // concurrent use.
 type Podman struct {
-	cfg Config
-	log *slog.Logger
-	// conn only carries the bindings' connection values (the HTTP client
-	// and the server's API version): the bindings take them from a
-	// context. It is never cancelled and never used for deadlines; each
-	// call merges it with the caller's ctx (see call).
-	conn context.Context
+	cfg  Config
+	log  *slog.Logger
+	c    *client
 	info orchestrator.Info
 }
 
@@ -117,66 +97,68 @@ func New(ctx context.Context, cfg Config) (*Podman, error) {
 	if cfg.Socket == "" {
 		return nil, errors.New("connect to podman: no socket configured")
 	}
-	p := &Podman{cfg: cfg, log: cfg.Logger}
-	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	defer cancel()
-	// The bindings ping with the context they get and return it with
-	// their values added; what they return is kept for those values only
-	// (valueless hides the caller's values and cancel machinery from it).
-	conn, err := bindings.NewConnection(valueless{cctx}, cfg.Socket)
+	c, err := newClient(cfg.Socket)
 	if err != nil {
-		return nil, p.wrap(ctx, cctx, "connect to podman at "+cfg.Socket, cfg.ConnectTimeout, err)
+		return nil, fmt.Errorf("connect to podman: %w", err)
 	}
-	p.conn = conn
-	v := bindings.ServiceVersion(conn)
-	if v.LT(semver.MustParse(MinAPIVersion)) {
-		return nil, fmt.Errorf("connect to podman at %s: API %s, need %s: %w", cfg.Socket, v, MinAPIVersion, orchestrator.ErrEngineTooOld)
+	p := &Podman{cfg: cfg, log: cfg.Logger, c: c}
+	var hdr string
+	op := "connect to podman at " + cfg.Socket
+	err = p.call(ctx, op, cfg.ConnectTimeout, func(ctx context.Context) error {
+		// The unversioned ping: the service's version is not known yet.
+		resp, err := c.do(ctx, http.MethodGet, c.base+"/libpod/_ping", nil, nil, 0, "")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		hdr = resp.Header.Get("Libpod-API-Version")
+		return decode(resp.Body, nil)
+	})
+	if err != nil {
+		return nil, err
 	}
-	var hi *define.Info
-	err = p.call(ctx, "podman info", cfg.ConnectTimeout, func(ctx context.Context) (err error) {
-		hi, err = system.Info(ctx, nil)
-		return err
+	v, err := parseVersion(hdr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Libpod-API-Version header: %w", op, err)
+	}
+	minV, _ := parseVersion(MinAPIVersion)
+	if versionLess(v, minV) {
+		return nil, fmt.Errorf("connect to podman at %s: API %s, need %s: %w", cfg.Socket, versionString(v), MinAPIVersion, orchestrator.ErrEngineTooOld)
+	}
+	c.version = versionString(v)
+	var hi struct {
+		Host struct {
+			CgroupsVersion string `json:"cgroupVersion"`
+			Security       struct {
+				Rootless bool `json:"rootless"`
+			} `json:"security"`
+		} `json:"host"`
+		Version struct {
+			Version string
+		} `json:"version"`
+	}
+	err = p.call(ctx, "podman info", cfg.ConnectTimeout, func(ctx context.Context) error {
+		return c.call(ctx, http.MethodGet, c.path("/info"), nil, nil, &hi)
 	})
 	if err != nil {
 		return nil, err
 	}
 	p.info = orchestrator.Info{
-		APIVersion: v.String(),
+		APIVersion: c.version,
 		Rootless:   hi.Host.Security.Rootless,
 		// cgroup v1 cannot delegate to an unprivileged user.
 		ResourceLimits: !hi.Host.Security.Rootless || hi.Host.CgroupsVersion == "v2",
-	}
-	if hi.Version.Version != "" {
-		p.info.Version = hi.Version.Version
+		Version:        hi.Version.Version,
 	}
 	p.log.Debug("connected to podman", "socket", cfg.Socket, "version", p.info.Version, "api", p.info.APIVersion,
 		"rootless", p.info.Rootless, "cgroups", hi.Host.CgroupsVersion)
 	return p, nil
 }
 
-// valueless is a context with ctx's deadline and cancellation and no values.
-type valueless struct{ context.Context }
-
-func (valueless) Value(any) any { return nil }
-
-// valuesCtx has the caller's deadline and cancellation and the bindings'
-// connection values.
-type valuesCtx struct {
-	context.Context
-	values context.Context
-}
-
-func (c valuesCtx) Value(k any) any {
-	if v := c.values.Value(k); v != nil {
-		return v
-	}
-	return c.Context.Value(k)
-}
-
 // call runs f with a context bounded by d and by ctx, and wraps its error
 // with op, mapping Podman's answers to the orchestrator's errors.
 func (p *Podman) call(ctx context.Context, op string, d time.Duration, f func(context.Context) error) error {
-	cctx, cancel := context.WithTimeout(valuesCtx{ctx, p.conn}, d)
+	cctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	start := time.Now()
 	err := f(cctx)
@@ -195,9 +177,9 @@ func (p *Podman) wrap(ctx, cctx context.Context, op string, d time.Duration, err
 		return fmt.Errorf("%s: no answer in %s: %w: %w", op, d, orchestrator.ErrTimeout, context.DeadlineExceeded)
 	}
 	code := 0
-	var em *errorhandling.ErrorModel
-	if errors.As(err, &em) {
-		code = em.Code()
+	var ae *apiError
+	if errors.As(err, &ae) {
+		code = ae.Code
 	}
 	msg := err.Error()
 	switch {
@@ -224,16 +206,7 @@ func checkName(op, name string) error {
 // /version, which gathers a host report) and returns what New learned.
 func (p *Podman) Info(ctx context.Context) (orchestrator.Info, error) {
 	err := p.call(ctx, "ping podman", p.cfg.ReadTimeout, func(ctx context.Context) error {
-		conn, err := bindings.GetClient(ctx)
-		if err != nil {
-			return err
-		}
-		resp, err := conn.DoRequest(ctx, nil, http.MethodGet, "/_ping", nil, nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		return resp.Process(nil)
+		return p.c.call(ctx, http.MethodGet, p.c.path("/_ping"), nil, nil, nil)
 	})
 	if err != nil {
 		return orchestrator.Info{}, err
@@ -256,12 +229,14 @@ func (p *Podman) LoadImage(ctx context.Context, archivePath string) ([]string, e
 	var names []string
 	op := fmt.Sprintf("load image %s (%d bytes)", archivePath, st.Size())
 	err = p.call(ctx, op, d, func(ctx context.Context) error {
-		// The bindings retry a failed request with the same reader; give
-		// them one that cannot be half-consumed twice.
-		r, err := images.Load(ctx, io.NopCloser(f))
-		if err == nil {
-			names = r.Names
+		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/images/load"), nil, io.NopCloser(f), st.Size(), "application/x-tar")
+		if err != nil {
+			return err
 		}
+		defer resp.Body.Close()
+		var r struct{ Names []string }
+		err = decode(resp.Body, &r)
+		names = r.Names
 		return err
 	})
 	return names, err
@@ -278,8 +253,14 @@ func (p *Podman) SaveImage(ctx context.Context, ref, path string) error {
 			if err := f.Truncate(0); err != nil {
 				return err
 			}
-			format := "oci-archive"
-			return images.Export(ctx, []string{ref}, f, &images.ExportOptions{Format: &format})
+			q := url.Values{"format": {"oci-archive"}, "references": {ref}}
+			resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/export"), q, nil, 0, "")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(f, resp.Body)
+			return err
 		})
 	})
 }
@@ -287,9 +268,18 @@ func (p *Podman) SaveImage(ctx context.Context, ref, path string) error {
 // ImageExists asks whether the image is present.
 func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 	var ok bool
-	err := p.call(ctx, "image exists "+ref, p.cfg.ReadTimeout, func(ctx context.Context) (err error) {
-		ok, err = images.Exists(ctx, ref, nil)
-		return err
+	err := p.call(ctx, "image exists "+ref, p.cfg.ReadTimeout, func(ctx context.Context) error {
+		resp, err := p.c.do(ctx, http.MethodGet, p.c.path("/images/%s/exists", ref), nil, nil, 0, "")
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		ok = true
+		return decode(resp.Body, nil)
 	})
 	return ok, err
 }
@@ -298,10 +288,11 @@ func (p *Podman) ImageExists(ctx context.Context, ref string) (bool, error) {
 func (p *Podman) ImageID(ctx context.Context, ref string) (string, error) {
 	var id string
 	err := p.call(ctx, "inspect image "+ref, p.cfg.ReadTimeout, func(ctx context.Context) error {
-		d, err := images.GetImage(ctx, ref, nil)
-		if err == nil {
-			id = d.ID
+		var d struct {
+			ID string `json:"Id"`
 		}
+		err := p.c.call(ctx, http.MethodGet, p.c.path("/images/%s/json", ref), nil, nil, &d)
+		id = d.ID
 		return err
 	})
 	if err == nil && !orchestrator.IsImageID(id) {
@@ -313,20 +304,26 @@ func (p *Podman) ImageID(ctx context.Context, ref string) (string, error) {
 // RemoveImage removes an image that no container uses.
 func (p *Podman) RemoveImage(ctx context.Context, ref string) error {
 	return p.call(ctx, "remove image "+ref, p.cfg.WriteTimeout, func(ctx context.Context) error {
-		_, errs := images.Remove(ctx, []string{ref}, nil)
+		var r struct{ Errors []string }
+		err := p.c.call(ctx, http.MethodDelete, p.c.path("/images/remove"), url.Values{"images": {ref}}, nil, &r)
+		if err != nil {
+			return err
+		}
+		errs := make([]error, 0, len(r.Errors))
+		for _, e := range r.Errors {
+			errs = append(errs, errors.New(e))
+		}
 		return errors.Join(errs...)
 	})
 }
 
-func toSpecgen(s orchestrator.ContainerSpec) *specgen.SpecGenerator {
-	g := specgen.NewSpecGenerator(s.Image, false)
-	g.Name = s.Name
-	g.Entrypoint = s.Entrypoint
-	g.Command = s.Command
-	g.Env = s.Env
-	g.Labels = s.Labels
+func toSpecgen(s orchestrator.ContainerSpec) *specGenerator {
+	g := &specGenerator{
+		Image: s.Image, Name: s.Name, Entrypoint: s.Entrypoint, Command: s.Command, Env: s.Env, Labels: s.Labels,
+		HealthLogDestination: "local", HealthMaxLogCount: 5, HealthMaxLogSize: 500,
+	}
 	for _, pm := range s.Ports {
-		g.PortMappings = append(g.PortMappings, nettypes.PortMapping{
+		g.PortMappings = append(g.PortMappings, portMapping{
 			HostIP: pm.HostIP, HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: pm.Protocol, Range: 1,
 		})
 	}
@@ -335,35 +332,41 @@ func toSpecgen(s orchestrator.ContainerSpec) *specgen.SpecGenerator {
 		if m.ReadOnly {
 			opt = "ro"
 		}
-		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: []string{"rbind", opt}})
+		g.Mounts = append(g.Mounts, mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: []string{"rbind", opt}})
 	}
 	if s.Network != "" {
-		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
-		g.Networks = map[string]nettypes.PerNetworkOptions{s.Network: {Aliases: s.Aliases}}
+		g.NetNS = namespace{NSMode: "bridge"}
+		g.Networks = map[string]perNetworkOptions{s.Network: {Aliases: s.Aliases}}
 	}
 	g.User = s.User
 	// The node's policy (registry.Capabilities): every capability dropped
 	// but the allow-listed ones the manifest keeps, no new privileges;
 	// seccomp is left to Podman's default profile.
 	g.CapDrop = []string{"ALL"}
-	g.CapAdd = nil
 	for _, c := range s.CapAdd {
 		g.CapAdd = append(g.CapAdd, "CAP_"+c)
 	}
 	noNewPrivs := true
 	g.NoNewPrivileges = &noNewPrivs
 	if !s.Resources.IsZero() {
-		r := &spec.LinuxResources{}
+		r := &resources{}
 		if m := s.Resources.MemoryBytes; m > 0 {
-			r.Memory = &spec.LinuxMemory{Limit: &m}
+			r.Memory = &struct {
+				Limit *int64 `json:"limit,omitempty"`
+			}{Limit: &m}
 		}
 		if n := s.Resources.NanoCPUs; n > 0 {
 			period := uint64(100000)
 			quota := n * int64(period) / 1e9
-			r.CPU = &spec.LinuxCPU{Period: &period, Quota: &quota}
+			r.CPU = &struct {
+				Quota  *int64  `json:"quota,omitempty"`
+				Period *uint64 `json:"period,omitempty"`
+			}{Quota: &quota, Period: &period}
 		}
 		if n := s.Resources.PidsLimit; n > 0 {
-			r.Pids = &spec.LinuxPids{Limit: n}
+			r.Pids = &struct {
+				Limit int64 `json:"limit"`
+			}{Limit: n}
 		}
 		g.ResourceLimits = r
 	}
@@ -389,7 +392,11 @@ func (p *Podman) CreateContainer(ctx context.Context, s orchestrator.ContainerSp
 	op := "create container " + s.Name
 	var id string
 	err := p.call(ctx, op, p.cfg.WriteTimeout, func(ctx context.Context) error {
-		r, err := containers.CreateWithSpec(ctx, toSpecgen(s), nil)
+		var r struct {
+			ID       string `json:"Id"`
+			Warnings []string
+		}
+		err := p.c.call(ctx, http.MethodPost, p.c.path("/containers/create"), nil, toSpecgen(s), &r)
 		id = r.ID
 		for _, w := range r.Warnings {
 			p.log.Warn("podman create warning", "container", s.Name, "warning", w)
@@ -399,10 +406,9 @@ func (p *Podman) CreateContainer(ctx context.Context, s orchestrator.ContainerSp
 	if err != nil {
 		return "", err
 	}
-	var data *define.InspectContainerData
-	err = p.call(ctx, "inspect new container "+s.Name, p.cfg.ReadTimeout, func(ctx context.Context) (err error) {
-		data, err = containers.Inspect(ctx, id, nil)
-		return err
+	data := &inspectData{}
+	err = p.call(ctx, "inspect new container "+s.Name, p.cfg.ReadTimeout, func(ctx context.Context) error {
+		return p.c.call(ctx, http.MethodGet, p.c.path("/containers/%s/json", id), nil, nil, data)
 	})
 	if err == nil {
 		err = compare(s, data)
@@ -417,7 +423,7 @@ func (p *Podman) CreateContainer(ctx context.Context, s orchestrator.ContainerSp
 }
 
 // compare checks that Podman applied every field of s.
-func compare(s orchestrator.ContainerSpec, d *define.InspectContainerData) error {
+func compare(s orchestrator.ContainerSpec, d *inspectData) error {
 	mismatch := func(field, want, got string) error {
 		return &orchestrator.SpecError{Field: field, Want: want, Got: got}
 	}
@@ -553,7 +559,7 @@ func (p *Podman) Start(ctx context.Context, name string) error {
 		return err
 	}
 	return p.call(ctx, "start container "+name, p.cfg.WriteTimeout, func(ctx context.Context) error {
-		return containers.Start(ctx, name, nil)
+		return p.c.call(ctx, http.MethodPost, p.c.path("/containers/%s/start", name), nil, nil, nil)
 	})
 }
 
@@ -564,7 +570,8 @@ func (p *Podman) Stop(ctx context.Context, name string, timeout time.Duration) e
 	}
 	secs := uint(timeout.Round(time.Second) / time.Second)
 	return p.call(ctx, "stop container "+name, timeout+p.cfg.StopMargin, func(ctx context.Context) error {
-		return containers.Stop(ctx, name, new(containers.StopOptions).WithTimeout(secs))
+		q := url.Values{"timeout": {strconv.FormatUint(uint64(secs), 10)}}
+		return p.c.call(ctx, http.MethodPost, p.c.path("/containers/%s/stop", name), q, nil, nil)
 	})
 }
 
@@ -579,16 +586,12 @@ func (p *Podman) Remove(ctx context.Context, name string) error {
 
 func (p *Podman) remove(ctx context.Context, nameOrID string) error {
 	return p.call(ctx, "remove container "+nameOrID, p.cfg.WriteTimeout+p.cfg.StopMargin, func(ctx context.Context) error {
-		reports, err := containers.Remove(ctx, nameOrID, new(containers.RemoveOptions).WithForce(true).WithTimeout(0))
-		if err != nil {
+		var rs []report
+		q := url.Values{"force": {"true"}, "timeout": {"0"}}
+		if err := p.c.call(ctx, http.MethodDelete, p.c.path("/containers/%s", nameOrID), q, nil, &rs); err != nil {
 			return err
 		}
-		for _, r := range reports {
-			if r.Err != nil {
-				return r.Err
-			}
-		}
-		return nil
+		return reportErr(rs)
 	})
 }
 
@@ -597,10 +600,9 @@ func (p *Podman) Inspect(ctx context.Context, name string) (orchestrator.Contain
 	if err := checkName("inspect container", name); err != nil {
 		return orchestrator.Container{}, err
 	}
-	var d *define.InspectContainerData
-	err := p.call(ctx, "inspect container "+name, p.cfg.ReadTimeout, func(ctx context.Context) (err error) {
-		d, err = containers.Inspect(ctx, name, nil)
-		return err
+	d := &inspectData{}
+	err := p.call(ctx, "inspect container "+name, p.cfg.ReadTimeout, func(ctx context.Context) error {
+		return p.c.call(ctx, http.MethodGet, p.c.path("/containers/%s/json", name), nil, nil, d)
 	})
 	if err != nil {
 		return orchestrator.Container{}, err
@@ -628,17 +630,14 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 	for k, v := range labels {
 		filter = append(filter, k+"="+v)
 	}
-	opts := new(containers.ListOptions).WithAll(true)
-	if len(filter) > 0 {
-		opts = opts.WithFilters(map[string][]string{"label": filter})
+	q := filters("label", filter)
+	if q == nil {
+		q = url.Values{}
 	}
-	var list []listed
+	q.Set("all", "true")
+	var list []listedContainer
 	err := p.call(ctx, "list containers", p.cfg.ReadTimeout, func(ctx context.Context) error {
-		l, err := containers.List(ctx, opts)
-		for _, c := range l {
-			list = append(list, listed{c.ID, c.Names, c.Image, c.ImageID, c.State, c.Pid, c.StartedAt, c.ExitedAt, int(c.ExitCode), c.Labels})
-		}
-		return err
+		return p.c.call(ctx, http.MethodGet, p.c.path("/containers/json"), q, nil, &list)
 	})
 	if err != nil {
 		return nil, err
@@ -649,78 +648,61 @@ func (p *Podman) List(ctx context.Context, labels map[string]string) ([]orchestr
 		// too: an engine that ignored the filter must not hand us others.
 		match := true
 		for k, v := range labels {
-			if got, ok := c.labels[k]; !ok || got != v {
+			if got, ok := c.Labels[k]; !ok || got != v {
 				match = false
 			}
 		}
-		if !match || len(c.names) == 0 {
+		if !match || len(c.Names) == 0 {
 			continue
 		}
-		oc := orchestrator.Container{ID: c.id, Name: c.names[0], Image: c.image, ImageID: c.imageID, State: orchestrator.State(c.state), PID: c.pid, ExitCode: c.exitCode, Labels: c.labels}
-		if c.startedAt > 0 {
-			oc.StartedAt = time.Unix(c.startedAt, 0)
+		oc := orchestrator.Container{ID: c.ID, Name: c.Names[0], Image: c.Image, ImageID: c.ImageID, State: orchestrator.State(c.State), PID: c.Pid, ExitCode: int(c.ExitCode), Labels: c.Labels}
+		if c.StartedAt > 0 {
+			oc.StartedAt = time.Unix(c.StartedAt, 0)
 		}
-		if c.exitedAt > 0 {
-			oc.FinishedAt = time.Unix(c.exitedAt, 0)
+		if c.ExitedAt > 0 {
+			oc.FinishedAt = time.Unix(c.ExitedAt, 0)
 		}
 		out = append(out, oc)
 	}
 	return out, nil
 }
 
-type listed struct {
-	id        string
-	names     []string
-	image     string
-	imageID   string
-	state     string
-	pid       int
-	startedAt int64
-	exitedAt  int64
-	exitCode  int
-	labels    map[string]string
-}
-
 // Events streams container events until ctx ends or the stream breaks.
 func (p *Podman) Events(ctx context.Context, out chan<- orchestrator.Event) error {
-	sctx, cancel := context.WithCancel(valuesCtx{ctx, p.conn})
+	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	raw := make(chan entities.Event, 64)
-	// Set-up is bounded by ReadTimeout; the stream itself by ctx only.
+	// Set-up (until the answer's headers) is bounded by ReadTimeout; the
+	// stream itself by ctx only.
 	timer := time.AfterFunc(p.cfg.ReadTimeout, cancel)
-	err := system.Events(sctx, raw, nil, new(system.EventsOptions).WithStream(true).WithFilters(map[string][]string{"type": {"container"}}))
+	q := filters("type", []string{"container"})
+	q.Set("stream", "true")
+	resp, err := p.c.do(sctx, http.MethodGet, p.c.path("/events"), q, nil, 0, "")
 	if !timer.Stop() {
 		if err == nil {
-			cancel()
-			for range raw {
-			}
+			resp.Body.Close()
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("subscribe to podman events: %w", ctx.Err())
 		}
 		return fmt.Errorf("subscribe to podman events: no answer in %s: %w: %w", p.cfg.ReadTimeout, orchestrator.ErrTimeout, context.DeadlineExceeded)
 	}
 	if err != nil {
 		return p.wrap(ctx, sctx, "subscribe to podman events", p.cfg.ReadTimeout, err)
 	}
-	// The bindings' reader goroutine closes raw once the body is closed;
-	// drain it so it never blocks on a send.
-	defer func() {
-		cancel()
-		for range raw {
-		}
-	}()
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
 	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("podman events: %w", ctx.Err())
-		case e, ok := <-raw:
-			if !ok {
-				return errors.New("podman events: stream ended")
-			}
-			ev := toEvent(e)
-			select {
-			case out <- ev:
-			case <-ctx.Done():
+		var e event
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
 				return fmt.Errorf("podman events: %w", ctx.Err())
 			}
+			return fmt.Errorf("podman events: stream ended: %w", err)
+		}
+		select {
+		case out <- toEvent(e):
+		case <-ctx.Done():
+			return fmt.Errorf("podman events: %w", ctx.Err())
 		}
 	}
 }
@@ -731,8 +713,8 @@ func (p *Podman) CreateNetwork(ctx context.Context, n orchestrator.Network) erro
 		return err
 	}
 	return p.call(ctx, "create network "+n.Name, p.cfg.WriteTimeout, func(ctx context.Context) error {
-		_, err := network.Create(ctx, &nettypes.Network{Name: n.Name, Driver: "bridge", DNSEnabled: true, Labels: n.Labels})
-		return err
+		return p.c.call(ctx, http.MethodPost, p.c.path("/networks/create"), nil,
+			networkCreate{Name: n.Name, Driver: "bridge", DNSEnabled: true, Labels: n.Labels}, nil)
 	})
 }
 
@@ -742,16 +724,11 @@ func (p *Podman) RemoveNetwork(ctx context.Context, name string) error {
 		return err
 	}
 	return p.call(ctx, "remove network "+name, p.cfg.WriteTimeout, func(ctx context.Context) error {
-		reports, err := network.Remove(ctx, name, nil)
-		if err != nil {
+		var rs []report
+		if err := p.c.call(ctx, http.MethodDelete, p.c.path("/networks/%s", name), nil, nil, &rs); err != nil {
 			return err
 		}
-		for _, r := range reports {
-			if r.Err != nil {
-				return r.Err
-			}
-		}
-		return nil
+		return reportErr(rs)
 	})
 }
 
@@ -761,13 +738,10 @@ func (p *Podman) ListNetworks(ctx context.Context, labels map[string]string) ([]
 	for k, v := range labels {
 		filter = append(filter, k+"="+v)
 	}
-	opts := new(network.ListOptions)
-	if len(filter) > 0 {
-		opts = opts.WithFilters(map[string][]string{"label": filter})
-	}
 	var out []orchestrator.Network
 	err := p.call(ctx, "list networks", p.cfg.ReadTimeout, func(ctx context.Context) error {
-		l, err := network.List(ctx, opts)
+		var l []listedNetwork
+		err := p.c.call(ctx, http.MethodGet, p.c.path("/networks/json"), filters("label", filter), nil, &l)
 		for _, n := range l {
 			match := true
 			for k, v := range labels {
@@ -784,9 +758,9 @@ func (p *Podman) ListNetworks(ctx context.Context, labels map[string]string) ([]
 	return out, err
 }
 
-// Exec runs cmd in the container and waits for it. It does not use the
-// bindings' ExecStartAndAttach, which swaps the shared client's transport
-// and reads the hijacked socket without a deadline.
+// Exec runs cmd in the container and waits for it: the output stream ends
+// when the process has exited, and the exec session then tells its exit
+// code.
 func (p *Podman) Exec(ctx context.Context, name string, cmd []string) (orchestrator.ExecResult, error) {
 	if err := checkName("exec in container", name); err != nil {
 		return orchestrator.ExecResult{}, err
@@ -797,32 +771,31 @@ func (p *Podman) Exec(ctx context.Context, name string, cmd []string) (orchestra
 	op := fmt.Sprintf("exec %q in container %s", cmd[0], name)
 	var res orchestrator.ExecResult
 	err := p.call(ctx, op, p.cfg.ExecTimeout, func(ctx context.Context) error {
-		id, err := containers.ExecCreate(ctx, name, &handlers.ExecCreateConfig{ExecOptions: dockercontainer.ExecOptions{
-			AttachStdout: true, AttachStderr: true, Cmd: cmd,
-		}})
-		if err != nil {
+		var created struct {
+			ID string `json:"Id"`
+		}
+		ec := map[string]any{"AttachStdout": true, "AttachStderr": true, "Cmd": cmd}
+		if err := p.c.call(ctx, http.MethodPost, p.c.path("/containers/%s/exec", name), nil, ec, &created); err != nil {
 			return err
 		}
-		conn, err := bindings.GetClient(ctx)
-		if err != nil {
-			return err
-		}
-		resp, err := conn.DoRequest(ctx, strings.NewReader(`{"Detach":false,"Tty":false}`), http.MethodPost, "/exec/%s/start", nil, nil, id)
+		id := created.ID
+		const start = `{"Detach":false,"Tty":false}`
+		resp, err := p.c.do(ctx, http.MethodPost, p.c.path("/exec/%s/start", id), nil, strings.NewReader(start), int64(len(start)), "application/json")
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		if !resp.IsSuccess() {
-			return resp.Process(nil)
-		}
 		res.Output, err = demux(resp.Body, orchestrator.MaxExecOutput)
 		if err != nil {
 			return fmt.Errorf("read output: %w", err)
 		}
 		// The server closes the stream once the process has exited and
 		// its exit code is recorded.
-		s, err := containers.ExecInspect(ctx, id, nil)
-		if err != nil {
+		var s struct {
+			Running  bool
+			ExitCode int
+		}
+		if err := p.c.call(ctx, http.MethodGet, p.c.path("/exec/%s/json", id), nil, nil, &s); err != nil {
 			return err
 		}
 		if s.Running {
@@ -866,10 +839,10 @@ func demux(r io.Reader, limit int) ([]byte, error) {
 
 // toEvent converts a Podman event. Podman puts the container's labels among
 // the actor's attributes, next to its own keys.
-func toEvent(e entities.Event) orchestrator.Event {
-	ev := orchestrator.Event{Action: string(e.Action), ID: e.Actor.ID, Labels: map[string]string{}}
+func toEvent(e event) orchestrator.Event {
+	ev := orchestrator.Event{Action: e.Action, ID: e.Actor.ID, Labels: map[string]string{}}
 	if ev.Action == "" {
-		ev.Action = e.Status //nolint:staticcheck // Podman 4.3 fills Status
+		ev.Action = e.Status
 	}
 	if e.TimeNano != 0 {
 		ev.Time = time.Unix(0, e.TimeNano)

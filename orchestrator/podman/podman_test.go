@@ -227,7 +227,7 @@ func TestHungServiceTimesOut(t *testing.T) {
 	if !errors.Is(err, orchestrator.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("inspect on a stopped service: %v, want ErrTimeout", err)
 	}
-	// The deadline plus the bindings' own retry pauses (0.6 s).
+	// The deadline, and some slack for a loaded machine.
 	if took < read || took > read+2*time.Second {
 		t.Fatalf("inspect on a stopped service returned after %s, want about %s", took, read)
 	}
