@@ -90,6 +90,7 @@ func (n *Node) startApps(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open the app reconciler: %w", err)
 	}
+	n.rt = rt
 	return nil
 }
 

@@ -138,6 +138,7 @@ type Node struct {
 	ops       *opTable
 	apiStop   chan struct{}              // closed when the API shuts down
 	orch      *orchestrator.Orchestrator // nil when apps are off
+	rt        orchestrator.Runtime       // the orchestrator's engine; nil when apps are off
 	appsOff   string                     // why apps are off
 	trust     *trustState
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -11,18 +10,17 @@ import (
 	"time"
 )
 
-// startCLINode runs `archy node run` in-process on loopback ports and
-// waits until it has written its API address.
-func startCLINode(t *testing.T) string {
+// startCLINode runs `archy node run` in-process on loopback ports (with
+// extra flags) and waits until it has written its API address.
+func startCLINode(t *testing.T, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out, errb bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"node", "run", "--data", dir, "--api", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
-			"--listen", "/ip4/127.0.0.1/tcp/0", "--podman-socket", "off"}, &out, &errb)
-	}()
+	var out, errb syncBuffer
+	args := append([]string{"node", "run", "--data", dir, "--api", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--podman-socket", "off"}, extra...)
+	go func() { done <- run(ctx, args, &out, &errb) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
