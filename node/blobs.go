@@ -314,4 +314,3 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 	_ = d.rc.SetWriteDeadline(time.Now().Add(d.d))
 	return d.w.Write(p)
 }
-
