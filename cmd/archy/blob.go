@@ -31,14 +31,15 @@ func (f *blobFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data", "", "the node's data folder (default $ARCHY_DATA, else $XDG_DATA_HOME/archy or ~/.local/share/archy)")
 	// The old name, kept for scripts.
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", "", "")
-	_ = cmd.PersistentFlags().MarkDeprecated("data-dir", "use --data")
+	_ = cmd.PersistentFlags().MarkHidden("data-dir")
 	cmd.PersistentFlags().StringVar(&f.api, "api", "", "the node's API URL (default: read from the data folder)")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up after this long (a fetch goes on in the node)")
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print progress and the result as JSON lines (the result last)")
 }
 
 // node is the client of the running node these flags name.
-func (f *blobFlags) node() (*client.Client, error) {
+func (f *blobFlags) node(cmd *cobra.Command) (*client.Client, error) {
+	warnDeprecated(cmd, "data-dir", "data")
 	return openNode(f.dataDir, f.api, "")
 }
 
@@ -86,7 +87,7 @@ func newBlobAddCmd(fl *blobFlags) *cobra.Command {
 			"result names the file's root (cid) and the BLAKE3 of its bytes (sum).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := fl.node()
+			nc, err := fl.node(cmd)
 			if err != nil {
 				return err
 			}
@@ -128,7 +129,7 @@ func newBlobGetCmd(fl *blobFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w (archy CIDs are BLAKE3 CIDv1, e.g. bafyb4i…)", err)
 			}
-			nc, err := fl.node()
+			nc, err := fl.node(cmd)
 			if err != nil {
 				return err
 			}

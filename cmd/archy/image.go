@@ -60,7 +60,7 @@ func newImagePushCmd(fl *imageFlags) *cobra.Command {
 			"OCI archive (podman save --format oci-archive).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := fl.node()
+			nc, err := fl.node(cmd)
 			if err != nil {
 				return err
 			}
@@ -115,7 +115,7 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 			if noLoad && out == "" {
 				return errors.New("--no-load needs --out (-o): where to keep the archive")
 			}
-			nc, err := fl.node()
+			nc, err := fl.node(cmd)
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,6 +80,9 @@ only under localhost, an IP address, or a name given with --api-host.`,
 			cancel()
 			if err != nil {
 				return err
+			}
+			if errors.Is(n.AppsOff(), node.ErrNoPodmanSocket) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "apps are off: no Podman socket; start `podman system service` for this user, or pass --podman-socket")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "archy node %s\napi:    %s\npage:   %s/ (archy node page prints it signed in)\nrelays: %s\ndata:   %s\n",
 				n.P2P().ID(), n.APIURL(), n.APIURL(), strings.Join(n.RelayURLs(), " "), cfg.DataDir)

@@ -121,3 +121,42 @@ func TestNodeRunStatusPeers(t *testing.T) {
 		t.Fatal("status found a node in an empty data folder")
 	}
 }
+
+// Every command finds the node's folder the same way: --data, else
+// $ARCHY_DATA, else the default; the old names still work, with a warning.
+func TestDataFolderResolution(t *testing.T) {
+	dir := startCLINode(t)
+	t.Setenv("ARCHY_DATA", dir)
+	if out, _, err := execArchy(t, "node", "status", "--json"); err != nil || !strings.Contains(out, `"data_dir": "`+dir+`"`) {
+		t.Fatalf("status with $ARCHY_DATA: %v\n%s", err, out)
+	}
+	if _, _, err := execArchy(t, "app", "list", "--discovered", "--json"); err != nil {
+		t.Fatalf("app list --discovered with $ARCHY_DATA: %v", err)
+	}
+	// --data wins over the environment.
+	if _, _, err := execArchy(t, "node", "status", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no running node found") {
+		t.Fatalf("status with --data of an empty folder: %v", err)
+	}
+	// The old environment variable, when the new one is not set.
+	t.Setenv("ARCHY_DATA", "")
+	t.Setenv("ARCHY_DATA_DIR", dir)
+	if _, _, err := execArchy(t, "node", "peers"); err != nil {
+		t.Fatalf("peers with $ARCHY_DATA_DIR: %v", err)
+	}
+	// The old flag of blob and image.
+	in := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(in, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := execArchy(t, "blob", "add", in, "--data-dir", dir)
+	if err != nil || !strings.HasPrefix(out, "bafyb4i") || !strings.Contains(stderr, "--data-dir is deprecated, use --data") {
+		t.Fatalf("blob add --data-dir: %v\n%s\n%s", err, out, stderr)
+	}
+	// No folder can be found: the error names the flag and the variable.
+	t.Setenv("ARCHY_DATA_DIR", "")
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_DATA_HOME", "")
+	if _, _, err := execArchy(t, "node", "status"); err == nil || !strings.Contains(err.Error(), "--data DIR") || !strings.Contains(err.Error(), "$ARCHY_DATA") {
+		t.Fatalf("status without a folder: %v", err)
+	}
+}

@@ -60,3 +60,11 @@ func nodeFailed(err error) error {
 	}
 	return err
 }
+
+// warnDeprecated says on stderr that the flag old, when given, has a new
+// name (cobra's own notice goes to stdout, into --json output).
+func warnDeprecated(cmd *cobra.Command, old, new string) {
+	if cmd.Flags().Changed(old) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "archy: --%s is deprecated, use --%s\n", old, new)
+	}
+}
