@@ -191,7 +191,7 @@ func (b *syncBuffer) String() string {
 }
 
 // startDiscoverer runs a node's discovery on relays with its store in
-// dataDir, as `archy node run` will, logging into logs.
+// dataDir, as `archy node run` does, logging into logs.
 func startDiscoverer(t testing.TB, dataDir string, relays []string, logs io.Writer) (*discovery.Store, <-chan struct{}, *discovery.Discoverer) {
 	t.Helper()
 	st, err := discovery.OpenStore(discovery.StorePath(dataDir))
