@@ -38,10 +38,15 @@ var ErrOpGone = errors.New("operation gone")
 // on the node whatever happens to the connection. A failed operation is
 // an *OpError carrying its end event.
 func (c *Client) Follow(ctx context.Context, loc string, onEvent func(node.OpEvent)) (*node.OpEvent, error) {
+	return c.FollowAfter(ctx, loc, "", onEvent)
+}
+
+// FollowAfter is Follow from after the event with id last (a client
+// coming back to an operation it followed before).
+func (c *Client) FollowAfter(ctx context.Context, loc, last string, onEvent func(node.OpEvent)) (*node.OpEvent, error) {
 	if onEvent == nil {
 		onEvent = func(node.OpEvent) {}
 	}
-	var last string
 	fails := 0
 	for {
 		end, got, err := c.stream(ctx, loc, &last, onEvent)
