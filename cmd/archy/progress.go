@@ -124,9 +124,20 @@ func (p *progress) finish() {
 	}
 }
 
-// progressLabel is an event as a bar's label: "install hello: fetch
-// verifying image of web".
-func progressLabel(ev node.OpEvent) string {
+// progressLabel is an event as a bar's label, the bar showing the
+// percent: "install hello: fetch image of web".
+func progressLabel(ev node.OpEvent) string { return describeEvent(ev, false) }
+
+// progressLine is an event as a plain line:
+// "install hello: fetch 40% image of web".
+func progressLine(ev node.OpEvent) string {
+	if ev.Type == node.EventEnd {
+		return ""
+	}
+	return describeEvent(ev, true)
+}
+
+func describeEvent(ev node.OpEvent, percent bool) string {
 	var b strings.Builder
 	if ev.Op != "" {
 		b.WriteString(ev.Op + " ")
@@ -134,7 +145,12 @@ func progressLabel(ev node.OpEvent) string {
 	if ev.App != "" {
 		b.WriteString(ev.App + ": ")
 	}
-	b.WriteString(ev.Stage)
+	if ev.Stage != "" {
+		b.WriteString(ev.Stage)
+		if percent {
+			fmt.Fprintf(&b, " %d%%", int(ev.Fraction*100+0.5))
+		}
+	}
 	if ev.Message != "" {
 		if ev.Stage != "" {
 			b.WriteString(" ")
@@ -145,32 +161,4 @@ func progressLabel(ev node.OpEvent) string {
 		b.WriteString(": " + ev.Error)
 	}
 	return strings.TrimSuffix(strings.TrimSpace(b.String()), ":")
-}
-
-// progressLine is an event as a plain line:
-// "install hello: fetch 40% verifying image of web".
-func progressLine(ev node.OpEvent) string {
-	if ev.Type == node.EventEnd {
-		return ""
-	}
-	var b strings.Builder
-	if ev.Op != "" {
-		b.WriteString(ev.Op + " ")
-	}
-	if ev.App != "" {
-		b.WriteString(ev.App + ": ")
-	}
-	if ev.Stage != "" {
-		fmt.Fprintf(&b, "%s %d%%", ev.Stage, int(ev.Fraction*100+0.5))
-	}
-	if ev.Message != "" {
-		if ev.Stage != "" {
-			b.WriteString(" ")
-		}
-		b.WriteString(ev.Message)
-	}
-	if ev.Error != "" {
-		b.WriteString(": " + ev.Error)
-	}
-	return strings.TrimSuffix(b.String(), ": ")
 }
