@@ -155,10 +155,13 @@ func (c *Client) timeout() time.Duration {
 	return DefaultTimeout
 }
 
-// request sends one request with the token when it has one; the caller
-// closes the body. Non-2xx answers are returned as *APIError.
-func (c *Client) request(ctx context.Context, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
-	if method != http.MethodGet {
+// request sends one request; the caller closes the body. Non-2xx
+// answers are returned as *APIError. The token goes only with changes
+// and the reads that need it (secret): a read of status from another
+// node named with --api does not hand it this node's token.
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader, header http.Header, secret bool) (*http.Response, error) {
+	withToken := secret || method != http.MethodGet
+	if withToken {
 		if err := c.NeedToken(); err != nil {
 			return nil, err
 		}
@@ -170,7 +173,7 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if c.Token != "" {
+	if withToken {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.http().Do(req)
@@ -193,7 +196,7 @@ func (c *Client) GetJSON(ctx context.Context, path string, v any) error {
 func (c *Client) GetJSONWithin(ctx context.Context, path string, v any, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	resp, err := c.request(ctx, http.MethodGet, path, nil, nil)
+	resp, err := c.request(ctx, http.MethodGet, path, nil, nil, false)
 	if err != nil {
 		return err
 	}
@@ -208,7 +211,7 @@ func (c *Client) GetJSONWithin(ctx context.Context, path string, v any, d time.D
 func (c *Client) post(ctx context.Context, path string, body io.Reader, d time.Duration, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	resp, err := c.request(ctx, http.MethodPost, path, body, nil)
+	resp, err := c.request(ctx, http.MethodPost, path, body, nil, true)
 	if err != nil {
 		return err
 	}
@@ -319,7 +322,7 @@ func (c *Client) Start(ctx context.Context, method, path string, body any) (stri
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
-	resp, err := c.request(rctx, method, path, bytes.NewReader(b), http.Header{"Content-Type": {"application/json"}})
+	resp, err := c.request(rctx, method, path, bytes.NewReader(b), http.Header{"Content-Type": {"application/json"}}, true)
 	if err != nil {
 		return "", err
 	}
@@ -345,12 +348,9 @@ func (c *Client) Operation(ctx context.Context, loc string) (node.Operation, err
 // /api/v1/blobs/{cid}) to w, calling progress with bytes written and the
 // file's size (-1 when the node did not say).
 func (c *Client) Download(ctx context.Context, cid string, w io.Writer, progress func(done, total int64)) (int64, error) {
-	if err := c.NeedToken(); err != nil {
-		return 0, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, UploadTimeout)
 	defer cancel()
-	resp, err := c.request(ctx, http.MethodGet, "/api/v1/blobs/"+url.PathEscape(cid), nil, nil)
+	resp, err := c.request(ctx, http.MethodGet, "/api/v1/blobs/"+url.PathEscape(cid), nil, nil, true)
 	if err != nil {
 		return 0, err
 	}

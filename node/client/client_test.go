@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +218,42 @@ func TestClientFollowResumes(t *testing.T) {
 	}
 	if fmt.Sprint(seqs) != "[1 2]" || conns != 2 || lastIDs[1] != "1" {
 		t.Fatalf("events %v over %d connections, Last-Event-IDs %q", seqs, conns, lastIDs)
+	}
+}
+
+// The token goes with changes and secret reads only: a status read from
+// another node (--api URL) does not hand it this node's token.
+func TestClientSendsTokenOnlyWhenNeeded(t *testing.T) {
+	var mu sync.Mutex
+	auth := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth[r.Method+" "+r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/api/v1/blobs/x":
+			fmt.Fprint(w, "x")
+		default:
+			fmt.Fprint(w, "{}")
+		}
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, "secret")
+	if _, err := c.Status(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddBlob(t.Context(), strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Download(t.Context(), "x", &bytes.Buffer{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]string{"GET /api/v1/status": "", "POST /api/v1/blobs": "Bearer secret", "GET /api/v1/blobs/x": "Bearer secret"}
+	for k, v := range want {
+		if auth[k] != v {
+			t.Errorf("%s sent Authorization %q, want %q", k, auth[k], v)
+		}
 	}
 }

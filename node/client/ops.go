@@ -89,7 +89,7 @@ func (c *Client) stream(ctx context.Context, loc string, last *string, onEvent f
 	}
 	idle := time.AfterFunc(StreamIdle, cancel)
 	defer idle.Stop()
-	resp, err := c.request(ctx, http.MethodGet, loc+"/events", nil, h)
+	resp, err := c.request(ctx, http.MethodGet, loc+"/events", nil, h, false)
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
