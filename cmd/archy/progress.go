@@ -102,7 +102,9 @@ func (p *progress) drawBar(isBytes bool, max, n int64, label string) {
 	if p.bar == nil {
 		opts := []progressbar.Option{progressbar.OptionSetWriter(p.err), progressbar.OptionSetWidth(30),
 			progressbar.OptionSetDescription(label), progressbar.OptionClearOnFinish(),
-			progressbar.OptionShowDescriptionAtLineEnd(), progressbar.OptionSetPredictTime(false)}
+			progressbar.OptionShowDescriptionAtLineEnd(), progressbar.OptionSetPredictTime(false),
+			// No spinner ticking on its own: the bar moves when the work reports.
+			progressbar.OptionSetSpinnerChangeInterval(0)}
 		if isBytes {
 			opts = append(opts, progressbar.OptionShowBytes(true), progressbar.OptionUseIECUnits(true))
 		}

@@ -6,21 +6,25 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/archy-node/archy/node"
 )
 
 // On a terminal the work is a bar; elsewhere plain lines, each once; with
 // --json, one JSON event per line.
 func TestProgressShapes(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // no bar leaves a goroutine behind
 	fetch := node.OpEvent{Type: node.EventProgress, Op: "install", App: "hello", Stage: "fetch", Fraction: 0.5, Message: "image of web"}
 
 	var term bytes.Buffer
 	p := &progress{err: &term, tty: true}
 	p.event(fetch)
 	p.bytes("download", 512<<10, 1<<20)
+	p.bytes("upload", 3<<20, -1) // size unknown: a spinner, moved by the work alone
 	p.finish()
 	if s := term.String(); !strings.Contains(s, "50%") || !strings.Contains(s, "install hello: fetch image of web") ||
-		!strings.Contains(s, "download") || !strings.Contains(s, "\r") {
+		!strings.Contains(s, "download") || !strings.Contains(s, "upload") || !strings.Contains(s, "\r") {
 		t.Fatalf("terminal output has no bar:\n%q", s)
 	}
 
