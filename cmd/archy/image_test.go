@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,7 +15,9 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/internal/ociimage"
+	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/orchestrator/memruntime"
+	"github.com/archy-node/archy/orchestrator/podman"
 )
 
 // image push hands an archive to the running node; image pull asks the
@@ -92,5 +96,43 @@ func TestImagePushPullThroughNode(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// image push IMAGE exports the image from Podman and hands the archive to
+// the running node; the temp archive does not stay behind.
+func TestImagePushFromPodman(t *testing.T) {
+	sock := podmantest.Socket(t)
+	var tag [4]byte
+	_, _ = rand.Read(tag[:])
+	ref := "localhost/archy-test/pushname:" + hex.EncodeToString(tag[:])
+	archive := podmantest.BusyboxImage(t, ref, "pushed")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	rt, err := podman.New(ctx, podman.Config{Socket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.LoadImage(ctx, archive); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = rt.RemoveImage(ctx, ref)
+	})
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	data := startCLINode(t)
+	out, stderr, err := execArchy(t, "image", "push", ref, "--podman-socket", sock, "--data", data, "--json")
+	if err != nil {
+		t.Fatalf("push %s: %v\n%s", ref, err, stderr)
+	}
+	var res imageResult
+	if err := json.Unmarshal([]byte(lastLine(out)), &res); err != nil || !strings.HasPrefix(res.CID, "bafyb4i") || !slices.Contains(res.Names, ref) {
+		t.Fatalf("push printed %s (%v)", out, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("push left %d files in the temp folder", len(left))
 	}
 }
