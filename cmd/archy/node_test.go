@@ -110,7 +110,8 @@ func TestNodeRunStatusPeers(t *testing.T) {
 	if stdout, _, err := execArchy(t, "app", "list", "--data", dir, "--json"); err != nil || stdout != "[]\n" {
 		t.Fatalf("app list: %q %v", stdout, err)
 	}
-	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") {
+	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") ||
+		!strings.Contains(err.Error(), "--podman-socket") {
 		t.Fatalf("uninstall with apps off: %v", err)
 	}
 	// A CID is asked of the node (not read as a folder).

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/internal/paths"
+	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/node/client"
 )
 
@@ -52,11 +54,15 @@ func openNode(dataDir, api, tokenFile string) (*client.Client, error) {
 	return c, err
 }
 
-// nodeFailed words a failed operation for the command's error.
+// nodeFailed words a failed operation, or the node's refusal, for the
+// command's error, with the flag that fixes it when there is one.
 func nodeFailed(err error) error {
 	var oe *client.OpError
 	if errors.As(err, &oe) {
-		return errors.New("the node refused: " + oe.End.Error)
+		err = errors.New("the node refused: " + oe.End.Error)
+	}
+	if err != nil && strings.Contains(err.Error(), node.ErrNoPodmanSocket.Error()) {
+		err = fmt.Errorf("%w (start the node with --podman-socket URL)", err)
 	}
 	return err
 }
