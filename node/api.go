@@ -87,6 +87,7 @@ func (n *Node) handler() http.Handler {
 	n.appsHandlers(mux)
 	mux.HandleFunc("POST /api/v1/blobs", n.handleAddBlob)
 	mux.HandleFunc("POST /api/v1/manifests", n.handleAddManifest)
+	n.blobHandlers(mux)
 	n.opsHandlers(mux)
 	mux.HandleFunc("GET /api/v1/apps/{id}/credentials", n.handleCredentials)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))

@@ -56,6 +56,14 @@ func DefaultPodmanSocket() string {
 	return ""
 }
 
+// ErrNoPodmanSocket is why apps are off when no Podman socket is given
+// nor found (see AppsOff).
+var ErrNoPodmanSocket = errors.New("no Podman socket: start `podman system service` for this user, or give the node its socket")
+
+// AppsOff is why the node runs without apps (ErrNoPodmanSocket, or the
+// socket's owner refused), nil when they are on.
+func (n *Node) AppsOff() error { return n.appsOffErr }
+
 // startApps connects to Podman and opens the reconciler; without a socket
 // the node runs without apps and reports why.
 func (n *Node) startApps(ctx context.Context) error {
@@ -63,13 +71,15 @@ func (n *Node) startApps(ctx context.Context) error {
 	if rt == nil {
 		sock := n.cfg.Podman.socket()
 		if sock == "" {
-			n.appsOff = "no Podman socket: start `podman system service` for this user or pass --podman-socket"
+			n.appsOffErr = ErrNoPodmanSocket
+			n.appsOff = n.appsOffErr.Error()
 			n.log.Warn("apps are off", "why", n.appsOff)
 			return nil
 		}
 		if err := orchestrator.CheckSocketOwner(sock); err != nil {
 			// Installs would fail midway (data folders are prepared as
 			// the socket's owner): say so up front instead.
+			n.appsOffErr = err
 			n.appsOff = err.Error()
 			n.log.Warn("apps are off", "why", n.appsOff)
 			return nil
@@ -90,6 +100,7 @@ func (n *Node) startApps(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open the app reconciler: %w", err)
 	}
+	n.rt = rt
 	return nil
 }
 

@@ -371,13 +371,17 @@ func (n *Node) catalogs() []CatalogStatus {
 	return out
 }
 
+// ErrNotFollowed is the answer (404) to a catalog for a registry the node
+// was not configured to follow (Config.Follow).
+var ErrNotFollowed = errors.New("this node does not follow that registry")
+
 // handlePublishCatalog takes a signed catalog (or a bundle with its
 // rotation chain) from the owner or a curator on this machine, applies it,
 // and gossips it with this node's chain to the registry's followers.
 func (n *Node) handlePublishCatalog(w http.ResponseWriter, r *http.Request) {
 	fl := n.followers[r.PathValue("name")]
 	if fl == nil {
-		http.Error(w, "this node does not follow that registry (archy node run --follow NAME=ROOTFILE)", http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("registry %q: %v", r.PathValue("name"), ErrNotFollowed), http.StatusNotFound)
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, registry.MaxBundleSize))

@@ -122,24 +122,26 @@ type Node struct {
 	reg     *prometheus.Registry
 	started time.Time
 
-	p2p       *p2p.Node
-	relay     *relay.Relay
-	relayLn   net.Listener
-	apiLn     net.Listener
-	browseLn  net.Listener // nil unless BrowseListen, and once Run serves it
-	browseURL string       // its address, for tests and the log
-	disk      diskUsage
-	store     *discovery.Store
-	disc      *discovery.Discoverer
-	peering   *peering.Peering // nil with NoPeering
-	token     string
-	relayURLs []string
-	followers map[string]*follower
-	ops       *opTable
-	apiStop   chan struct{}              // closed when the API shuts down
-	orch      *orchestrator.Orchestrator // nil when apps are off
-	appsOff   string                     // why apps are off
-	trust     *trustState
+	p2p        *p2p.Node
+	relay      *relay.Relay
+	relayLn    net.Listener
+	apiLn      net.Listener
+	browseLn   net.Listener // nil unless BrowseListen, and once Run serves it
+	browseURL  string       // its address, for tests and the log
+	disk       diskUsage
+	store      *discovery.Store
+	disc       *discovery.Discoverer
+	peering    *peering.Peering // nil with NoPeering
+	token      string
+	relayURLs  []string
+	followers  map[string]*follower
+	ops        *opTable
+	apiStop    chan struct{}              // closed when the API shuts down
+	orch       *orchestrator.Orchestrator // nil when apps are off
+	rt         orchestrator.Runtime       // the orchestrator's engine; nil when apps are off
+	appsOff    string                     // why apps are off
+	appsOffErr error                      // the same, typed
+	trust      *trustState
 
 	life   context.Context // the node's lifetime, for background work
 	cancel context.CancelFunc

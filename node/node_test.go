@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -105,6 +106,22 @@ func TestNodeAPIAndToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign Host header: %s", resp.Status)
+	}
+	// The library's refusals are typed and name no flag of the CLI's: the
+	// CLI words them.
+	if !errors.Is(n.AppsOff(), ErrNoPodmanSocket) || st.AppsOff != ErrNoPodmanSocket.Error() || strings.Contains(st.AppsOff, "--") {
+		t.Fatalf("apps off: %v, status says %q", n.AppsOff(), st.AppsOff)
+	}
+	req, _ = http.NewRequest(http.MethodPost, n.APIURL()+"/api/v1/catalogs/nope", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+n.Token())
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(msg), ErrNotFollowed.Error()) || strings.Contains(string(msg), "--") {
+		t.Fatalf("catalog of a registry not followed: %s %s", resp.Status, msg)
 	}
 }
 

@@ -66,6 +66,9 @@ type OpEvent struct {
 	Error  string `json:"error,omitempty"`
 	Code   int    `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Result is what a successful operation made, on its end event when
+	// it has one (a fetch: Fetched).
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // Operation states.

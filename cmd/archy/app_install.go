@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -22,8 +20,9 @@ func newAppInstallCmd() *cobra.Command {
 	var allowDowngrade bool
 	var rotations []string
 	c := &cobra.Command{
-		Use:   "install PATH|CID [--signed FILE]",
-		Short: "Install (or update to) a signed app on the running node",
+		Use:     "install PATH|CID [--signed FILE]",
+		Aliases: []string{"update"},
+		Short:   "Install (or update to) a signed app on the running node (also: archy app update)",
 		Long: `Hand a signed release to the running node of --data, which verifies it,
 checks each image archive against the CID and digest the manifest pins,
 loads it into Podman and runs the app (health-gated; an update rolls back
@@ -57,13 +56,8 @@ the install goes on in the node.`,
 			}
 			if _, statErr := os.Stat(args[0]); statErr != nil && signed == "" {
 				if c, err := cas.Parse(args[0]); err == nil {
-					nc, err := newNodeClient(dataDir)
-					if err != nil {
-						return err
-					}
-					nc.json = asJSON
 					req.CID = c.String()
-					if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
+					if err := installOnNode(cmd, dataDir, asJSON, req); err != nil {
 						return fmt.Errorf("install %s: %w", c, err)
 					}
 					if !asJSON {
@@ -90,13 +84,8 @@ the install goes on in the node.`,
 			if !v.CID.Equals(l.CID) {
 				return fmt.Errorf("%s signs manifest %s, but %s is %s: sign it again", signed, v.CID, l.File, l.CID)
 			}
-			nc, err := newNodeClient(dataDir)
-			if err != nil {
-				return err
-			}
-			nc.json = asJSON
 			req.Envelope, req.Archives = env, l.Archives
-			if err := nc.do(cmd, http.MethodPost, "/api/v1/apps", req); err != nil {
+			if err := installOnNode(cmd, dataDir, asJSON, req); err != nil {
 				return fmt.Errorf("install %s %s: %w", l.Manifest.ID, l.Manifest.Version, err)
 			}
 			if !asJSON {
@@ -121,17 +110,15 @@ func newAppUninstallCmd() *cobra.Command {
 		Short: "Remove an app's containers and state from the running node (data and secrets kept unless --purge)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := newNodeClient(dataDir)
+			nc, err := openNode(dataDir, "", "")
 			if err != nil {
 				return err
 			}
-			nc.json = asJSON
-			path := "/api/v1/apps/" + url.PathEscape(args[0])
-			if purge {
-				path += "?purge=1"
-			}
-			if err := nc.do(cmd, http.MethodDelete, path, nil); err != nil {
-				return fmt.Errorf("uninstall %s: %w", args[0], err)
+			p := newProgress(cmd, asJSON)
+			_, err = nc.Uninstall(cmd.Context(), args[0], purge, p.event)
+			p.finish()
+			if err != nil {
+				return fmt.Errorf("uninstall %s: %w", args[0], nodeFailed(err))
 			}
 			if !asJSON {
 				fmt.Fprintf(cmd.OutOrStdout(), "uninstalled %s\n", args[0])
@@ -145,14 +132,30 @@ func newAppUninstallCmd() *cobra.Command {
 	return c
 }
 
-func listInstalled(cmd *cobra.Command, dataDir string, asJSON bool) error {
-	base, err := nodeAPI("", dataDir)
+// installOnNode hands an install request to the running node of dataDir
+// and follows the operation with a progress bar.
+func installOnNode(cmd *cobra.Command, dataDir string, asJSON bool, req node.InstallRequest) error {
+	nc, err := openNode(dataDir, "", "")
 	if err != nil {
 		return err
 	}
-	var apps []orchestrator.AppStatus
-	if err := getNodeJSON(cmd.Context(), base+"/api/v1/apps", &apps); err != nil {
+	p := newProgress(cmd, asJSON)
+	_, err = nc.Install(cmd.Context(), req, p.event)
+	p.finish()
+	return nodeFailed(err)
+}
+
+func listInstalled(cmd *cobra.Command, dataDir string, asJSON bool) error {
+	nc, err := openNode(dataDir, "", "")
+	if err != nil {
 		return err
+	}
+	apps, err := nc.Apps(cmd.Context())
+	if err != nil {
+		return err
+	}
+	if apps == nil {
+		apps = []orchestrator.AppStatus{}
 	}
 	if asJSON {
 		return writeJSON(cmd, apps)

@@ -6,9 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/archy-node/archy/internal/paths"
-	"github.com/archy-node/archy/p2p/discovery"
 )
 
 // listedRelease is one row of `archy app list --discovered --json`.
@@ -29,46 +26,39 @@ type listedRelease struct {
 
 func newAppListCmd() *cobra.Command {
 	var discovered, asJSON bool
-	var dataDir string
+	var dataDir, api string
 	c := &cobra.Command{
 		Use:   "list [--discovered] [--data DIR]",
 		Short: "List the apps a running node has installed, or (--discovered) the releases it found on relays",
-		Long: `List the verified releases in the node's discovery store
-(<data>/discovery/discovered.json and its journal), one row per release: app
-id, version, channel, whether the publisher's "latest" pointer names it,
-publisher DID, manifest CID and announcement time. The data folder defaults
-to $XDG_DATA_HOME/archy, else ~/.local/share/archy. Without --discovered,
-the installed apps of the running node of that data folder: id, version,
-phase, health and why.`,
+		Long: `List the installed apps of the running node of the data folder: id,
+version, phase, health and why. With --discovered, the verified releases
+the node found on its relays, one row per release: app id, version,
+channel, whether the publisher's "latest" pointer names it, publisher DID,
+manifest CID and announcement time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !discovered {
 				return listInstalled(cmd, dataDir, asJSON)
 			}
-			if dataDir == "" {
-				d, err := paths.DataDir()
-				if err != nil {
-					return err
-				}
-				dataDir = d
+			nc, err := openNode(dataDir, api, "")
+			if err != nil {
+				return err
 			}
-			path := discovery.StorePath(dataDir)
-			// Read-only: the node may be appending to the store meanwhile.
-			st, err := discovery.NewStore(discovery.StoreConfig{Path: path, ReadOnly: true})
+			found, err := nc.Discovered(cmd.Context())
 			if err != nil {
 				return err
 			}
 			rows := []listedRelease{}
-			for _, r := range st.List() {
+			for _, r := range found {
 				rows = append(rows, listedRelease{ID: r.AppID, Version: r.Version, Channel: channelOf(r.Channel), Latest: r.Latest,
 					Publisher: r.Publisher, NostrPubKey: r.NostrPubKey, CID: r.CID.String(), CreatedAt: r.CreatedAt.UTC(),
-					EventID: r.EventID, Verified: r.Manifest != nil})
+					EventID: r.EventID, Verified: len(r.Envelope) > 0})
 			}
 			if asJSON {
 				return writeJSON(cmd, rows)
 			}
 			if len(rows) == 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "no discovered releases in %s\n", path)
+				fmt.Fprintf(cmd.ErrOrStderr(), "the node at %s has discovered no releases yet\n", nc.Base)
 				return nil
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -83,8 +73,9 @@ phase, health and why.`,
 			return tw.Flush()
 		},
 	}
-	c.Flags().BoolVar(&discovered, "discovered", false, "list the releases discovered on Nostr relays (required for now)")
-	c.Flags().StringVar(&dataDir, "data", "", "the node's data folder (default $XDG_DATA_HOME/archy or ~/.local/share/archy)")
+	c.Flags().BoolVar(&discovered, "discovered", false, "list the releases the node discovered on Nostr relays instead of the installed apps")
+	dataDirFlag(c, &dataDir)
+	c.Flags().StringVar(&api, "api", "", "the node's API URL (default: read from the data folder)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

@@ -20,7 +20,7 @@ func newAppRenderCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "render PATH",
-		Short: "Print the Podman Quadlet units (and, with --json, the create spec) an app runs as",
+		Short: "Print the Podman Quadlet units an app runs as",
 		Long: `Render an app's manifest as Podman Quadlet units: one .container unit per
 container and a .network unit for the app's own network. PATH is an app folder
 (holding manifest.yaml or manifest.json) or a manifest file.
@@ -30,6 +30,7 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 (no .network units, no Secret= or Health* keys).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			warnDeprecated(cmd, "data-dir", "app-data")
 			l, err := registry.Load(args[0])
 			if err != nil {
 				return err
@@ -45,7 +46,7 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 				dir = orchestrator.AppDataDir(node.AppsDir(nodeDir), m.ID)
 			}
 			if dir, err = filepath.Abs(dir); err != nil {
-				return fmt.Errorf("--data-dir: %w", err)
+				return fmt.Errorf("--app-data: %w", err)
 			}
 			units, err := quadlet.Render(m, quadlet.Options{DataDir: dir, BindAddress: bind, Podman: podman})
 			if err != nil {
@@ -62,11 +63,7 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 				}
 			}
 			if asJSON {
-				spec, err := renderCreateSpec(m, dir)
-				if err != nil {
-					return err
-				}
-				return writeJSON(cmd, renderOutput{App: m.ID, Version: m.Version, DataDir: dir, Units: units, CreateSpec: spec})
+				return writeJSON(cmd, renderOutput{App: m.ID, Version: m.Version, DataDir: dir, Units: units})
 			}
 			w := cmd.OutOrStdout()
 			for i, u := range units {
@@ -83,11 +80,14 @@ written into a unit. --podman 4.4 renders units for Quadlet as first shipped
 		},
 	}
 	c.Flags().StringVar(&out, "out", "", "write the units into this folder (and print their paths) instead of printing them")
-	c.Flags().StringVar(&dataDir, "data-dir", "", "the app's data folder on the host (default: the one a node on --data uses, <data>/apps/data/<id>)")
+	c.Flags().StringVar(&dataDir, "app-data", "", "the app's data folder on the host (default: the one a node on --data uses, <data>/apps/data/<id>)")
+	// The old name, kept for scripts; --data is the node's folder everywhere.
+	c.Flags().StringVar(&dataDir, "data-dir", "", "")
+	_ = c.Flags().MarkHidden("data-dir")
 	dataDirFlag(c, &nodeData)
 	c.Flags().StringVar(&bind, "bind", "127.0.0.1", "host address to publish ports on")
 	c.Flags().StringVar(&podman, "podman", quadlet.Podman45, "oldest Podman the units must work with: 4.4 or 4.5")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: the units and the Podman create spec")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: the app, its data folder and the units")
 	return c
 }
 
@@ -97,15 +97,4 @@ type renderOutput struct {
 	Version string         `json:"version"`
 	DataDir string         `json:"data_dir"`
 	Units   []quadlet.Unit `json:"units"`
-	// CreateSpec is the Podman create spec of each container, as the node's
-	// runtime would send it over the API.
-	CreateSpec any `json:"create_spec,omitempty"`
-}
-
-// renderCreateSpec is the hook for the create-spec half of `app render`.
-// TODO(lead): return the orchestrator's per-container create specs (the same
-// code path the runtime uses) once it exists; nil leaves the field out.
-func renderCreateSpec(m *registry.Manifest, dataDir string) (any, error) {
-	_, _ = m, dataDir
-	return nil, nil
 }

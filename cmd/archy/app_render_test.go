@@ -22,7 +22,7 @@ func TestAppRender(t *testing.T) {
 		wantErr string
 		check   func(t *testing.T, stdout string)
 	}{
-		{"units on stdout", []string{"app", "render", hello, "--data-dir", "/srv/hello"}, "", func(t *testing.T, out string) {
+		{"units on stdout", []string{"app", "render", hello, "--app-data", "/srv/hello"}, "", func(t *testing.T, out string) {
 			for _, want := range []string{"### archy-hello.network\n", "### archy-hello-web.container\n", "PublishPort=127.0.0.1:18080:8080\n"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q", want)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/gate"
 	"github.com/archy-node/archy/orchestrator/podman"
@@ -29,8 +30,8 @@ func newAppTestCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "test APP... | --all [--iterations N] [--examples DIR]",
 		Short: "Run apps through their whole lifecycle on real Podman (the lifecycle gate)",
-		Long: `Run each app, against the rootless Podman service at --socket (default
-$ARCHY_PODMAN_SOCKET), through: install, reachable (its UI answers with its
+		Long: `Run each app, against the rootless Podman service at --podman-socket
+(default $ARCHY_PODMAN_SOCKET, else this user's socket), through: install, reachable (its UI answers with its
 version), stop, start, restart, update to update/, update to broken/ (must
 roll back automatically, the old version answering), uninstall keeping data,
 reinstall (data and secrets intact), node restart (every container adopted,
@@ -45,11 +46,12 @@ non-zero on any failure, ghost or data change.`,
 			if iterations < 1 {
 				return fmt.Errorf("--iterations %d: must be at least 1", iterations)
 			}
+			warnDeprecated(cmd, "socket", "podman-socket")
 			if socket == "" {
-				socket = os.Getenv("ARCHY_PODMAN_SOCKET")
+				socket = node.DefaultPodmanSocket()
 			}
 			if socket == "" {
-				return fmt.Errorf("--socket is required (or set ARCHY_PODMAN_SOCKET): the rootless Podman API socket")
+				return fmt.Errorf("%w: the lifecycle gate needs one", errNoPodmanSocket)
 			}
 			if err := orchestrator.CheckSocketOwner(socket); err != nil {
 				var oe *orchestrator.OwnerError
@@ -107,7 +109,10 @@ non-zero on any failure, ghost or data change.`,
 	c.Flags().BoolVar(&all, "all", false, "test every app under --examples")
 	c.Flags().IntVar(&iterations, "iterations", 1, "run the gate this many times per app")
 	c.Flags().StringVar(&examples, "examples", "examples/apps", "folder holding the app folders")
-	c.Flags().StringVar(&socket, "socket", "", "Podman API socket URL (default $ARCHY_PODMAN_SOCKET)")
+	c.Flags().StringVar(&socket, "podman-socket", "", "rootless Podman API socket URL (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock), as archy node run takes it")
+	// The old name, kept for scripts.
+	c.Flags().StringVar(&socket, "socket", "", "")
+	_ = c.Flags().MarkHidden("socket")
 	c.Flags().StringVar(&keyFile, "key", "examples/keys/example-publisher.key", "key that signs the manifests (must be their publisher's)")
 	c.Flags().StringVar(&workDir, "work-dir", "", "folder for the orchestrators' state and data (default: a temporary folder, removed)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the steps as JSON")

@@ -24,7 +24,7 @@ func TestAppTestRefusesAnotherUsersSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, err := execArchy(t, "app", "test", "hello", "--socket", sock,
+	stdout, stderr, err := execArchy(t, "app", "test", "hello", "--podman-socket", sock,
 		"--examples", examples.AppsDir(), "--key", examples.KeyFile())
 	if err == nil {
 		t.Fatalf("app test as root against %s's socket succeeded:\n%s", owner, stdout)

@@ -2,26 +2,21 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/orchestrator/podman"
-	cid "github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
 
-// imageFlags are the flags of the image subcommands: the blob flags (data
-// folder, peers, timeout, --json) and the Podman socket.
+// imageFlags are the flags of the image subcommands: the blob flags (the
+// node, --timeout, --json) and the Podman socket push exports from.
 type imageFlags struct {
 	blobFlags
 	podman string
@@ -31,12 +26,14 @@ type imageFlags struct {
 func newImageCmd() *cobra.Command {
 	var fl imageFlags
 	cmd := &cobra.Command{
-		Use:          "image",
-		Short:        "Push container images into the swarm and pull them into Podman by CID",
+		Use:   "image",
+		Short: "Push container images into the swarm and pull them into Podman by CID, through the running node",
+		Long: `Hand container images to the running node (archy node run), which keeps
+them in its block store and serves them to peers, and pull images from the
+swarm through it into its Podman.`,
 		SilenceUsage: true,
 	}
 	fl.register(cmd)
-	cmd.PersistentFlags().StringVar(&fl.podman, "podman-socket", node.DefaultPodmanSocket(), "rootless Podman API socket URL (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock), as archy node run takes it")
 	cmd.AddCommand(newImagePushCmd(&fl), newImagePullCmd(&fl))
 	return cmd
 }
@@ -53,88 +50,62 @@ type imageResult struct {
 }
 
 func newImagePushCmd(fl *imageFlags) *cobra.Command {
-	var pin, serve bool
 	cmd := &cobra.Command{
 		Use:   "push IMAGE|ARCHIVE",
-		Short: "Import an image (a Podman image, or an OCI archive file) and print its CID",
-		Long: "Import a container image into the block store and print its CID (bafyb4i…).\n" +
-			"IMAGE is the name of an image in Podman (exported through --podman as an\n" +
-			"OCI archive), or the path of an OCI archive (podman save --format oci-archive).\n" +
-			"Every blob of the archive is checked against its sha256 digest first.\n" +
-			"With --serve the command stays up and serves the image to peers.",
+		Short: "Hand an image (a Podman image, or an OCI archive file) to the running node and print its CID",
+		Long: "Hand a container image to the running node, which checks every blob of\n" +
+			"the archive against its sha256 digest, keeps it pinned and serves it to\n" +
+			"peers; print its CID (bafyb4i…). IMAGE is the name of an image in Podman\n" +
+			"(exported through --podman-socket as an OCI archive), or the path of an\n" +
+			"OCI archive (podman save --format oci-archive).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			opCtx, cancel := context.WithTimeout(ctx, fl.timeout)
+			nc, err := fl.node(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), fl.timeout)
 			defer cancel()
+			cmd.SetContext(ctx)
 			path := args[0]
 			if fi, err := os.Stat(path); err != nil || fi.IsDir() {
-				tmp, err := exportImage(opCtx, fl.podman, args[0], fl.dataDir)
+				tmp, err := exportImage(ctx, fl.podman, args[0])
 				if err != nil {
 					return err
 				}
-				defer os.Remove(tmp)
+				defer os.RemoveAll(filepath.Dir(tmp))
 				path = tmp
 			}
-			n, err := fl.node(ctx)
+			res, err := uploadFile(cmd, nc, path, "upload", fl.json, nc.PushImage)
 			if err != nil {
-				return err
-			}
-			defer n.Close()
-			root, img, err := n.PushImage(opCtx, path)
-			if err != nil {
-				return err
-			}
-			if pin {
-				if err := n.Pin(opCtx, root); err != nil {
-					return err
-				}
+				return fmt.Errorf("push image %s: %w", args[0], err)
 			}
 			if fl.json {
-				res := imageResult{CID: cas.String(root), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes}
-				for _, s := range n.Sums(root) {
-					res.Sum = s.String()
-				}
-				if err := writeJSON(cmd, res); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintln(cmd.OutOrStdout(), cas.String(root))
+				return fl.printResult(cmd, imageResult{CID: res.CID, Sum: res.Sum, Names: res.Names, Manifests: res.Manifests, Bytes: res.Bytes})
 			}
-			if !serve {
-				return nil
-			}
-			for _, a := range n.Addrs() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "serving on %s\n", a)
-			}
-			for _, c := range append([]cid.Cid{root}, n.Sums(root)...) {
-				if err := n.Provide(ctx, c); err != nil && len(fl.peers) > 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
-				}
-			}
-			<-ctx.Done()
+			fmt.Fprintln(cmd.OutOrStdout(), res.CID)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&pin, "pin", true, "pin the image so garbage collection keeps it")
-	cmd.Flags().BoolVar(&serve, "serve", false, "keep running and serve the image to peers")
+	cmd.Flags().StringVar(&fl.podman, "podman-socket", node.DefaultPodmanSocket(), "rootless Podman API socket URL to export IMAGE from (default $ARCHY_PODMAN_SOCKET or $XDG_RUNTIME_DIR/podman/podman.sock), as archy node run takes it")
 	return cmd
 }
 
 func newImagePullCmd(fl *imageFlags) *cobra.Command {
 	var out string
-	var noLoad, pin bool
+	var noLoad bool
+	var size int64
 	cmd := &cobra.Command{
 		Use:   "pull CID",
-		Short: "Fetch an image by CID from peers, verify it and load it into Podman",
-		Long: "Fetch an image archive by CID from peers (--peer, the DHT), verify every\n" +
-			"block against its BLAKE3 address and every blob against its OCI digest,\n" +
-			"then load it into Podman (--podman) and print the image names it carried.\n" +
-			"CID is the root the image travels as (bafyb4i…, what push prints) or the\n" +
-			"BLAKE3 of the archive's bytes (bafkr4i…, a manifest's image.cid): peers\n" +
-			"then name the root, and the archive is kept only if it hashes to the CID.\n" +
-			"With -o the verified archive is also kept at FILE; --no-load only fetches.",
+		Short: "Fetch an image by CID through the running node, verify it and load it into the node's Podman",
+		Long: "Ask the running node to fetch an image archive by CID from its peers (every\n" +
+			"block verified against its BLAKE3 address, every blob against its OCI\n" +
+			"digest), keep it pinned, and load it into its Podman; print the image\n" +
+			"names it carried. CID is the root the image travels as (bafyb4i…, what\n" +
+			"push prints) or the BLAKE3 of the archive's bytes (bafkr4i…, a manifest's\n" +
+			"image.cid): peers then name the root, and the archive is kept only if it\n" +
+			"hashes to the CID. With -o the verified archive is also written to FILE;\n" +
+			"--no-load only fetches. Interrupted, the pull goes on in the node.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cas.Parse(args[0])
@@ -144,48 +115,29 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 			if noLoad && out == "" {
 				return errors.New("--no-load needs --out (-o): where to keep the archive")
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			ctx, cancel := context.WithTimeout(ctx, fl.timeout)
+			nc, err := fl.node(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), fl.timeout)
 			defer cancel()
-			path := out
-			if path == "" {
-				if err := os.MkdirAll(fl.dataDir, 0o700); err != nil {
-					return fmt.Errorf("pull image: %w", err)
-				}
-				f, err := os.CreateTemp(fl.dataDir, "pull-*.tar")
-				if err != nil {
-					return fmt.Errorf("pull image: %w", err)
-				}
-				path = f.Name()
-				_ = f.Close()
-				defer os.Remove(path)
-			}
-			n, err := fl.node(ctx)
+			p := newProgress(cmd, fl.json)
+			got, err := nc.PullImage(ctx, node.FetchRequest{CID: c.String(), Size: size, Load: !noLoad}, p.event)
+			p.finish()
 			if err != nil {
-				return err
+				return fmt.Errorf("pull image %s: %w", c, nodeFailed(err))
 			}
-			defer n.Close()
-			img, err := n.PullImage(ctx, c, -1, path) // no size pinned: at most p2p.MaxUnpinnedSize
-			if err != nil {
-				return err
-			}
-			if r, ok := n.Root(c); ok {
-				c = r // pulled by its sum
-			}
-			if pin {
-				if err := n.Pin(ctx, c); err != nil {
+			if out != "" {
+				if err := download(ctx, cmd, nc, got, out, fl.json); err != nil {
 					return err
 				}
 			}
-			res := imageResult{CID: cas.String(c), Names: img.Names, Manifests: img.Manifests, Bytes: img.Bytes, Path: out}
-			if !noLoad {
-				if res.Loaded, err = loadImage(ctx, fl.podman, path); err != nil {
-					return err
-				}
+			res := imageResult{CID: got.CID, Sum: got.Sum, Path: out, Loaded: got.Loaded}
+			if got.Image != nil {
+				res.Names, res.Manifests, res.Bytes = got.Image.Names, got.Image.Manifests, got.Image.Bytes
 			}
 			if fl.json {
-				return writeJSON(cmd, res)
+				return fl.printResult(cmd, res)
 			}
 			for _, name := range res.Loaded {
 				fmt.Fprintln(cmd.OutOrStdout(), name)
@@ -193,38 +145,22 @@ func newImagePullCmd(fl *imageFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "out", "o", "", "keep the verified OCI archive at FILE")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "also write the verified OCI archive to FILE")
 	cmd.Flags().BoolVar(&noLoad, "no-load", false, "do not load the image into Podman (needs -o)")
-	cmd.Flags().BoolVar(&pin, "pin", true, "pin the image in the block store")
+	cmd.Flags().Int64Var(&size, "size", 0, "the archive's size in bytes when known (a manifest's image.size); the fetch never goes past it")
 	return cmd
-}
-
-// loadImage loads a verified archive into Podman over socket.
-func loadImage(ctx context.Context, socket, path string) ([]string, error) {
-	if socket == "" {
-		return nil, errNoPodmanSocket
-	}
-	rt, err := podman.New(ctx, podman.Config{Socket: socket})
-	if err != nil {
-		return nil, fmt.Errorf("load image: %w (is Podman's API service running? see --podman-socket)", err)
-	}
-	names, err := rt.LoadImage(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("load image: %w", err)
-	}
-	return names, nil
 }
 
 // exportTimeout bounds an export from Podman when the command's own
 // --timeout is longer.
 const exportTimeout = 10 * time.Minute
 
-// exportImage saves the Podman image ref as an OCI archive in a temp file
-// under dir and returns its path.
 // errNoPodmanSocket is returned when no socket is given or found.
 var errNoPodmanSocket = fmt.Errorf("no Podman socket: start `podman system service` for this user, or pass --podman-socket (or set ARCHY_PODMAN_SOCKET)")
 
-func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
+// exportImage saves the Podman image ref as an OCI archive in a new temp
+// folder and returns the archive's path; the caller removes the folder.
+func exportImage(ctx context.Context, socket, ref string) (string, error) {
 	if strings.ContainsAny(ref, "/\\") && strings.HasSuffix(ref, ".tar") {
 		return "", fmt.Errorf("push image: %s: no such archive", ref)
 	}
@@ -237,13 +173,13 @@ func exportImage(ctx context.Context, socket, ref, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("push image %s: %w (is Podman's API service running? see --podman-socket)", ref, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, err := os.MkdirTemp("", "archy-push-")
+	if err != nil {
 		return "", fmt.Errorf("push image %s: %w", ref, err)
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	path := filepath.Join(dir, "push-"+hex.EncodeToString(b[:])+".tar")
+	path := filepath.Join(dir, "image.tar")
 	if err := rt.SaveImage(ctx, ref, path); err != nil {
+		_ = os.RemoveAll(dir)
 		return "", fmt.Errorf("push image: %w", err)
 	}
 	return path, nil

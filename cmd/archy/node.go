@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -17,9 +14,8 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/archy-node/archy/internal/atomicfile"
-	"github.com/archy-node/archy/internal/paths"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/node/client"
 	"github.com/archy-node/archy/registry"
 )
 
@@ -27,17 +23,6 @@ func newNodeCmd() *cobra.Command {
 	c := &cobra.Command{Use: "node", Short: "Run an archy node and ask a running one about itself"}
 	c.AddCommand(newNodeRunCmd(), newNodeConfigCmd(), newNodeStatusCmd(), newNodePeersCmd(), newNodePageCmd())
 	return c
-}
-
-func dataDirFlag(c *cobra.Command, dir *string) {
-	c.Flags().StringVar(dir, "data", "", "the node's data folder (default $XDG_DATA_HOME/archy or ~/.local/share/archy)")
-}
-
-func resolveDataDir(dir string) (string, error) {
-	if dir != "" {
-		return filepath.Abs(dir)
-	}
-	return paths.DataDir()
 }
 
 func newNodeRunCmd() *cobra.Command {
@@ -96,6 +81,9 @@ only under localhost, an IP address, or a name given with --api-host.`,
 			if err != nil {
 				return err
 			}
+			if errors.Is(n.AppsOff(), node.ErrNoPodmanSocket) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "apps are off: no Podman socket; start `podman system service` for this user, or pass --podman-socket")
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "archy node %s\napi:    %s\npage:   %s/ (archy node page prints it signed in)\nrelays: %s\ndata:   %s\n",
 				n.P2P().ID(), n.APIURL(), n.APIURL(), strings.Join(n.RelayURLs(), " "), cfg.DataDir)
 			if err := n.Run(ctx); err != nil && ctx.Err() == nil {
@@ -134,51 +122,6 @@ only under localhost, an IP address, or a name given with --api-host.`,
 	return c
 }
 
-// nodeAPI finds a running node's API: --api, else <data>/api.addr.
-func nodeAPI(api, dataDir string) (string, error) {
-	if api != "" {
-		return strings.TrimRight(api, "/"), nil
-	}
-	dir, err := resolveDataDir(dataDir)
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "api.addr"))
-	if err != nil {
-		return "", fmt.Errorf("no running node found in %s (start one with `archy node run`, or pass --api URL): %w", dir, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// getNodeJSON GETs url from a running node into v within 10 s.
-func getNodeJSON(ctx context.Context, url string, v any) error {
-	return getNodeJSONWithin(ctx, url, v, 10*time.Second)
-}
-
-// getNodeJSONWithin is getNodeJSON with its own deadline. A refusal is a
-// *nodeAnswer carrying the node's status and message.
-func getNodeJSONWithin(ctx context.Context, url string, v any, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the node: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return &nodeAnswer{resp.Status, strings.TrimSpace(string(b))}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("read the node's answer: %w", err)
-	}
-	return nil
-}
-
 func newNodeStatusCmd() *cobra.Command {
 	var api, dataDir string
 	var asJSON bool
@@ -187,12 +130,12 @@ func newNodeStatusCmd() *cobra.Command {
 		Short: "Show a running node's identity, addresses, peers and relays",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			base, err := nodeAPI(api, dataDir)
+			nc, err := openNode(dataDir, api, "")
 			if err != nil {
 				return err
 			}
-			var st node.Status
-			if err := getNodeJSON(cmd.Context(), base+"/api/v1/status", &st); err != nil {
+			st, err := nc.Status(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -222,12 +165,12 @@ func newNodePeersCmd() *cobra.Command {
 		Short: "List the peers a running node is connected to",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			base, err := nodeAPI(api, dataDir)
+			nc, err := openNode(dataDir, api, "")
 			if err != nil {
 				return err
 			}
-			var peers []node.Peer
-			if err := getNodeJSON(cmd.Context(), base+"/api/v1/peers", &peers); err != nil {
+			peers, err := nc.Peers(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -255,38 +198,17 @@ func handToNode(cmd *cobra.Command, nodeURL, dataDir, tokenFile string, l *regis
 	if nodeURL == "local" {
 		api = ""
 	}
-	base, err := nodeAPI(api, dataDir)
+	nc, err := openNode(dataDir, api, tokenFile)
 	if err != nil {
 		return err
 	}
-	if tokenFile == "" {
-		dir, err := resolveDataDir(dataDir)
-		if err != nil {
-			return err
-		}
-		tokenFile = filepath.Join(dir, "api.token")
-	}
-	tok, err := atomicfile.ReadPrivate(tokenFile, 4096)
-	if err != nil {
-		return fmt.Errorf("read the node's API token: %w", err)
-	}
-	token := strings.TrimSpace(string(tok))
 	names := make([]string, 0, len(l.Archives))
 	for name := range l.Archives {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		f, err := os.Open(l.Archives[name])
-		if err != nil {
-			return fmt.Errorf("hand image of %s to the node: %w", name, err)
-		}
-		var res struct {
-			CID string `json:"cid"`
-			Sum string `json:"sum"`
-		}
-		err = postNode(cmd.Context(), base+"/api/v1/blobs", token, f, &res)
-		f.Close()
+		res, err := uploadFile(cmd, nc, l.Archives[name], "hand image of "+name, false, nc.AddBlob)
 		if err != nil {
 			return fmt.Errorf("hand image of %s to the node: %w", name, err)
 		}
@@ -298,34 +220,30 @@ func handToNode(cmd *cobra.Command, nodeURL, dataDir, tokenFile string, l *regis
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "node keeps image %s (%s) as %s\n", name, res.Sum, res.CID)
 	}
-	var res struct {
-		CID string `json:"cid"`
-	}
-	if err := postNode(cmd.Context(), base+"/api/v1/manifests", token, bytes.NewReader(envJSON), &res); err != nil {
+	res, err := nc.AddManifest(cmd.Context(), envJSON)
+	if err != nil {
 		return fmt.Errorf("hand the manifest to the node: %w", err)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "node keeps manifest %s\n", res.CID)
 	return nil
 }
 
-func postNode(ctx context.Context, url, token string, body io.Reader, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute) // image uploads are big; the node bounds them too
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+// uploadFile sends the file at path to the node with send, showing its
+// progress as what.
+func uploadFile[T any](cmd *cobra.Command, nc *client.Client, path, what string, asJSON bool, send func(context.Context, io.Reader) (T, error)) (T, error) {
+	var zero T
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return zero, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return zero, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	p := newProgress(cmd, asJSON)
+	defer p.finish()
+	return send(cmd.Context(), client.CountReader(f, fi.Size(), func(done, total int64) { p.bytes(what, done, total) }))
 }
 
 // byteRate is a flag of bytes per second written with a unit (4MiB, 500KiB);
@@ -365,11 +283,14 @@ browse, install and manage apps. Treat the printed address as the secret
 it carries. Without it the page browses read-only until given the token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newNodeClient(dataDir)
+			nc, err := openNode(dataDir, "", "")
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s/#token=%s\n", c.base, c.token)
+			if err := nc.NeedToken(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/#token=%s\n", nc.Base, nc.Token)
 			return nil
 		},
 	}

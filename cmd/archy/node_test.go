@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -11,18 +10,17 @@ import (
 	"time"
 )
 
-// startCLINode runs `archy node run` in-process on loopback ports and
-// waits until it has written its API address.
-func startCLINode(t *testing.T) string {
+// startCLINode runs `archy node run` in-process on loopback ports (with
+// extra flags) and waits until it has written its API address.
+func startCLINode(t *testing.T, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out, errb bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"node", "run", "--data", dir, "--api", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
-			"--listen", "/ip4/127.0.0.1/tcp/0", "--podman-socket", "off"}, &out, &errb)
-	}()
+	var out, errb syncBuffer
+	args := append([]string{"node", "run", "--data", dir, "--api", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--podman-socket", "off"}, extra...)
+	go func() { done <- run(ctx, args, &out, &errb) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -112,7 +110,8 @@ func TestNodeRunStatusPeers(t *testing.T) {
 	if stdout, _, err := execArchy(t, "app", "list", "--data", dir, "--json"); err != nil || stdout != "[]\n" {
 		t.Fatalf("app list: %q %v", stdout, err)
 	}
-	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") {
+	if _, _, err := execArchy(t, "app", "uninstall", "hello", "--data", dir); err == nil || !strings.Contains(err.Error(), "apps are off") ||
+		!strings.Contains(err.Error(), "--podman-socket") {
 		t.Fatalf("uninstall with apps off: %v", err)
 	}
 	// A CID is asked of the node (not read as a folder).
@@ -121,5 +120,44 @@ func TestNodeRunStatusPeers(t *testing.T) {
 	}
 	if _, _, err := execArchy(t, "node", "status", "--data", t.TempDir()); err == nil {
 		t.Fatal("status found a node in an empty data folder")
+	}
+}
+
+// Every command finds the node's folder the same way: --data, else
+// $ARCHY_DATA, else the default; the old names still work, with a warning.
+func TestDataFolderResolution(t *testing.T) {
+	dir := startCLINode(t)
+	t.Setenv("ARCHY_DATA", dir)
+	if out, _, err := execArchy(t, "node", "status", "--json"); err != nil || !strings.Contains(out, `"data_dir": "`+dir+`"`) {
+		t.Fatalf("status with $ARCHY_DATA: %v\n%s", err, out)
+	}
+	if _, _, err := execArchy(t, "app", "list", "--discovered", "--json"); err != nil {
+		t.Fatalf("app list --discovered with $ARCHY_DATA: %v", err)
+	}
+	// --data wins over the environment.
+	if _, _, err := execArchy(t, "node", "status", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no running node found") {
+		t.Fatalf("status with --data of an empty folder: %v", err)
+	}
+	// The old environment variable, when the new one is not set.
+	t.Setenv("ARCHY_DATA", "")
+	t.Setenv("ARCHY_DATA_DIR", dir)
+	if _, _, err := execArchy(t, "node", "peers"); err != nil {
+		t.Fatalf("peers with $ARCHY_DATA_DIR: %v", err)
+	}
+	// The old flag of blob and image.
+	in := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(in, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := execArchy(t, "blob", "add", in, "--data-dir", dir)
+	if err != nil || !strings.HasPrefix(out, "bafyb4i") || !strings.Contains(stderr, "--data-dir is deprecated, use --data") {
+		t.Fatalf("blob add --data-dir: %v\n%s\n%s", err, out, stderr)
+	}
+	// No folder can be found: the error names the flag and the variable.
+	t.Setenv("ARCHY_DATA_DIR", "")
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_DATA_HOME", "")
+	if _, _, err := execArchy(t, "node", "status"); err == nil || !strings.Contains(err.Error(), "--data DIR") || !strings.Contains(err.Error(), "$ARCHY_DATA") {
+		t.Fatalf("status without a folder: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/archy-node/archy/internal/paths"
 	"github.com/archy-node/archy/relay"
 )
 
@@ -54,7 +53,7 @@ It prints its websocket URL on stdout once it listens.`,
 	}
 	f := c.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "host:port to listen on (use 0.0.0.0:PORT to accept other machines)")
-	f.StringVar(&cfg.DataDir, "data", "", "folder for the event log (default $XDG_DATA_HOME/archy/relay or ~/.local/share/archy/relay)")
+	f.StringVar(&cfg.DataDir, "data", "", "folder for the event log (default <data>/relay: $ARCHY_DATA/relay, else $XDG_DATA_HOME/archy/relay or ~/.local/share/archy/relay)")
 	f.StringVar(&cfg.Name, "name", cfg.Name, "relay name in the NIP-11 document")
 	f.StringVar(&cfg.Description, "description", cfg.Description, "relay description in the NIP-11 document")
 	f.StringVar(&cfg.PubKey, "pubkey", "", "operator's Nostr public key (hex) in the NIP-11 document")
@@ -118,10 +117,10 @@ func runRelay(ctx context.Context, cfg relay.Config, log *slog.Logger, listening
 	return nil
 }
 
-// defaultRelayDataDir is $XDG_DATA_HOME/archy/relay, or
-// ~/.local/share/archy/relay.
+// defaultRelayDataDir is the relay folder of the data folder every
+// command defaults to ($ARCHY_DATA, else the XDG default).
 func defaultRelayDataDir() (string, error) {
-	d, err := paths.DataDir()
+	d, err := resolveDataDir("")
 	if err != nil {
 		return "", err
 	}

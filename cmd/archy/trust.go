@@ -19,9 +19,9 @@ import (
 	"github.com/archy-node/archy/trust"
 )
 
-// The trust graph lives in <data>/trust/graph.json. The node does not
-// serve trust over its API yet, so score and explain read that file
-// (filled by `archy trust crawl`).
+// The trust graph lives in <data>/trust/graph.json (filled by `archy
+// trust crawl`): score and explain read it when no node answers, or with
+// --local (trust_node.go asks the running node first).
 func trustGraphPath(dataDir string) (string, error) {
 	dir, err := resolveDataDir(dataDir)
 	if err != nil {
@@ -39,7 +39,8 @@ relays: follow lists (kind 3), endorsements (NIP-32 labels, kind 1985, in the
 "archy.trust" namespace), reports (NIP-56, kind 1984) and the DID↔key
 bindings archy announcements carry. Scores are personalized PageRank from
 the owner's key; a publisher is chosen for an app id only with a margin over
-the runner-up. score and explain read the graph kept in the data folder.`,
+the runner-up. score and explain ask the running node, else (or with
+--local) read the graph kept in the data folder.`,
 	}
 	c.AddCommand(newTrustAttestCmd(), newTrustCrawlCmd(), newTrustScoreCmd(), newTrustExplainCmd())
 	return c

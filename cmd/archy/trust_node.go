@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/node/client"
 	"github.com/archy-node/archy/trust"
 )
 
@@ -24,7 +24,7 @@ import (
 // answering, they read the graph file as before.
 func withNodeTrust(c *cobra.Command) *cobra.Command {
 	for _, sub := range c.Commands() {
-		var print func(cmd *cobra.Command, base string, args []string) error
+		var print func(cmd *cobra.Command, nc *client.Client, args []string) error
 		switch sub.Name() {
 		case "score":
 			print = nodeTrustScore
@@ -51,16 +51,16 @@ func withNodeTrust(c *cobra.Command) *cobra.Command {
 					return fromFile(cmd, args) // the node scores with its own policy
 				}
 			}
-			base, err := nodeAPI(api, cmd.Flags().Lookup("data").Value.String())
+			nc, err := openNode(cmd.Flags().Lookup("data").Value.String(), api, "")
 			if err != nil {
 				return fromFile(cmd, args)
 			}
-			if err := print(cmd, base, args); err != nil {
-				var ans *nodeAnswer
+			if err := print(cmd, nc, args); err != nil {
+				var ans *client.APIError
 				if api != "" || errors.As(err, &ans) {
 					return err // the node answered: its answer stands
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "no node answers at %s (%v): reading the graph file\n", base, err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "no node answers at %s (%v): reading the graph file\n", nc.Base, err)
 				return fromFile(cmd, args)
 			}
 			return nil
@@ -69,20 +69,9 @@ func withNodeTrust(c *cobra.Command) *cobra.Command {
 	return c
 }
 
-// nodeAnswer is a node's refusal: it runs, so the graph file is not
-// asked instead.
-type nodeAnswer struct {
-	status string
-	msg    string
-}
-
-func (e *nodeAnswer) Error() string { return "the node answers " + e.status + ": " + e.msg }
-
-// askNode GETs url into v within 30 s (a crawl under way delays trust
-// answers).
-func askNode(ctx context.Context, url string, v any) error {
-	return getNodeJSONWithin(ctx, url, v, 30*time.Second)
-}
+// trustAskTimeout bounds a trust question: a crawl under way delays
+// the node's answers.
+const trustAskTimeout = 30 * time.Second
 
 func jsonFlag(cmd *cobra.Command) bool {
 	f := cmd.Flags().Lookup("json")
@@ -98,9 +87,9 @@ func withMargin(d trust.Decision) trust.Decision {
 	return d
 }
 
-func nodeTrustScore(cmd *cobra.Command, base string, _ []string) error {
+func nodeTrustScore(cmd *cobra.Command, nc *client.Client, _ []string) error {
 	var sc node.TrustScore
-	if err := askNode(cmd.Context(), base+"/api/v1/trust/score", &sc); err != nil {
+	if err := nc.GetJSONWithin(cmd.Context(), "/api/v1/trust/score", &sc, trustAskTimeout); err != nil {
 		return err
 	}
 	if f := cmd.Flags().Lookup("top"); f != nil {
@@ -128,9 +117,9 @@ func nodeTrustScore(cmd *cobra.Command, base string, _ []string) error {
 	return nil
 }
 
-func nodeTrustExplain(cmd *cobra.Command, base string, args []string) error {
+func nodeTrustExplain(cmd *cobra.Command, nc *client.Client, args []string) error {
 	var ex node.TrustExplanation
-	if err := askNode(cmd.Context(), base+"/api/v1/trust/explain/"+url.PathEscape(args[0]), &ex); err != nil {
+	if err := nc.GetJSONWithin(cmd.Context(), "/api/v1/trust/explain/"+url.PathEscape(args[0]), &ex, trustAskTimeout); err != nil {
 		return err
 	}
 	if jsonFlag(cmd) {

@@ -2,6 +2,7 @@ package paths
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func TestDataDir(t *testing.T) {
 		{"XDG_DATA_HOME", "/xdg/data", "/home/u", nil, "/xdg/data/archy", ""},
 		{"home", "", "/home/u", nil, "/home/u/.local/share/archy", ""},
 		{"relative XDG_DATA_HOME is ignored", "rel/data", "/home/u", nil, "/home/u/.local/share/archy", ""},
-		{"no home", "", "", errors.New("$HOME is not defined"), "", "--data DIR"},
+		{"no home", "", "", errors.New("$HOME is not defined"), "", "$HOME is not defined"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,10 +39,39 @@ func TestDataDir(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no home is ErrNoDataDir", func(t *testing.T) {
+		_, err := dataDir(func(string) string { return "" }, func() (string, error) { return "", nil })
+		if !errors.Is(err, ErrNoDataDir) {
+			t.Fatalf("err = %v, want ErrNoDataDir", err)
+		}
+	})
 	t.Run("environment", func(t *testing.T) {
 		t.Setenv("XDG_DATA_HOME", "/tmp/xdg-test")
 		if got, err := DataDir(); err != nil || got != "/tmp/xdg-test/archy" {
 			t.Fatalf("DataDir = %q, %v", got, err)
 		}
 	})
+}
+
+func TestResolve(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	home := func() (string, error) { return "/home/u", nil }
+	if got, err := resolve("/given", getenv, home); err != nil || got != "/given" {
+		t.Fatalf("given folder: %q, %v", got, err)
+	}
+	if got, err := resolve("", getenv, home); err != nil || got != "/home/u/.local/share/archy" {
+		t.Fatalf("default: %q, %v", got, err)
+	}
+	env[Env] = "/from/env"
+	if got, err := resolve("", getenv, home); err != nil || got != "/from/env" {
+		t.Fatalf("%s: %q, %v", Env, got, err)
+	}
+	if got, err := resolve("/given", getenv, home); err != nil || got != "/given" {
+		t.Fatalf("the flag wins over %s: %q, %v", Env, got, err)
+	}
+	env[Env] = "rel"
+	if got, err := resolve("", getenv, home); err != nil || !filepath.IsAbs(got) || filepath.Base(got) != "rel" {
+		t.Fatalf("relative %s: %q, %v; want it made absolute", Env, got, err)
+	}
 }

@@ -1,9 +1,8 @@
 package apptest
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -13,44 +12,22 @@ import (
 
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/node/client"
 	"github.com/archy-node/archy/p2p"
 )
 
 // opsPort is apart from the other acceptance tests' ports.
 const opsPort = port + 7
 
-// events reads an operation's Server-Sent Events after lastID until the
-// end event or the stream's end.
+// events follows an operation's Server-Sent Events after lastID to its
+// end event, through the node's client.
 func events(t *testing.T, ctx context.Context, n *node.Node, loc, lastID string) []node.OpEvent {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL()+loc+"/events", nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("events of %s: %s %s", loc, resp.Status, b)
-	}
 	var out []node.OpEvent
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		var ev node.OpEvent
-		if err := json.Unmarshal([]byte(data), &ev); err != nil {
-			t.Fatalf("event %q: %v", data, err)
-		}
-		out = append(out, ev)
-		if ev.Type == node.EventEnd {
-			break
-		}
+	_, err := client.New(n.APIURL(), n.Token()).FollowAfter(ctx, loc, lastID, func(ev node.OpEvent) { out = append(out, ev) })
+	var failed *client.OpError
+	if err != nil && !errors.As(err, &failed) {
+		t.Fatalf("events of %s: %v", loc, err)
 	}
 	return out
 }
@@ -71,18 +48,11 @@ func TestLongInstallOutlivesRequestTimeout(t *testing.T) {
 		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	t.Cleanup(func() { call(t, n, http.MethodDelete, "/api/v1/apps/slowapp?purge=1", nil) })
 
-	body, _ := json.Marshal(node.InstallRequest{Envelope: envJSON, Archives: map[string]string{"web": l.Archives["web"]}})
-	req, _ := http.NewRequest(http.MethodPost, n.APIURL()+"/api/v1/apps", strings.NewReader(string(body)))
-	req.Header.Set("Authorization", "Bearer "+n.Token())
 	began := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusAccepted || loc == "" || time.Since(began) > time.Second {
-		t.Fatalf("install: %s, Location %q, after %s", resp.Status, loc, time.Since(began))
+	loc, err := client.New(n.APIURL(), n.Token()).Start(t.Context(), http.MethodPost, "/api/v1/apps",
+		node.InstallRequest{Envelope: envJSON, Archives: map[string]string{"web": l.Archives["web"]}})
+	if err != nil || loc == "" || time.Since(began) > time.Second {
+		t.Fatalf("install: %v, operation %q, after %s", err, loc, time.Since(began))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
