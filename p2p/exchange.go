@@ -13,6 +13,7 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -256,7 +257,7 @@ func (e *blockExchange) handle(s network.Stream) {
 	if err != nil {
 		return
 	}
-	c, err := readCID(r)
+	c, err := wire.ReadCID(r)
 	if err != nil {
 		_ = s.Reset()
 		return
@@ -269,7 +270,7 @@ func (e *blockExchange) handle(s network.Stream) {
 	case opBlock:
 		err = e.serveBlock(s, w, c)
 	default:
-		err = fmt.Errorf("%w: op %d", errProtocol, op)
+		err = fmt.Errorf("%w: op %d", wire.ErrProtocol, op)
 	}
 	if err != nil {
 		e.n.log.Debug("piece request failed", "peer", p, "op", op, "err", err)
@@ -285,7 +286,7 @@ func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid)
 		return w.Flush()
 	}
 	_ = w.WriteByte(statusOK)
-	writeUvarint(w, uint64(len(data)))
+	wire.WriteUvarint(w, uint64(len(data)))
 	if err := e.upload(w, data, false); err != nil {
 		return err
 	}
@@ -372,9 +373,9 @@ func (e *blockExchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.W
 		_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
 		if len(news) > 0 {
 			_ = w.WriteByte(frameHave)
-			writeUvarint(w, uint64(len(news)))
+			wire.WriteUvarint(w, uint64(len(news)))
 			for _, i := range news {
-				writeUvarint(w, uint64(i))
+				wire.WriteUvarint(w, uint64(i))
 			}
 		}
 		if done {
@@ -396,13 +397,13 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 	if err != nil {
 		return err
 	}
-	n, err := readUvarint(r, maxGetPieces)
+	n, err := wire.ReadUvarint(r, maxGetPieces)
 	if err != nil {
 		return err
 	}
 	idxs := make([]uint64, n)
 	for i := range idxs {
-		if idxs[i], err = readUvarint(r, 1<<32); err != nil {
+		if idxs[i], err = wire.ReadUvarint(r, 1<<32); err != nil {
 			return err
 		}
 	}
@@ -458,9 +459,9 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			// Super-seeding: this piece is already out there; ask them.
 			e.refusals.Add(1)
 			_ = w.WriteByte(statusRefused)
-			writeUvarint(w, uint64(len(hints)))
+			wire.WriteUvarint(w, uint64(len(hints)))
 			for _, q := range hints {
-				writeBytes(w, []byte(q))
+				wire.WriteBytes(w, []byte(q))
 			}
 			continue
 		}
@@ -487,7 +488,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			continue
 		}
 		_ = w.WriteByte(statusOK)
-		writeUvarint(w, uint64(len(data)))
+		wire.WriteUvarint(w, uint64(len(data)))
 		if err := e.upload(w, data, true); err != nil {
 			return err
 		}
@@ -520,7 +521,7 @@ func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []b
 		return false, nil
 	}
 	_ = w.WriteByte(statusOK)
-	writeUvarint(w, uint64(size))
+	wire.WriteUvarint(w, uint64(size))
 	for off := int64(0); ; {
 		if off+int64(n) == size && !intact() {
 			// GC punched the block while it was read: break the stream
@@ -556,7 +557,7 @@ func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]b
 	_ = s.SetDeadline(dl)
 	w := bufio.NewWriter(s)
 	_ = w.WriteByte(opBlock)
-	writeBytes(w, c.Bytes())
+	wire.WriteBytes(w, c.Bytes())
 	if err := w.Flush(); err != nil {
 		_ = s.Reset()
 		return nil, fmt.Errorf("ask %s for %s: %w", p, c, err)
@@ -570,7 +571,7 @@ func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]b
 	if st != statusOK {
 		return nil, fmt.Errorf("ask %s for %s: %w", p, c, errNotHeld)
 	}
-	data, err := readBytes(r, dag.MaxNodeSize)
+	data, err := wire.ReadBytes(r, dag.MaxNodeSize)
 	if err != nil {
 		_ = s.Reset()
 		return nil, fmt.Errorf("ask %s for %s: %w", p, c, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -376,7 +377,7 @@ func (f *fetch) watch(p peer.ID) {
 	defer s.Close()
 	w := bufio.NewWriter(s)
 	_ = w.WriteByte(opWatch)
-	writeBytes(w, f.root.Bytes())
+	wire.WriteBytes(w, f.root.Bytes())
 	if err := w.Flush(); err != nil {
 		f.emit(fetchEvent{kind: evGone, p: p, err: err})
 		return
@@ -391,14 +392,14 @@ func (f *fetch) watch(p peer.ID) {
 		}
 		switch kind {
 		case frameHave:
-			cnt, err := readUvarint(r, np)
+			cnt, err := wire.ReadUvarint(r, np)
 			if err != nil {
 				f.emit(fetchEvent{kind: evGone, p: p, err: err})
 				return
 			}
 			idxs := make([]int, 0, cnt)
 			for range cnt {
-				i, err := readUvarint(r, np-1)
+				i, err := wire.ReadUvarint(r, np-1)
 				if err != nil {
 					f.emit(fetchEvent{kind: evGone, p: p, err: err})
 					return
@@ -719,15 +720,15 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 	defer s.Close()
 	w := bufio.NewWriter(s)
 	_ = w.WriteByte(opGet)
-	writeBytes(w, f.root.Bytes())
+	wire.WriteBytes(w, f.root.Bytes())
 	var flags byte
 	if lastResort {
 		flags |= flagLastResort
 	}
 	_ = w.WriteByte(flags)
-	writeUvarint(w, uint64(len(idxs)))
+	wire.WriteUvarint(w, uint64(len(idxs)))
 	for _, i := range idxs {
-		writeUvarint(w, uint64(i))
+		wire.WriteUvarint(w, uint64(i))
 	}
 	if err := w.Flush(); err != nil {
 		fail(idxs, -1, nil, err)
@@ -757,11 +758,11 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 		switch st {
 		case statusOK:
 		case statusRefused:
-			cnt, err := readUvarint(r, maxHints)
+			cnt, err := wire.ReadUvarint(r, maxHints)
 			var hints []peer.ID
 			for j := uint64(0); err == nil && j < cnt; j++ {
 				var h peer.ID
-				if h, err = readPeerID(r); err == nil {
+				if h, err = wire.ReadPeerID(r); err == nil {
 					hints = append(hints, h)
 				}
 			}
@@ -775,15 +776,15 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 			fail([]int{i}, statusDontHave, nil, nil)
 			continue
 		default:
-			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", errProtocol, st))
+			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", wire.ErrProtocol, st))
 			return
 		}
-		size, err := readUvarint(r, dag.MaxNodeSize)
+		size, err := wire.ReadUvarint(r, dag.MaxNodeSize)
 		if err == nil && size != leaf.Size {
-			err = fmt.Errorf("%w: piece %d is %d bytes, dag says %d", errProtocol, i, size, leaf.Size)
+			err = fmt.Errorf("%w: piece %d is %d bytes, dag says %d", wire.ErrProtocol, i, size, leaf.Size)
 		}
 		if total += int64(size); err == nil && total > n.cfg.MaxPeerBytes {
-			err = fmt.Errorf("%w: over the byte cap", errProtocol)
+			err = fmt.Errorf("%w: over the byte cap", wire.ErrProtocol)
 		}
 		if err != nil {
 			f.e.strike(p)

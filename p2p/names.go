@@ -18,6 +18,7 @@ import (
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -300,7 +301,7 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
 	w := bufio.NewWriter(s)
-	writeBytes(w, sum.Bytes())
+	wire.WriteBytes(w, sum.Bytes())
 	if err := w.Flush(); err != nil {
 		_ = s.Reset()
 		return cid.Undef, 0, fmt.Errorf("ask %s for the name %s: %w", p, sum, err)
@@ -314,11 +315,11 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 	if st != statusOK {
 		return cid.Undef, 0, fmt.Errorf("ask %s for the name %s: %w", p, sum, errNotHeld)
 	}
-	root, err := readCID(r)
+	root, err := wire.ReadCID(r)
 	if err != nil {
 		return cid.Undef, 0, fmt.Errorf("name %s from %s: %w", sum, p, err)
 	}
-	size, err := readUvarint(r, 1<<50)
+	size, err := wire.ReadUvarint(r, 1<<50)
 	if err != nil {
 		return cid.Undef, 0, fmt.Errorf("name %s from %s: %w", sum, p, err)
 	}
@@ -334,7 +335,7 @@ func (n *Node) handleName(s network.Stream) {
 	}
 	_ = s.SetDeadline(time.Now().Add(min(10*time.Second, n.cfg.RequestTimeout)))
 	r := bufio.NewReaderSize(s, 256)
-	sum, err := readCID(r)
+	sum, err := wire.ReadCID(r)
 	if err != nil {
 		_ = s.Reset()
 		return
@@ -356,8 +357,8 @@ func (n *Node) handleName(s network.Stream) {
 		return
 	}
 	_ = w.WriteByte(statusOK)
-	writeBytes(w, root.Bytes())
-	writeUvarint(w, size)
+	wire.WriteBytes(w, root.Bytes())
+	wire.WriteUvarint(w, size)
 	_ = w.Flush()
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -26,14 +27,14 @@ import (
 func answerName(n *Node, root cid.Cid, size uint64) {
 	n.host.SetStreamHandler(NameProtocol, func(s network.Stream) {
 		defer s.Close()
-		if _, err := readCID(bufio.NewReader(s)); err != nil {
+		if _, err := wire.ReadCID(bufio.NewReader(s)); err != nil {
 			_ = s.Reset()
 			return
 		}
 		w := bufio.NewWriter(s)
 		_ = w.WriteByte(statusOK)
-		writeBytes(w, root.Bytes())
-		writeUvarint(w, size)
+		wire.WriteBytes(w, root.Bytes())
+		wire.WriteUvarint(w, size)
 		_ = w.Flush()
 	})
 }
