@@ -1,8 +1,8 @@
-package p2p
+package exchange
 
 import "github.com/libp2p/go-libp2p/core/protocol"
 
-// PieceProtocol is archy's piece exchange: a peer watches which leaves of a
+// Protocol is archy's piece exchange: a peer watches which leaves of a
 // file another peer holds (pushed as the holder gets them, so a flash crowd
 // shares pieces before anyone has the whole file) and asks for leaves by
 // index, or for any block by CID.
@@ -14,7 +14,7 @@ import "github.com/libp2p/go-libp2p/core/protocol"
 //	BLOCK  op=3 cid            → status [len data]
 //
 // Integers are uvarints; a CID or peer ID is a uvarint length and bytes.
-const PieceProtocol protocol.ID = "/archy/piece/1.0.0"
+const Protocol protocol.ID = "/archy/piece/1.0.0"
 
 const (
 	opWatch = 1

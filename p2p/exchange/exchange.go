@@ -1,4 +1,10 @@
-package p2p
+// Package exchange is archy's piece exchange (Protocol): it serves the
+// blocks a node holds and fetches files from many peers at once, rarest
+// piece first, each peer's request window sized by what it delivers,
+// seeds super-seeding (each piece sent once, askers pointed at the peers
+// that got it), and peers that send bad blocks struck and banned. The p2p
+// node composes it with the host, the DHT and the bans (Swarm).
+package exchange
 
 import (
 	"bufio"
@@ -6,66 +12,158 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
 	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
-// blockExchange serves and fetches blocks over PieceProtocol.
-type blockExchange struct {
-	n       *Node
+// Exchange serves and fetches blocks over Protocol. Create it with New;
+// Close stops serving.
+type Exchange struct {
+	host    host.Host
+	store   *blockstore.Store
+	swarm   Swarm
+	cfg     Config
+	met     Metrics
+	log     *slog.Logger
 	limiter *rate.Limiter // upload cap, nil for none
+
+	// life is the exchange's lifetime, ended by Close: the base context
+	// of the requests it serves.
+	life   context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	roots   map[cid.Cid]*rootState
 	rootsCh chan struct{} // closed and replaced when roots gains an entry
 	strikes map[peer.ID]int
-	banned  *banList
 	// good counts the verified block bytes each peer sent: roots they
-	// name are tried first (see GetNamed).
+	// name are tried first (see p2p's GetNamed).
 	good map[peer.ID]int64
 
-	received  atomic.Int64    // verified blocks stored from peers
-	sent      atomic.Int64    // block bytes sent
-	recvBytes atomic.Int64    // verified block bytes stored from peers
-	abandoned atomic.Int64    // peers given up on for slowness
-	refusals  atomic.Int64    // pieces refused by super-seeding
-	resorts   atomic.Int64    // pieces served as a last resort
-	onBlock   func(got int64) // test hook, called after each stored block
+	received  atomic.Int64 // verified blocks stored from peers
+	sent      atomic.Int64 // block bytes sent
+	recvBytes atomic.Int64 // verified block bytes stored from peers
+	abandoned atomic.Int64 // peers given up on for slowness
+	refusals  atomic.Int64 // pieces refused by super-seeding
+	resorts   atomic.Int64 // pieces served as a last resort
 
 	bufs bufPool // piece buffers of GETs being served or asked
-
-	// Test hooks that make this node misbehave as a server.
-	corrupt bool          // flip a byte of every piece sent
-	trickle time.Duration // pause before every 16 KiB sent
 }
 
-func newExchange(n *Node) *blockExchange {
-	e := &blockExchange{
-		n:       n,
+// Swarm is what the exchange needs of the node around it: finding and
+// dialling peers, announcing what it holds, and the node's bans (which
+// also gate connections, so they live with the node).
+type Swarm interface {
+	// Connect dials pi within the node's dial timeout.
+	Connect(ctx context.Context, pi peer.AddrInfo) error
+	// Providers streams the peers that announced c until ctx ends.
+	Providers(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo
+	// ProvideAsync announces in the background that this node holds c.
+	ProvideAsync(c cid.Cid)
+	// Banned reports whether p is banned, by its ID or by the address it
+	// is connected from.
+	Banned(p peer.ID) bool
+	// Ban disconnects and refuses p.
+	Ban(p peer.ID, why string)
+}
+
+// Config tunes an Exchange; p2p.Config documents each field and its
+// default, and New expects them filled in.
+type Config struct {
+	DialTimeout    time.Duration
+	RequestTimeout time.Duration
+	MinRate        int64
+	MaxPeerBytes   int64
+	UploadRate     int64
+	NoSuperSeed    bool
+	MaxStrikes     int
+}
+
+// Metrics are the node's counters the exchange adds to; nil ones are
+// not kept.
+type Metrics struct {
+	BlocksIn  prometheus.Counter // verified blocks received
+	BytesIn   prometheus.Counter // bytes of those
+	BytesOut  prometheus.Counter // block bytes sent
+	BadBlocks prometheus.Counter // blocks that did not match their CID
+	PeersSlow prometheus.Counter // peers abandoned for slowness
+}
+
+func (m *Metrics) fill() {
+	for _, c := range []*prometheus.Counter{&m.BlocksIn, &m.BytesIn, &m.BytesOut, &m.BadBlocks, &m.PeersSlow} {
+		if *c == nil {
+			*c = prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"})
+		}
+	}
+}
+
+// Stats are the exchange's running totals.
+type Stats struct {
+	Received    int64 // verified blocks stored from peers
+	RecvBytes   int64 // verified block bytes stored from peers
+	Sent        int64 // block bytes sent
+	Abandoned   int64 // peers given up on for slowness
+	Refusals    int64 // pieces refused by super-seeding
+	LastResorts int64 // pieces served as a last resort
+}
+
+// New starts an exchange on h, serving from and fetching into store, and
+// registers its stream handler. base is the lifetime of the work it does
+// on its own (serving peers); Close ends it.
+func New(base context.Context, h host.Host, store *blockstore.Store, sw Swarm, cfg Config, met Metrics, log *slog.Logger) *Exchange {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	met.fill()
+	e := &Exchange{
+		host: h, store: store, swarm: sw, cfg: cfg, met: met, log: log,
 		roots:   map[cid.Cid]*rootState{},
 		rootsCh: make(chan struct{}),
 		strikes: map[peer.ID]int{},
-		banned:  n.bans,
 		good:    map[peer.ID]int64{},
 	}
-	if n.cfg.UploadRate > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), sendChunk)
+	e.life, e.cancel = context.WithCancel(base)
+	if cfg.UploadRate > 0 {
+		e.limiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), sendChunk)
 	}
-	n.host.SetStreamHandler(PieceProtocol, e.handle)
+	h.SetStreamHandler(Protocol, e.HandleStream)
 	return e
 }
 
-func (e *blockExchange) close() { e.n.host.RemoveStreamHandler(PieceProtocol) }
+// Close stops serving; fetches in progress end with their contexts.
+func (e *Exchange) Close() {
+	e.host.RemoveStreamHandler(Protocol)
+	e.cancel()
+}
+
+// Stats returns the running totals.
+func (e *Exchange) Stats() Stats {
+	return Stats{
+		Received: e.received.Load(), RecvBytes: e.recvBytes.Load(), Sent: e.sent.Load(),
+		Abandoned: e.abandoned.Load(), Refusals: e.refusals.Load(), LastResorts: e.resorts.Load(),
+	}
+}
+
+// Strikes returns the bad blocks p sent since it was last banned.
+func (e *Exchange) Strikes(p peer.ID) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.strikes[p]
+}
 
 // rootState is what this node knows and holds of one file being served or
 // fetched: its leaves, which of them are held (in the order they arrived,
@@ -122,23 +220,23 @@ func (rs *rootState) complete() bool {
 
 // state returns the root's state, loading it from the store when the DAG's
 // interior nodes are held locally; nil when the root is unknown here.
-func (e *blockExchange) state(ctx context.Context, root cid.Cid) *rootState {
+func (e *Exchange) state(ctx context.Context, root cid.Cid) *rootState {
 	e.mu.Lock()
 	rs := e.roots[root]
 	e.mu.Unlock()
 	if rs != nil {
 		return rs
 	}
-	if ok, _ := e.n.store.Has(ctx, root); !ok {
+	if ok, _ := e.store.Has(ctx, root); !ok {
 		return nil
 	}
-	leaves, _, err := dag.Leaves(ctx, root, e.n.store.GetRaw)
+	leaves, _, err := dag.Leaves(ctx, root, e.store.GetRaw)
 	if err != nil {
 		return nil
 	}
 	rs = newRootState(root, leaves)
 	for _, l := range leaves {
-		if ok, _ := e.n.store.Has(ctx, l.Cid); ok {
+		if ok, _ := e.store.Has(ctx, l.Cid); ok {
 			rs.markHeld(l.Cid)
 		}
 	}
@@ -147,7 +245,7 @@ func (e *blockExchange) state(ctx context.Context, root cid.Cid) *rootState {
 
 // register adds rs (or returns the state already there), wakes watchers
 // waiting for the root, and, with use, counts a fetch using it.
-func (e *blockExchange) register(rs *rootState, use bool) *rootState {
+func (e *Exchange) register(rs *rootState, use bool) *rootState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if old := e.roots[rs.root]; old != nil {
@@ -176,7 +274,7 @@ func (e *blockExchange) register(rs *rootState, use bool) *rootState {
 	return rs
 }
 
-func (e *blockExchange) release(rs *rootState) {
+func (e *Exchange) release(rs *rootState) {
 	rs.mu.Lock()
 	rs.active--
 	rs.mu.Unlock()
@@ -186,26 +284,26 @@ const maxRootStates = 256
 
 // strike penalises a peer that sent a bad block; repeat offenders are
 // disconnected and refused for BanTime.
-func (e *blockExchange) strike(p peer.ID) {
+func (e *Exchange) strike(p peer.ID) {
 	e.mu.Lock()
 	e.strikes[p]++
-	ban := e.strikes[p] >= e.n.cfg.MaxStrikes
+	ban := e.strikes[p] >= e.cfg.MaxStrikes
 	if ban {
 		delete(e.strikes, p)
 	}
 	e.mu.Unlock()
 	if ban {
-		e.n.ban(p, "sent bad blocks")
+		e.swarm.Ban(p, "sent bad blocks")
 	}
 }
 
 // maxGoodPeers bounds the peers whose good blocks are counted.
 const maxGoodPeers = 4096
 
-// credit counts the bytes peers sent of a file that proved good: one
+// Credit counts the bytes peers sent of a file that proved good: one
 // asked for by its root, or one that hashed to its sum. (Any block
 // matches its own CID; only a file the caller wanted says a peer helped.)
-func (e *blockExchange) credit(sent map[peer.ID]int64) {
+func (e *Exchange) Credit(sent map[peer.ID]int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for p, bytes := range sent {
@@ -219,36 +317,57 @@ func (e *blockExchange) credit(sent map[peer.ID]int64) {
 	}
 }
 
-// served reports whether p has sent this node verified blocks.
-func (e *blockExchange) served(p peer.ID) bool {
+// Served reports whether p has sent this node blocks of a file that
+// proved good (Credit).
+func (e *Exchange) Served(p peer.ID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.good[p] > 0
 }
 
-// isBanned reports whether p is banned now, by its ID or by the address
-// it is connected from.
-func (e *blockExchange) isBanned(p peer.ID) bool {
-	if e.banned.has(p) {
-		return true
+// Progress reports the bytes of root held and its size, while a fetch or
+// a watcher keeps its state.
+func (e *Exchange) Progress(root cid.Cid) (done, total int64, ok bool) {
+	e.mu.Lock()
+	rs := e.roots[root]
+	e.mu.Unlock()
+	if rs == nil {
+		return 0, 0, false
 	}
-	for _, c := range e.n.host.Network().ConnsToPeer(p) {
-		if e.banned.hasAddr(c.RemoteMultiaddr()) {
-			return true
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for i, l := range rs.leaves {
+		total += int64(l.Size)
+		if rs.held[i] {
+			done += int64(l.Size)
 		}
 	}
-	return false
+	return done, total, true
 }
 
-// handle serves one request.
-func (e *blockExchange) handle(s network.Stream) {
+// HeldWhole reports whether every leaf of root is held here, and the
+// file's size.
+func (e *Exchange) HeldWhole(ctx context.Context, root cid.Cid) (size uint64, ok bool) {
+	rs := e.state(ctx, root)
+	if rs == nil || !rs.complete() {
+		return 0, false
+	}
+	for _, l := range rs.leaves {
+		size += l.Size
+	}
+	return size, true
+}
+
+// HandleStream serves one request on Protocol. New registers it on the
+// host; a test may register a wrapper that plays a misbehaving peer.
+func (e *Exchange) HandleStream(s network.Stream) {
 	defer s.Close()
 	p := s.Conn().RemotePeer()
-	if e.isBanned(p) {
+	if e.swarm.Banned(p) {
 		_ = s.Reset()
 		return
 	}
-	_ = s.SetReadDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
+	_ = s.SetReadDeadline(time.Now().Add(e.cfg.RequestTimeout))
 	r := bufio.NewReaderSize(s, 4<<10)
 	// A small buffer: piece bytes bypass it (see upload), only headers
 	// and have-frames go through it.
@@ -273,21 +392,21 @@ func (e *blockExchange) handle(s network.Stream) {
 		err = fmt.Errorf("%w: op %d", wire.ErrProtocol, op)
 	}
 	if err != nil {
-		e.n.log.Debug("piece request failed", "peer", p, "op", op, "err", err)
+		e.log.Debug("piece request failed", "peer", p, "op", op, "err", err)
 		_ = s.Reset()
 	}
 }
 
-func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid) error {
-	_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
-	data, err := e.n.store.GetToSend(e.n.life, c)
+func (e *Exchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid) error {
+	_ = s.SetWriteDeadline(time.Now().Add(e.cfg.RequestTimeout))
+	data, err := e.store.GetToSend(e.life, c)
 	if err != nil {
 		_ = w.WriteByte(statusDontHave)
 		return w.Flush()
 	}
 	_ = w.WriteByte(statusOK)
 	wire.WriteUvarint(w, uint64(len(data)))
-	if err := e.upload(w, data, false); err != nil {
+	if err := e.upload(w, data); err != nil {
 		return err
 	}
 	return w.Flush()
@@ -298,11 +417,7 @@ func (e *blockExchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid)
 const sendChunk = 64 << 10
 
 // upload writes data through the upload cap.
-func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
-	if e.corrupt && piece {
-		data = append([]byte(nil), data...)
-		data[len(data)/2] ^= 0xff
-	}
+func (e *Exchange) upload(w *bufio.Writer, data []byte) error {
 	for len(data) > 0 {
 		n := min(len(data), sendChunk)
 		if w.Buffered() > 0 && w.Available() > 0 {
@@ -310,19 +425,8 @@ func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
 			// the piece goes to the stream without a copy into it.
 			n = min(len(data), w.Available())
 		}
-		if e.trickle > 0 && piece {
-			n = min(n, 16<<10)
-			select {
-			case <-time.After(e.trickle):
-			case <-e.n.life.Done():
-				return e.n.life.Err()
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		}
 		if e.limiter != nil {
-			if err := e.limiter.WaitN(e.n.life, n); err != nil {
+			if err := e.limiter.WaitN(e.life, n); err != nil {
 				return err
 			}
 		}
@@ -334,8 +438,8 @@ func (e *blockExchange) upload(w *bufio.Writer, data []byte, piece bool) error {
 	return nil
 }
 
-func (e *blockExchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.Writer, root cid.Cid) error {
-	ctx, cancel := context.WithCancel(e.n.life)
+func (e *Exchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.Writer, root cid.Cid) error {
+	ctx, cancel := context.WithCancel(e.life)
 	defer cancel()
 	// The watcher ends the watch by closing its side.
 	go func() {
@@ -343,7 +447,7 @@ func (e *blockExchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.W
 		cancel()
 	}()
 	_ = s.SetReadDeadline(time.Time{})
-	wait := time.NewTimer(e.n.cfg.RequestTimeout)
+	wait := time.NewTimer(e.cfg.RequestTimeout)
 	defer wait.Stop()
 	var rs *rootState
 	for {
@@ -370,7 +474,7 @@ func (e *blockExchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.W
 		done := cursor == len(rs.leaves)
 		ch := rs.changed
 		rs.mu.Unlock()
-		_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
+		_ = s.SetWriteDeadline(time.Now().Add(e.cfg.RequestTimeout))
 		if len(news) > 0 {
 			_ = w.WriteByte(frameHave)
 			wire.WriteUvarint(w, uint64(len(news)))
@@ -392,7 +496,7 @@ func (e *blockExchange) serveWatch(s network.Stream, r *bufio.Reader, w *bufio.W
 	}
 }
 
-func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, p peer.ID, root cid.Cid) error {
+func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, p peer.ID, root cid.Cid) error {
 	flags, err := r.ReadByte()
 	if err != nil {
 		return err
@@ -407,7 +511,7 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			return err
 		}
 	}
-	rs := e.state(e.n.life, root)
+	rs := e.state(e.life, root)
 	var buf, chunk *[]byte
 	// Pieces recorded as sent to p: if the request fails, p is taken off
 	// their lists, so askers are not pointed at a peer that never got them.
@@ -423,34 +527,19 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 		rs.mu.Unlock()
 	}()
 	for _, i := range idxs {
-		_ = s.SetWriteDeadline(time.Now().Add(e.n.cfg.RequestTimeout))
+		_ = s.SetWriteDeadline(time.Now().Add(e.cfg.RequestTimeout))
 		if rs == nil || i >= uint64(len(rs.leaves)) {
 			_ = w.WriteByte(statusDontHave)
 			continue
 		}
-		// Decide and record in one step, so concurrent askers of the same
-		// piece are pointed at the first instead of all being served.
-		rs.mu.Lock()
-		held := rs.held[i]
-		var hints []peer.ID
-		if held && !e.n.cfg.NoSuperSeed && flags&flagLastResort == 0 && len(rs.log) == len(rs.leaves) {
-			for _, q := range rs.sentTo[i] {
-				if q != p && e.n.host.Network().Connectedness(q) == network.Connected {
-					hints = append(hints, q)
-				}
-			}
+		lastResort := flags&flagLastResort != 0
+		held, hints, rec := rs.offer(p, int(i), !e.cfg.NoSuperSeed, lastResort, e.connected)
+		if rec {
+			recorded = append(recorded, i)
 		}
-		if held && len(hints) == 0 {
-			if flags&flagLastResort != 0 {
-				e.resorts.Add(1)
-			}
-			rs.sent[i]++
-			if len(rs.sentTo[i]) < maxHints {
-				rs.sentTo[i] = append(rs.sentTo[i], p)
-				recorded = append(recorded, i)
-			}
+		if held && len(hints) == 0 && lastResort {
+			e.resorts.Add(1)
 		}
-		rs.mu.Unlock()
 		if !held {
 			_ = w.WriteByte(statusDontHave)
 			continue
@@ -465,12 +554,12 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			}
 			continue
 		}
-		if sec, gen, ok := e.n.store.SectionToSend(rs.leaves[i].Cid); ok {
+		if sec, gen, ok := e.store.SectionToSend(rs.leaves[i].Cid); ok {
 			if chunk == nil {
 				chunk = e.bufs.get(sendChunk)
 				defer e.bufs.put(chunk)
 			}
-			sent, err := e.stream(w, sec, *chunk, func() bool { return e.n.store.Intact(rs.leaves[i].Cid, sec, gen) })
+			sent, err := e.stream(w, sec, *chunk, func() bool { return e.store.Intact(rs.leaves[i].Cid, sec, gen) })
 			if err != nil {
 				return err
 			}
@@ -482,18 +571,18 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 			buf = e.bufs.get(dag.MaxChunk)
 			defer e.bufs.put(buf)
 		}
-		data, err := e.n.store.ReadToSend(e.n.life, rs.leaves[i].Cid, *buf)
+		data, err := e.store.ReadToSend(e.life, rs.leaves[i].Cid, *buf)
 		if err != nil {
 			_ = w.WriteByte(statusDontHave)
 			continue
 		}
 		_ = w.WriteByte(statusOK)
 		wire.WriteUvarint(w, uint64(len(data)))
-		if err := e.upload(w, data, true); err != nil {
+		if err := e.upload(w, data); err != nil {
 			return err
 		}
 		e.sent.Add(int64(len(data)))
-		e.n.met.bytesOut.Add(float64(len(data)))
+		e.met.BytesOut.Add(float64(len(data)))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -502,11 +591,43 @@ func (e *blockExchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Wri
 	return nil
 }
 
+// offer decides whether piece i goes to p, and records it if so, in one
+// step, so concurrent askers of the same piece are pointed at the first
+// instead of all being served. With superSeed, a piece of a file held
+// whole that was sent to other peers still connected is refused with
+// their names (hints), unless p asks as a last resort. recorded says p
+// was added to the piece's list (it is capped at maxHints).
+func (rs *rootState) offer(p peer.ID, i int, superSeed, lastResort bool, connected func(peer.ID) bool) (held bool, hints []peer.ID, recorded bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	held = rs.held[i]
+	if held && superSeed && !lastResort && len(rs.log) == len(rs.leaves) {
+		for _, q := range rs.sentTo[i] {
+			if q != p && connected(q) {
+				hints = append(hints, q)
+			}
+		}
+	}
+	if held && len(hints) == 0 {
+		rs.sent[i]++
+		if len(rs.sentTo[i]) < maxHints {
+			rs.sentTo[i] = append(rs.sentTo[i], p)
+			recorded = true
+		}
+	}
+	return held, hints, recorded
+}
+
+// connected reports whether p is connected now.
+func (e *Exchange) connected(p peer.ID) bool {
+	return e.host.Network().Connectedness(p) == network.Connected
+}
+
 // stream sends a piece from its place in a pack, a chunk at a time, so a
 // node serving many requests at once holds a chunk for each, not a piece.
 // sent is false, and nothing written, when the first chunk cannot be read
 // (the pack went away): the caller falls back to a whole read.
-func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte, intact func() bool) (sent bool, err error) {
+func (e *Exchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte, intact func() bool) (sent bool, err error) {
 	size := sec.Size()
 	read := func(off int64) (int, error) {
 		want := int(min(int64(len(chunk)), size-off))
@@ -528,7 +649,7 @@ func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []b
 			// before the piece is whole, rather than send bad bytes.
 			return false, errPunched
 		}
-		if err := e.upload(w, chunk[:n], true); err != nil {
+		if err := e.upload(w, chunk[:n]); err != nil {
 			return false, err
 		}
 		if off += int64(n); off == size {
@@ -539,16 +660,16 @@ func (e *blockExchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []b
 		}
 	}
 	e.sent.Add(size)
-	e.n.met.bytesOut.Add(float64(size))
+	e.met.BytesOut.Add(float64(size))
 	return true, nil
 }
 
 // getBlock fetches one block by CID from p, verified.
-func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error) {
-	limit := slowGrace + time.Duration(float64(dag.MaxNodeSize)/float64(e.n.cfg.MinRate)*float64(time.Second))
-	ctx, cancel := context.WithTimeout(ctx, min(limit, e.n.cfg.RequestTimeout))
+func (e *Exchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error) {
+	limit := slowGrace + time.Duration(float64(dag.MaxNodeSize)/float64(e.cfg.MinRate)*float64(time.Second))
+	ctx, cancel := context.WithTimeout(ctx, min(limit, e.cfg.RequestTimeout))
 	defer cancel()
-	s, err := e.n.host.NewStream(ctx, p, PieceProtocol)
+	s, err := e.host.NewStream(ctx, p, Protocol)
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s: %w", p, err)
 	}
@@ -577,7 +698,7 @@ func (e *blockExchange) getBlock(ctx context.Context, p peer.ID, c cid.Cid) ([]b
 		return nil, fmt.Errorf("ask %s for %s: %w", p, c, err)
 	}
 	if err := cas.Verify(c, data); err != nil {
-		e.n.met.badBlocks.Inc()
+		e.met.BadBlocks.Inc()
 		e.strike(p)
 		return nil, fmt.Errorf("block %s from %s: %w", c, p, err)
 	}
