@@ -329,8 +329,8 @@ func (s swarm) ProvideAsync(c cid.Cid)                              { s.n.provid
 func (s swarm) Banned(p peer.ID) bool                               { return s.n.isBanned(p) }
 func (s swarm) Ban(p peer.ID, why string)                           { s.n.ban(p, why) }
 
-func (s swarm) Providers(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo {
-	return s.n.dht.FindProvidersAsync(ctx, c, 0)
+func (s swarm) Providers(ctx context.Context, c cid.Cid, max int) <-chan peer.AddrInfo {
+	return s.n.dht.FindProvidersAsync(ctx, c, max)
 }
 
 // isBanned reports whether p is banned now, by its ID or by the address

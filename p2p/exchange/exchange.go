@@ -70,8 +70,9 @@ type Exchange struct {
 type Swarm interface {
 	// Connect dials pi within the node's dial timeout.
 	Connect(ctx context.Context, pi peer.AddrInfo) error
-	// Providers streams the peers that announced c until ctx ends.
-	Providers(ctx context.Context, c cid.Cid) <-chan peer.AddrInfo
+	// Providers streams the peers that announced c, up to max of them
+	// (0: no limit), until ctx ends.
+	Providers(ctx context.Context, c cid.Cid, max int) <-chan peer.AddrInfo
 	// ProvideAsync announces in the background that this node holds c.
 	ProvideAsync(c cid.Cid)
 	// Banned reports whether p is banned, by its ID or by the address it

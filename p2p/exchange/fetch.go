@@ -47,7 +47,7 @@ type fetch struct {
 	wg     sync.WaitGroup
 	events chan fetchEvent
 
-	// Owned by run.
+	// Owned by the goroutine in fetchLeaves.
 	rs        *rootState
 	pack      *blockstore.PackWriter // where pieces go
 	offs      []int64                // per piece: its offset in the file
@@ -142,12 +142,9 @@ func (e *Exchange) findProviders(ctx context.Context, c cid.Cid, max int) ([]pee
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 	defer cancel()
 	var out []peer.AddrInfo
-	for pi := range e.swarm.Providers(ctx, c) {
-		if pi.ID == e.host.ID() {
-			continue
-		}
-		if out = append(out, pi); len(out) == max {
-			break
+	for pi := range e.swarm.Providers(ctx, c, max) {
+		if pi.ID != e.host.ID() {
+			out = append(out, pi)
 		}
 	}
 	if len(out) == 0 && ctx.Err() != nil {
@@ -388,7 +385,7 @@ func (f *fetch) discover() {
 	e := f.e
 	ctx, cancel := context.WithTimeout(f.ctx, e.cfg.RequestTimeout)
 	defer cancel()
-	for pi := range e.swarm.Providers(ctx, f.root) {
+	for pi := range e.swarm.Providers(ctx, f.root, 0) {
 		if pi.ID == e.host.ID() {
 			continue
 		}
