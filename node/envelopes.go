@@ -3,7 +3,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +10,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -73,18 +72,8 @@ func (n *Node) handleEnvelope(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(envelopeTimeout))
 	r := bufio.NewReader(io.LimitReader(s, 256))
-	l, err := binary.ReadUvarint(r)
-	if err != nil || l > 128 {
-		_ = s.Reset()
-		return
-	}
-	b := make([]byte, l)
-	if _, err := io.ReadFull(r, b); err != nil {
-		_ = s.Reset()
-		return
-	}
-	c, err := cid.Cast(b)
-	if err != nil || cas.Check(c) != nil {
+	c, err := wire.ReadCID(r)
+	if err != nil {
 		_ = s.Reset()
 		return
 	}
@@ -96,8 +85,7 @@ func (n *Node) handleEnvelope(s network.Stream) {
 		return
 	}
 	_ = w.WriteByte(0)
-	_, _ = w.Write(binary.AppendUvarint(nil, uint64(len(env))))
-	_, _ = w.Write(env)
+	wire.WriteBytes(w, env)
 	_ = w.Flush()
 }
 
@@ -112,8 +100,9 @@ func (n *Node) askEnvelope(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, e
 	defer s.Close()
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
-	req := binary.AppendUvarint(nil, uint64(len(c.Bytes())))
-	if _, err := s.Write(append(req, c.Bytes()...)); err != nil {
+	w := bufio.NewWriter(s)
+	wire.WriteBytes(w, c.Bytes())
+	if err := w.Flush(); err != nil {
 		_ = s.Reset()
 		return nil, err
 	}
@@ -126,13 +115,9 @@ func (n *Node) askEnvelope(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, e
 	if st != 0 {
 		return nil, errors.New("not held")
 	}
-	l, err := binary.ReadUvarint(r)
-	if err != nil || l > did.MaxEnvelopeSize {
-		return nil, fmt.Errorf("envelope length: %v", err)
-	}
-	env := make([]byte, l)
-	if _, err := io.ReadFull(r, env); err != nil {
-		return nil, err
+	env, err := wire.ReadBytes(r, did.MaxEnvelopeSize)
+	if err != nil {
+		return nil, fmt.Errorf("read envelope of %s from %s: %w", c, p, err)
 	}
 	return env, nil
 }

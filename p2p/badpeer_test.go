@@ -21,7 +21,7 @@ func TestCorruptPeerIsDroppedAndFetchCompletes(t *testing.T) {
 	if _, err := bad.AddFile(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	bad.ex.corrupt = true
+	serveThrough(bad, corruptPieces)
 	connect(t, fetcher, bad)
 	connect(t, fetcher, good)
 	out := filepath.Join(t.TempDir(), "out.bin")
@@ -29,10 +29,10 @@ func TestCorruptPeerIsDroppedAndFetchCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, out, data)
-	if !fetcher.ex.isBanned(bad.ID()) {
+	if !fetcher.isBanned(bad.ID()) {
 		t.Fatal("the corrupting peer was not banned")
 	}
-	if fetcher.ex.isBanned(good.ID()) {
+	if fetcher.isBanned(good.ID()) {
 		t.Fatal("the honest peer was banned")
 	}
 	if fetcher.host.Network().Connectedness(bad.ID()) == network.Connected {
@@ -58,7 +58,7 @@ func TestOnlyCorruptPeerFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad.ex.corrupt = true
+	serveThrough(bad, corruptPieces)
 	connect(t, fetcher, bad)
 	out := filepath.Join(t.TempDir(), "out.bin")
 	if err := fetcher.GetFile(t.Context(), root, out); err == nil {
@@ -83,7 +83,7 @@ func TestTricklingPeerIsAbandoned(t *testing.T) {
 	if _, err := slow.AddFile(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	slow.ex.trickle = 100 * time.Millisecond
+	serveThrough(slow, trickle(100*time.Millisecond))
 	connect(t, fetcher, slow)
 	connect(t, fetcher, fast)
 	start := time.Now()
@@ -97,7 +97,7 @@ func TestTricklingPeerIsAbandoned(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("fetch took %s: the trickling peer was not abandoned", d)
 	}
-	if fetcher.ex.abandoned.Load() == 0 {
+	if fetcher.ex.Stats().Abandoned == 0 {
 		t.Fatal("no peer was abandoned")
 	}
 }
@@ -118,14 +118,8 @@ func TestServesPartialContent(t *testing.T) {
 	connect(t, b, a)
 	// b stops after half the leaves, keeping what it got.
 	ctx, cancel := contextWithCancel(t)
-	stopAt := int64(len(leaves)/2 + 1)
-	b.ex.onBlock = func(got int64) {
-		if got == stopAt {
-			cancel()
-		}
-	}
+	serveThrough(a, afterPieces(len(leaves)/2+1, cancel))
 	_ = b.GetFile(ctx, root, filepath.Join(t.TempDir(), "b.bin"))
-	b.ex.onBlock = nil
 	held := 0
 	for _, l := range leaves {
 		if ok, _ := b.store.Has(t.Context(), l.Cid); ok {
@@ -147,7 +141,7 @@ func TestServesPartialContent(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if c.host.Network().Connectedness(a.ID()) == network.Connected && a.ex.sent.Load() > int64(len(data))*2 {
-		t.Fatalf("a sent %d bytes", a.ex.sent.Load())
+	if c.host.Network().Connectedness(a.ID()) == network.Connected && a.ex.Stats().Sent > int64(len(data))*2 {
+		t.Fatalf("a sent %d bytes", a.ex.Stats().Sent)
 	}
 }

@@ -420,8 +420,8 @@ func flash(b *testing.B, img []byte, suffix string, mock bool) {
 	b.Logf("flash%s: nodes done after %s; %s in %s", suffix, strings.Join(times, " "), use, lastT.Round(time.Millisecond))
 	baseline := time.Duration(float64(peers*size) / rateBs * float64(time.Second))
 	b.Logf("%s: size %d MiB, last node done after %s, origin sent %d MiB (%d refusals, %d last-resort pieces)",
-		"flash"+suffix, size>>20, lastT, origin.ex.sent.Load()>>20, origin.ex.refusals.Load(), origin.ex.resorts.Load())
-	figure(b, "flash-origin-copies"+suffix, float64(origin.ex.sent.Load())/float64(size))
+		"flash"+suffix, size>>20, lastT, origin.ex.Stats().Sent>>20, origin.ex.Stats().Refusals, origin.ex.Stats().LastResorts)
+	figure(b, "flash-origin-copies"+suffix, float64(origin.ex.Stats().Sent)/float64(size))
 	figure(b, "flash-last-vs-baseline"+suffix, lastT.Seconds()/baseline.Seconds())
 	for _, n := range nodes {
 		_ = n.Close()
@@ -471,7 +471,7 @@ func BenchmarkBadPeer(b *testing.B) {
 		seeds, root = append(seeds, s), r
 	}
 	bad := seeds[3]
-	bad.ex.corrupt = true
+	serveThrough(bad, corruptPieces)
 	run := func(withBad bool) time.Duration {
 		f := benchNode(b, addr, nil)
 		defer func() {
@@ -489,7 +489,7 @@ func BenchmarkBadPeer(b *testing.B) {
 		}
 		out := filepath.Join(b.TempDir(), "out.bin")
 		defer os.Remove(out)
-		badSent := bad.ex.sent.Load()
+		badSent := bad.ex.Stats().Sent
 		use := usageNow()
 		t0 := time.Now()
 		if err := f.GetFile(context.Background(), root, out); err != nil {
@@ -501,10 +501,10 @@ func BenchmarkBadPeer(b *testing.B) {
 			b.Fatal("corrupt file", err)
 		}
 		if withBad {
-			if !f.ex.isBanned(bad.ID()) && f.ex.strikes[bad.ID()] == 0 {
+			if !f.isBanned(bad.ID()) && f.ex.Strikes(bad.ID()) == 0 {
 				b.Fatal("the corrupting peer went undetected")
 			}
-			b.Logf("with a corrupting peer: %s (%s); it sent %d KiB of bad pieces", d.Round(time.Millisecond), used, (bad.ex.sent.Load()-badSent)>>10)
+			b.Logf("with a corrupting peer: %s (%s); it sent %d KiB of bad pieces", d.Round(time.Millisecond), used, (bad.ex.Stats().Sent-badSent)>>10)
 		} else {
 			b.Logf("honest peers only: %s (%s)", d.Round(time.Millisecond), used)
 		}
@@ -570,12 +570,12 @@ func BenchmarkUpdate(b *testing.B) {
 		if _, _, err := n.Fetch(context.Background(), r1); err != nil {
 			b.Fatal(err)
 		}
-		before := n.ex.recvBytes.Load()
+		before := n.ex.Stats().RecvBytes
 		leaves, _, err := n.Fetch(context.Background(), r2)
 		if err != nil {
 			b.Fatal(err)
 		}
-		fetched := n.ex.recvBytes.Load() - before
+		fetched := n.ex.Stats().RecvBytes - before
 		b.Logf("v2: %d leaves, fetched %d bytes for a %d-byte layer change", len(leaves), fetched, len(layers[2]))
 		figure(b, "update-fetch-ratio", float64(fetched)/float64(len(layers[2])))
 	}

@@ -93,7 +93,7 @@ const MaxUnpinnedSize = 16 << 30
 func (n *Node) GetFile(ctx context.Context, root cid.Cid, outPath string) error {
 	sent, err := n.getFile(ctx, root, dag.Limit{Size: -1, Max: MaxUnpinnedSize}, outPath)
 	if err == nil {
-		n.ex.credit(sent)
+		n.ex.Credit(sent)
 	}
 	return err
 }
@@ -107,7 +107,7 @@ func (n *Node) GetFileSized(ctx context.Context, root cid.Cid, size int64, outPa
 	}
 	sent, err := n.getFile(ctx, root, dag.Limit{Size: size}, outPath)
 	if err == nil {
-		n.ex.credit(sent)
+		n.ex.Credit(sent)
 	}
 	return err
 }
@@ -147,7 +147,7 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid) ([]dag.Link, uint64, err
 	if err != nil {
 		return nil, 0, err
 	}
-	n.ex.credit(sent)
+	n.ex.Credit(sent)
 	var size uint64
 	for _, l := range leaves {
 		size += l.Size
@@ -158,26 +158,13 @@ func (n *Node) Fetch(ctx context.Context, root cid.Cid) ([]dag.Link, uint64, err
 	return leaves, size, nil
 }
 
-// fetch resolves root's DAG within lim and fetches its missing leaves
-// into root's pack; the caller closes the pack writer. The leaf list is
-// bounded by the size lim allows (dag.MaxLeaves), and the pack by that
-// size.
+// fetch is the exchange's Fetch, its result spread out for the callers.
 func (n *Node) fetch(ctx context.Context, root cid.Cid, lim dag.Limit) (*blockstore.PackWriter, []dag.Link, map[peer.ID]int64, error) {
-	f := n.ex.newFetch(ctx, root)
-	defer f.close()
-	leaves, size, err := dag.LeavesWithin(ctx, root, lim, f.getNode)
+	f, err := n.ex.Fetch(ctx, root, lim)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("get %s: resolve dag: %w", root, err)
+		return nil, nil, nil, err
 	}
-	w, err := n.store.PackFor(root, int64(size))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("get %s: %w", root, err)
-	}
-	if err := f.fetchLeaves(ctx, leaves, w); err != nil {
-		_ = w.Close()
-		return nil, nil, nil, fmt.Errorf("get %s: %w", root, err)
-	}
-	return w, leaves, f.sent(), nil
+	return f.Pack, f.Leaves, f.Sent, nil
 }
 
 // fill copies into the pack, at their offsets, the leaves it lacks (held

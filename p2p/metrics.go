@@ -1,6 +1,9 @@
 package p2p
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/archy-node/archy/p2p/exchange"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the node's counters, registered on the injected registry.
 type metrics struct {
@@ -30,4 +33,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	return m
+}
+
+// exchange returns the counters the piece exchange adds to.
+func (m *metrics) exchange() exchange.Metrics {
+	return exchange.Metrics{BlocksIn: m.blocksIn, BytesIn: m.bytesIn, BytesOut: m.bytesOut, BadBlocks: m.badBlocks, PeersSlow: m.peersSlow}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/internal/atomicfile"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -39,8 +40,17 @@ import (
 // NameProtocol resolves a file's sum to the root it travels as.
 //
 //	request:  cid (the sum)
-//	response: status, and with statusOK the root cid and the file size
+//	response: status, and with nameOK the root cid and the file size
 const NameProtocol protocol.ID = "/archy/name/1.0.0"
+
+// NameProtocol's response statuses.
+const (
+	nameOK      = 0
+	nameNotHeld = 1
+)
+
+// errNotHeld is returned when the peer asked does not hold the file.
+var errNotHeld = errors.New("peer does not hold the file")
 
 // ErrSumMismatch is returned when a fetched file does not hash to the sum
 // it was asked for.
@@ -233,7 +243,7 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 	sem := make(chan struct{}, 8)
 	asked := 0
 	for p := range ask {
-		if p == n.host.ID() || n.ex.isBanned(p) {
+		if p == n.host.ID() || n.isBanned(p) {
 			continue
 		}
 		if asked++; asked > 4*maxNameAnswers {
@@ -265,7 +275,7 @@ func (n *Node) Resolve(ctx context.Context, sum cid.Cid) ([]nameAnswer, error) {
 		}
 		a.peers = append(a.peers, r.p)
 		a.from[r.p] = r.keys
-		a.good = a.good || n.ex.served(r.p)
+		a.good = a.good || n.ex.Served(r.p)
 	}
 	slices.SortStableFunc(out, func(a, b nameAnswer) int {
 		switch {
@@ -300,7 +310,7 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
 	w := bufio.NewWriter(s)
-	writeBytes(w, sum.Bytes())
+	wire.WriteBytes(w, sum.Bytes())
 	if err := w.Flush(); err != nil {
 		_ = s.Reset()
 		return cid.Undef, 0, fmt.Errorf("ask %s for the name %s: %w", p, sum, err)
@@ -311,14 +321,14 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 	if err != nil {
 		return cid.Undef, 0, fmt.Errorf("ask %s for the name %s: %w", p, sum, err)
 	}
-	if st != statusOK {
+	if st != nameOK {
 		return cid.Undef, 0, fmt.Errorf("ask %s for the name %s: %w", p, sum, errNotHeld)
 	}
-	root, err := readCID(r)
+	root, err := wire.ReadCID(r)
 	if err != nil {
 		return cid.Undef, 0, fmt.Errorf("name %s from %s: %w", sum, p, err)
 	}
-	size, err := readUvarint(r, 1<<50)
+	size, err := wire.ReadUvarint(r, 1<<50)
 	if err != nil {
 		return cid.Undef, 0, fmt.Errorf("name %s from %s: %w", sum, p, err)
 	}
@@ -328,13 +338,13 @@ func (n *Node) askName(ctx context.Context, p peer.ID, sum cid.Cid) (cid.Cid, ui
 // handleName answers NameProtocol for the files this node holds whole.
 func (n *Node) handleName(s network.Stream) {
 	defer s.Close()
-	if n.ex.isBanned(s.Conn().RemotePeer()) {
+	if n.isBanned(s.Conn().RemotePeer()) {
 		_ = s.Reset()
 		return
 	}
 	_ = s.SetDeadline(time.Now().Add(min(10*time.Second, n.cfg.RequestTimeout)))
 	r := bufio.NewReaderSize(s, 256)
-	sum, err := readCID(r)
+	sum, err := wire.ReadCID(r)
 	if err != nil {
 		_ = s.Reset()
 		return
@@ -343,21 +353,16 @@ func (n *Node) handleName(s network.Stream) {
 	root, ok := n.names.get(sum)
 	var size uint64
 	if ok {
-		rs := n.ex.state(n.life, root)
-		if ok = rs != nil && rs.complete(); ok {
-			for _, l := range rs.leaves {
-				size += l.Size
-			}
-		}
+		size, ok = n.ex.HeldWhole(n.life, root)
 	}
 	if !ok {
-		_ = w.WriteByte(statusDontHave)
+		_ = w.WriteByte(nameNotHeld)
 		_ = w.Flush()
 		return
 	}
-	_ = w.WriteByte(statusOK)
-	writeBytes(w, root.Bytes())
-	writeUvarint(w, size)
+	_ = w.WriteByte(nameOK)
+	wire.WriteBytes(w, root.Bytes())
+	wire.WriteUvarint(w, size)
 	_ = w.Flush()
 }
 
@@ -497,7 +502,7 @@ func (n *Node) getAs(ctx context.Context, sum, root cid.Cid, lim dag.Limit, outP
 		_ = os.Remove(tmp)
 		return fmt.Errorf("get %s as %s: %w", sum, root, err)
 	}
-	n.ex.credit(sent)
+	n.ex.Credit(sent)
 	return nil
 }
 
@@ -519,7 +524,7 @@ func (n *Node) watchProgress(root cid.Cid, fn func(done, total int64)) (stop fun
 			case <-quit:
 				return
 			case <-t.C:
-				if done, total, ok := n.ex.progress(root); ok {
+				if done, total, ok := n.ex.Progress(root); ok {
 					fn(done, total)
 				}
 			}
@@ -575,7 +580,7 @@ func (n *Node) nextAnswer(cands []nameAnswer) int {
 // bannedAnswer reports whether p, which answered from the addresses keys,
 // is banned now by its ID or one of them.
 func (n *Node) bannedAnswer(p peer.ID, keys []string) bool {
-	return n.ex.isBanned(p) || slices.ContainsFunc(keys, n.bans.hasKey)
+	return n.isBanned(p) || slices.ContainsFunc(keys, n.bans.hasKey)
 }
 
 // addrKeys are the addresses (addrKey) p is connected from.
@@ -587,26 +592,6 @@ func (n *Node) addrKeys(p peer.ID) []string {
 		}
 	}
 	return keys
-}
-
-// progress reports the bytes of root held and its size, while a fetch or
-// a watcher keeps its state.
-func (e *blockExchange) progress(root cid.Cid) (done, total int64, ok bool) {
-	e.mu.Lock()
-	rs := e.roots[root]
-	e.mu.Unlock()
-	if rs == nil {
-		return 0, 0, false
-	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	for i, l := range rs.leaves {
-		total += int64(l.Size)
-		if rs.held[i] {
-			done += int64(l.Size)
-		}
-	}
-	return done, total, true
 }
 
 // Sums returns the sums recorded for root.

@@ -1,7 +1,8 @@
 // Package p2p owns archy's place in the swarm: the libp2p host (TCP and
 // QUIC, TLS and Noise), the Kademlia DHT, the on-disk BLAKE3 block store,
-// block exchange (boxo bitswap for interop, archy's own piece exchange for
-// files), files as BLAKE3 DAGs, and catalog gossip. The node composition
+// block exchange (boxo bitswap for IPFS clients, archy's own piece
+// exchange for files, in package exchange), files as BLAKE3 DAGs, and
+// catalog gossip. The node composition
 // embeds a Node; nothing here knows about manifests or catalogs' rules.
 package p2p
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/exchange"
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	cid "github.com/ipfs/go-cid"
@@ -45,7 +47,7 @@ type Node struct {
 	bs    *bitswap.Bitswap
 	store *blockstore.Store
 	mdns  mdns.Service
-	ex    *blockExchange
+	ex    pieces
 	names *nameBook
 	bans  *banList
 	ps    *pubsub.PubSub
@@ -118,7 +120,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 		return fail(fmt.Errorf("start dht: %w", err))
 	}
 	n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
-	n.ex = newExchange(n)
+	n.ex = exchange.New(life, h, store, swarm{n}, exchange.Config{
+		DialTimeout: cfg.DialTimeout, RequestTimeout: cfg.RequestTimeout,
+		MinRate: cfg.MinRate, MaxPeerBytes: cfg.MaxPeerBytes, UploadRate: cfg.UploadRate,
+		NoSuperSeed: cfg.NoSuperSeed, MaxStrikes: cfg.MaxStrikes,
+	}, n.met.exchange(), logger)
 	if n.names, err = openNameBook(filepath.Join(cfg.DataDir, "names")); err != nil {
 		return fail(err)
 	}
@@ -187,7 +193,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.mdns.Close())
 		}
 		if n.ex != nil {
-			n.ex.close()
+			n.ex.Close()
 		}
 		n.host.RemoveStreamHandler(NameProtocol)
 		if n.bs != nil {
@@ -290,6 +296,55 @@ func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) {
 			m.n.log.Debug("mdns peer unreachable", "peer", pi.ID, "err", err)
 		}
 	}()
+}
+
+// PieceProtocol is archy's piece exchange (see package exchange).
+const PieceProtocol = exchange.Protocol
+
+// ErrNoPeers is returned when no reachable peer holds what a fetch needs.
+var ErrNoPeers = exchange.ErrNoPeers
+
+// pieces is what the node uses of its piece exchange.
+type pieces interface {
+	Fetch(ctx context.Context, root cid.Cid, lim dag.Limit) (exchange.Fetched, error)
+	// Credit, Served: peers that sent files that proved good.
+	Credit(sent map[peer.ID]int64)
+	Served(p peer.ID) bool
+	Progress(root cid.Cid) (done, total int64, ok bool)
+	HeldWhole(ctx context.Context, root cid.Cid) (size uint64, ok bool)
+	Stats() exchange.Stats
+	Strikes(p peer.ID) int
+	Close()
+}
+
+var _ pieces = (*exchange.Exchange)(nil)
+
+// swarm is the node as its exchange sees it (exchange.Swarm).
+type swarm struct{ n *Node }
+
+var _ exchange.Swarm = swarm{}
+
+func (s swarm) Connect(ctx context.Context, pi peer.AddrInfo) error { return s.n.Connect(ctx, pi) }
+func (s swarm) ProvideAsync(c cid.Cid)                              { s.n.provideAsync(c) }
+func (s swarm) Banned(p peer.ID) bool                               { return s.n.isBanned(p) }
+func (s swarm) Ban(p peer.ID, why string)                           { s.n.ban(p, why) }
+
+func (s swarm) Providers(ctx context.Context, c cid.Cid, max int) <-chan peer.AddrInfo {
+	return s.n.dht.FindProvidersAsync(ctx, c, max)
+}
+
+// isBanned reports whether p is banned now, by its ID or by the address
+// it is connected from.
+func (n *Node) isBanned(p peer.ID) bool {
+	if n.bans.has(p) {
+		return true
+	}
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if n.bans.hasAddr(c.RemoteMultiaddr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // provideAsync announces c in the background, on the node's lifetime.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	blocks "github.com/ipfs/go-block-format"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -26,14 +27,14 @@ import (
 func answerName(n *Node, root cid.Cid, size uint64) {
 	n.host.SetStreamHandler(NameProtocol, func(s network.Stream) {
 		defer s.Close()
-		if _, err := readCID(bufio.NewReader(s)); err != nil {
+		if _, err := wire.ReadCID(bufio.NewReader(s)); err != nil {
 			_ = s.Reset()
 			return
 		}
 		w := bufio.NewWriter(s)
-		_ = w.WriteByte(statusOK)
-		writeBytes(w, root.Bytes())
-		writeUvarint(w, size)
+		_ = w.WriteByte(nameOK)
+		wire.WriteBytes(w, root.Bytes())
+		wire.WriteUvarint(w, size)
 		_ = w.Flush()
 	})
 }
@@ -264,13 +265,13 @@ func TestSybilNamesBoundedByPinnedSize(t *testing.T) {
 			connect(t, victim, s)
 		}
 		connect(t, victim, honest)
-		before := victim.ex.recvBytes.Load()
+		before := victim.ex.Stats().RecvBytes
 		out := filepath.Join(t.TempDir(), "image.tar")
 		if _, err := getPinned(t.Context(), victim, sum, size, out); err != nil {
 			t.Fatal(err)
 		}
 		checkFile(t, out, image)
-		got = victim.ex.recvBytes.Load() - before
+		got = victim.ex.Stats().RecvBytes - before
 		t.Logf("sybils at %s: %d KiB downloaded for a %d KiB file", ip, got>>10, size>>10)
 		if victim.bans.has(honest.ID()) {
 			t.Fatal("the honest peer was banned")
@@ -303,11 +304,11 @@ func TestSybilBansCountPerAddress(t *testing.T) {
 		s, _ := sybil(t, ip, randomBytes(size), size)
 		connect(t, victim, s)
 	}
-	before := victim.ex.recvBytes.Load()
+	before := victim.ex.Stats().RecvBytes
 	if _, err := getPinned(t.Context(), victim, sum, size, filepath.Join(t.TempDir(), "image.tar")); err == nil {
 		t.Fatal("fetched a file nobody holds")
 	}
-	got := victim.ex.recvBytes.Load() - before
+	got := victim.ex.Stats().RecvBytes - before
 	t.Logf("%d sybils at %s: %d KiB downloaded", sybils, ip, got>>10)
 	if got > 3*size+size/4 {
 		t.Errorf("downloaded %d KiB from %d sybils at one address, want at most about 3 roots of %d KiB", got>>10, sybils, size>>10)
@@ -332,11 +333,11 @@ func TestSybilsAtManyAddressesBounded(t *testing.T) {
 		s, _ := sybil(t, fmt.Sprintf("127.0.1.%d", i+1), randomBytes(size), size)
 		connect(t, victim, s)
 	}
-	before := victim.ex.recvBytes.Load()
+	before := victim.ex.Stats().RecvBytes
 	if _, err := getPinned(t.Context(), victim, sum, size, filepath.Join(t.TempDir(), "image.tar")); err == nil {
 		t.Fatal("fetched a file nobody holds")
 	}
-	got := victim.ex.recvBytes.Load() - before
+	got := victim.ex.Stats().RecvBytes - before
 	t.Logf("%d sybils at %d addresses: %d KiB downloaded", sybils, sybils, got>>10)
 	if got > 4*size+size/4 {
 		t.Errorf("downloaded %d KiB from sybils at %d addresses, want at most 4 roots of %d KiB", got>>10, sybils, size>>10)

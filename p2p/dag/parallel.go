@@ -29,9 +29,9 @@ import (
 // data) that straddles two segments to be read whole.
 const segPrefix = 64 << 10
 
-// segmentSize is the input each segment holds; maxSegments bound the
-// memory of one build.
-var segmentSize = 4 << 20
+// segmentSize is the input each segment holds by default (pipeline's
+// segment); maxSegments bound the memory of one build.
+const segmentSize = 4 << 20
 
 const maxSegments = 6
 
@@ -40,7 +40,7 @@ const maxSegments = 6
 // fault per 4 KiB (a copy into it measured 1.5 GB/s here, half the speed
 // of hashing it), and the allocations made the GC stop the scans.
 var (
-	segPool  sync.Pool // *[]byte of cap segPrefix+segmentSize or more
+	segPool  sync.Pool // *[]byte of cap segPrefix + the segment size of the build that made it
 	joinPool sync.Pool // *[]byte of cap MaxChunk
 )
 
@@ -89,8 +89,23 @@ func (s *segment) scanCandidates() {
 	close(s.scanned)
 }
 
+// pipeline configures buildParallel; the zero value is the default.
+type pipeline struct {
+	// segment is the input each segment holds (default segmentSize);
+	// tests vary it to put boundaries near segment edges.
+	segment int
+}
+
 // buildParallel is Build's pipeline (see above).
 func buildParallel(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
+	return pipeline{}.build(ctx, r, sink)
+}
+
+func (pl pipeline) build(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64, error) {
+	segSize := pl.segment
+	if segSize <= 0 {
+		segSize = segmentSize
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	workers := runtime.GOMAXPROCS(0)
@@ -152,10 +167,10 @@ func buildParallel(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64
 				return
 			}
 			if buf == nil {
-				if p, ok := segPool.Get().(*[]byte); ok && cap(*p) >= segPrefix+segmentSize {
-					buf = (*p)[:segPrefix+segmentSize]
+				if p, ok := segPool.Get().(*[]byte); ok && cap(*p) >= segPrefix+segSize {
+					buf = (*p)[:segPrefix+segSize]
 				} else {
-					buf = make([]byte, segPrefix+segmentSize)
+					buf = make([]byte, segPrefix+segSize)
 				}
 			}
 			s := &segment{buf: buf, base: base, scanned: make(chan struct{}), free: free}
@@ -163,7 +178,7 @@ func buildParallel(ctx context.Context, r io.Reader, sink Sink) (cid.Cid, uint64
 			if prev != nil {
 				s.pre = copy(buf, prev.buf[max(prev.pre, len(prev.buf)-segPrefix):])
 			}
-			n, err := io.ReadFull(r, buf[s.pre:s.pre+segmentSize])
+			n, err := io.ReadFull(r, buf[s.pre:s.pre+segSize])
 			s.buf = buf[:s.pre+n]
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				s.eof = true

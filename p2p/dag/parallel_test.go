@@ -26,15 +26,12 @@ func TestParallelMatchesChunker(t *testing.T) {
 			{"random", random}, {"zeros", zeros}, {"tar", archive},
 		} {
 			t.Run(fmt.Sprintf("%s/segment %d", tc.name, seg), func(t *testing.T) {
-				old := segmentSize
-				segmentSize = seg
-				defer func() { segmentSize = old }()
 				a, b := &memStore{m: map[cid.Cid][]byte{}}, &memStore{m: map[cid.Cid][]byte{}}
 				want, wn, err := buildSerial(context.Background(), bytes.NewReader(tc.data), funcSink(a.put))
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, gn, err := buildParallel(context.Background(), iotest.HalfReader(bytes.NewReader(tc.data)), funcSink(b.put))
+				got, gn, err := pipeline{segment: seg}.build(context.Background(), iotest.HalfReader(bytes.NewReader(tc.data)), funcSink(b.put))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package p2p
+package exchange
 
 import (
 	"bufio"
@@ -10,12 +10,14 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/blockstore"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -34,17 +36,18 @@ const (
 // ErrNoPeers is returned when no reachable peer holds what a fetch needs.
 var ErrNoPeers = errors.New("no peer holds the content")
 
-// fetch is one file being fetched. One goroutine (run) owns the state;
-// watches, requests and discovery run in goroutines that report events.
+// fetch is one file being fetched. The goroutine in fetchLeaves owns the
+// state; watches, requests and discovery run in goroutines that report
+// events to it.
 type fetch struct {
-	e      *blockExchange
+	e      *Exchange
 	root   cid.Cid
 	ctx    context.Context // the fetch's lifetime, for its own goroutines
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	events chan fetchEvent
 
-	// Owned by run.
+	// Owned by the goroutine in fetchLeaves.
 	rs        *rootState
 	pack      *blockstore.PackWriter // where pieces go
 	offs      []int64                // per piece: its offset in the file
@@ -102,8 +105,56 @@ const (
 	evFailed           // idxs not delivered by p (status says why)
 )
 
+// Fetched is what Fetch made held: the pack the leaves went into (the
+// caller closes it), the leaves in file order, and the verified bytes
+// each peer sent, to Credit once the file proves to be what the caller
+// wanted.
+type Fetched struct {
+	Pack   *blockstore.PackWriter
+	Leaves []dag.Link
+	Sent   map[peer.ID]int64
+}
+
+// Fetch resolves root's DAG within lim and fetches its missing leaves
+// into root's pack. The leaf list is bounded by the size lim allows
+// (dag.MaxLeaves), and the pack by that size.
+func (e *Exchange) Fetch(ctx context.Context, root cid.Cid, lim dag.Limit) (Fetched, error) {
+	f := e.newFetch(ctx, root)
+	defer f.close()
+	leaves, size, err := dag.LeavesWithin(ctx, root, lim, f.getNode)
+	if err != nil {
+		return Fetched{}, fmt.Errorf("get %s: resolve dag: %w", root, err)
+	}
+	w, err := e.store.PackFor(root, int64(size))
+	if err != nil {
+		return Fetched{}, fmt.Errorf("get %s: %w", root, err)
+	}
+	if err := f.fetchLeaves(ctx, leaves, w); err != nil {
+		_ = w.Close()
+		return Fetched{}, fmt.Errorf("get %s: %w", root, err)
+	}
+	return Fetched{Pack: w, Leaves: leaves, Sent: f.sent()}, nil
+}
+
+// findProviders returns up to max peers other than this one that
+// announced c, within the request timeout.
+func (e *Exchange) findProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	var out []peer.AddrInfo
+	for pi := range e.swarm.Providers(ctx, c, max) {
+		if pi.ID != e.host.ID() {
+			out = append(out, pi)
+		}
+	}
+	if len(out) == 0 && ctx.Err() != nil {
+		return nil, fmt.Errorf("find providers of %s: %w", c, ctx.Err())
+	}
+	return out, nil
+}
+
 // newFetch starts a fetch's lifetime; close ends it and waits.
-func (e *blockExchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
+func (e *Exchange) newFetch(ctx context.Context, root cid.Cid) *fetch {
 	ctx, cancel := context.WithCancel(ctx)
 	return &fetch{
 		e: e, root: root, ctx: ctx, cancel: cancel,
@@ -157,17 +208,17 @@ func (f *fetch) goFn(fn func()) {
 	}()
 }
 
-// candidates are the peers to ask for DAG nodes: connected ones first,
-// then providers from the DHT.
+// getNode returns DAG node c from the store, else from connected peers,
+// else from providers found in the DHT, and stores it.
 func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
-	n := f.e.n
-	if data, err := n.store.GetRaw(ctx, c); err == nil {
+	e := f.e
+	if data, err := e.store.GetRaw(ctx, c); err == nil {
 		return data, nil
 	}
 	try := func(ps []peer.ID) ([]byte, error) {
 		var errs []error
 		for _, p := range ps {
-			if p == n.host.ID() || f.e.isBanned(p) {
+			if p == e.host.ID() || f.e.swarm.Banned(p) {
 				continue
 			}
 			data, err := f.e.getBlock(ctx, p, c)
@@ -175,7 +226,7 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 				errs = append(errs, err)
 				continue
 			}
-			if err := n.store.PutVerified(c, data); err != nil {
+			if err := e.store.PutVerified(c, data); err != nil {
 				return nil, err
 			}
 			f.e.recvBytes.Add(int64(len(data)))
@@ -184,16 +235,16 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 		}
 		return nil, errors.Join(errs...)
 	}
-	if data, err := try(n.host.Network().Peers()); err == nil && data != nil {
+	if data, err := try(e.host.Network().Peers()); err == nil && data != nil {
 		return data, nil
 	}
-	pis, err := n.FindProviders(ctx, c, 8)
+	pis, err := e.findProviders(ctx, c, 8)
 	if err != nil {
 		return nil, fmt.Errorf("fetch block %s: %w: %v", c, ErrNoPeers, err)
 	}
 	var ids []peer.ID
 	for _, pi := range pis {
-		if err := n.Connect(ctx, pi); err == nil {
+		if err := e.swarm.Connect(ctx, pi); err == nil {
 			ids = append(ids, pi.ID)
 		}
 	}
@@ -204,9 +255,9 @@ func (f *fetch) getNode(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return data, nil
 }
 
-// fetchLeaves makes every leaf held, asking peers over PieceProtocol.
+// fetchLeaves makes every leaf held, asking peers over Protocol.
 func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blockstore.PackWriter) error {
-	n := f.e.n
+	e := f.e
 	rs := f.e.register(newRootState(f.root, leaves), true)
 	f.rs = rs
 	f.pack = pack
@@ -217,7 +268,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		off += int64(l.Size)
 	}
 	for _, l := range leaves {
-		if ok, _ := n.store.Has(ctx, l.Cid); ok {
+		if ok, _ := e.store.Has(ctx, l.Cid); ok {
 			rs.markHeld(l.Cid)
 		}
 	}
@@ -225,7 +276,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		return nil
 	}
 	// Tell the DHT we hold (part of) it, so others find us early.
-	n.provideAsync(f.root)
+	e.swarm.ProvideAsync(f.root)
 
 	np := len(leaves)
 	f.inflight = make([]peer.ID, np)
@@ -233,7 +284,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 	f.partial = make([]int, np)
 	f.order = f.rng.Perm(np)
 
-	for _, p := range n.host.Network().Peers() {
+	for _, p := range e.host.Network().Peers() {
 		f.addPeer(p)
 	}
 	// Peers that connect while the fetch runs (one that reconnects, a
@@ -243,8 +294,8 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		p := c.RemotePeer()
 		f.goFn(func() { f.emit(fetchEvent{kind: evConnected, p: p}) })
 	}}
-	n.host.Network().Notify(joined)
-	defer n.host.Network().StopNotify(joined)
+	e.host.Network().Notify(joined)
+	defer e.host.Network().StopNotify(joined)
 	f.goFn(func() {
 		for {
 			f.discover()
@@ -256,7 +307,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		}
 	})
 
-	stall := time.NewTimer(n.cfg.RequestTimeout)
+	stall := time.NewTimer(e.cfg.RequestTimeout)
 	defer stall.Stop()
 	tick := time.NewTicker(lastResortAfter / 4)
 	defer tick.Stop()
@@ -264,15 +315,15 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		f.schedule()
 		select {
 		case ev := <-f.events:
-			f.apply(ev)
+			f.apply(ev, time.Now())
 			if ev.kind == evDone {
-				stall.Reset(n.cfg.RequestTimeout)
+				stall.Reset(e.cfg.RequestTimeout)
 			}
 		case <-tick.C:
-			f.revive()
+			f.revive(time.Now())
 			f.debugTail()
 		case <-stall.C:
-			return fmt.Errorf("fetch pieces: %w: nothing arrived for %s", ErrNoPeers, n.cfg.RequestTimeout)
+			return fmt.Errorf("fetch pieces: %w: nothing arrived for %s", ErrNoPeers, e.cfg.RequestTimeout)
 		case <-ctx.Done():
 			return fmt.Errorf("fetch pieces: %w", ctx.Err())
 		}
@@ -282,7 +333,7 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 
 // debugTail logs, at debug level, why the last few pieces are missing.
 func (f *fetch) debugTail() {
-	if !f.e.n.log.Enabled(f.ctx, slog.LevelDebug) {
+	if !f.e.log.Enabled(f.ctx, slog.LevelDebug) {
 		return
 	}
 	f.rs.mu.Lock()
@@ -303,7 +354,7 @@ func (f *fetch) debugTail() {
 				refused = append(refused, fmt.Sprintf("%s@%s dead=%v", id.ShortString(), time.Since(t).Round(time.Millisecond), fp.dead))
 			}
 		}
-		f.e.n.log.Debug("tail piece", "me", f.e.n.host.ID().ShortString(), "piece", i, "inflight", f.inflight[i].ShortString(),
+		f.e.log.Debug("tail piece", "me", f.e.host.ID().ShortString(), "piece", i, "inflight", f.inflight[i].ShortString(),
 			"holders", f.holders[i], "partial", f.partial[i], "refused", refused, "hints", len(f.hinted[i]), "alive", f.hintsAlive(i))
 	}
 }
@@ -319,10 +370,9 @@ const rediscoverEvery = 30 * time.Second
 
 // revive gives peers given up on a new chance once they have been out for
 // reviveAfter and nothing of theirs is in flight.
-func (f *fetch) revive() {
-	now := time.Now()
+func (f *fetch) revive(now time.Time) {
 	for id, fp := range f.peers {
-		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.isBanned(id) {
+		if (fp.dead || fp.gone) && fp.bytes == 0 && now.Sub(fp.since) > reviveAfter && !f.e.swarm.Banned(id) {
 			fp.drop()
 			delete(f.peers, id)
 			f.addPeer(id)
@@ -332,15 +382,15 @@ func (f *fetch) revive() {
 
 // discover adds DHT providers of the root as they are found.
 func (f *fetch) discover() {
-	n := f.e.n
-	ctx, cancel := context.WithTimeout(f.ctx, n.cfg.RequestTimeout)
+	e := f.e
+	ctx, cancel := context.WithTimeout(f.ctx, e.cfg.RequestTimeout)
 	defer cancel()
-	for pi := range n.dht.FindProvidersAsync(ctx, f.root, 0) {
-		if pi.ID == n.host.ID() {
+	for pi := range e.swarm.Providers(ctx, f.root, 0) {
+		if pi.ID == e.host.ID() {
 			continue
 		}
-		if n.host.Network().Connectedness(pi.ID) != network.Connected {
-			if err := n.Connect(ctx, pi); err != nil {
+		if e.host.Network().Connectedness(pi.ID) != network.Connected {
+			if err := e.swarm.Connect(ctx, pi); err != nil {
 				continue
 			}
 		}
@@ -349,10 +399,10 @@ func (f *fetch) discover() {
 }
 
 func (f *fetch) addPeer(p peer.ID) {
-	if p == f.e.n.host.ID() || f.e.isBanned(p) {
+	if _, ok := f.peers[p]; ok {
 		return
 	}
-	if _, ok := f.peers[p]; ok {
+	if p == f.e.host.ID() || f.e.swarm.Banned(p) {
 		return
 	}
 	fp := &fetchPeer{id: p, has: make([]bool, len(f.rs.leaves)), refused: map[int]time.Time{}}
@@ -363,9 +413,9 @@ func (f *fetch) addPeer(p peer.ID) {
 
 // watch follows which pieces p holds until the fetch ends.
 func (f *fetch) watch(p peer.ID) {
-	n := f.e.n
-	ctx, cancel := context.WithTimeout(f.ctx, n.cfg.DialTimeout)
-	s, err := n.host.NewStream(ctx, p, PieceProtocol)
+	e := f.e
+	ctx, cancel := context.WithTimeout(f.ctx, e.cfg.DialTimeout)
+	s, err := e.host.NewStream(ctx, p, Protocol)
 	cancel()
 	if err != nil {
 		f.emit(fetchEvent{kind: evGone, p: p, err: err})
@@ -376,7 +426,7 @@ func (f *fetch) watch(p peer.ID) {
 	defer s.Close()
 	w := bufio.NewWriter(s)
 	_ = w.WriteByte(opWatch)
-	writeBytes(w, f.root.Bytes())
+	wire.WriteBytes(w, f.root.Bytes())
 	if err := w.Flush(); err != nil {
 		f.emit(fetchEvent{kind: evGone, p: p, err: err})
 		return
@@ -391,14 +441,14 @@ func (f *fetch) watch(p peer.ID) {
 		}
 		switch kind {
 		case frameHave:
-			cnt, err := readUvarint(r, np)
+			cnt, err := wire.ReadUvarint(r, np)
 			if err != nil {
 				f.emit(fetchEvent{kind: evGone, p: p, err: err})
 				return
 			}
 			idxs := make([]int, 0, cnt)
 			for range cnt {
-				i, err := readUvarint(r, np-1)
+				i, err := wire.ReadUvarint(r, np-1)
 				if err != nil {
 					f.emit(fetchEvent{kind: evGone, p: p, err: err})
 					return
@@ -417,7 +467,7 @@ func (f *fetch) watch(p peer.ID) {
 }
 
 // apply folds an event into the fetch state.
-func (f *fetch) apply(ev fetchEvent) {
+func (f *fetch) apply(ev fetchEvent, now time.Time) {
 	switch ev.kind {
 	case evPeer:
 		f.addPeer(ev.p)
@@ -461,20 +511,20 @@ func (f *fetch) apply(ev fetchEvent) {
 		// A complete peer's watch ends on purpose; others are gone.
 		if !fp.complete {
 			f.dropHas(fp)
-			fp.gone, fp.since = true, time.Now()
+			fp.gone, fp.since = true, now
 		}
 	case evDone:
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
 		fp.got += f.size(ev.idxs)
-		fp.charge(-f.size(ev.idxs), time.Now())
+		fp.charge(-f.size(ev.idxs), now)
 		f.bytes -= f.size(ev.idxs)
 	case evFailed:
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
-		fp.charge(-f.size(ev.idxs), time.Now())
+		fp.charge(-f.size(ev.idxs), now)
 		f.bytes -= f.size(ev.idxs)
 		switch ev.status {
 		case statusDontHave:
@@ -482,7 +532,6 @@ func (f *fetch) apply(ev fetchEvent) {
 				f.unhave(fp, i)
 			}
 		case statusRefused:
-			now := time.Now()
 			for _, i := range ev.idxs {
 				if _, ok := fp.refused[i]; !ok {
 					fp.refused[i] = now
@@ -499,7 +548,7 @@ func (f *fetch) apply(ev fetchEvent) {
 			}
 		default: // bad block, too slow, stream error: abandon the peer
 			if !fp.dead {
-				fp.dead, fp.since = true, time.Now()
+				fp.dead, fp.since = true, now
 				fp.drop()
 			}
 			f.dropHas(fp)
@@ -531,10 +580,27 @@ func (f *fetch) size(idxs []int) int64 {
 	return s
 }
 
-// schedule asks peers with room in their window for pieces, rarest first.
-// A complete peer (a seed, perhaps the publisher) is asked only for pieces
-// that no partial peer advertises, so peers feed each other first.
+// schedule sends the requests plan decides.
 func (f *fetch) schedule() {
+	for _, r := range f.plan(time.Now()) {
+		ctx := f.peers[r.p].ctx
+		f.goFn(func() { f.get(ctx, r.p, r.idxs, r.last) })
+	}
+}
+
+// request is a GET plan decided: pieces idxs asked of p, as a last
+// resort or not.
+type request struct {
+	p    peer.ID
+	idxs []int
+	last bool
+}
+
+// plan decides which peers with room in their window are asked for which
+// pieces, rarest first, and counts them in flight. A complete peer (a
+// seed, perhaps the publisher) is asked only for pieces that no partial
+// peer advertises, so peers feed each other first.
+func (f *fetch) plan(now time.Time) []request {
 	rs := f.rs
 	rs.mu.Lock()
 	held := slices.Clone(rs.held)
@@ -546,7 +612,7 @@ func (f *fetch) schedule() {
 		}
 	}
 	if len(want) == 0 {
-		return
+		return nil
 	}
 	slices.SortStableFunc(want, func(a, b int) int { return f.holders[a] - f.holders[b] })
 	ps := make([]*fetchPeer, 0, len(f.peers))
@@ -555,6 +621,7 @@ func (f *fetch) schedule() {
 			ps = append(ps, fp)
 		}
 	}
+	slices.SortFunc(ps, func(a, b *fetchPeer) int { return strings.Compare(string(a.id), string(b.id)) }) // map order out: f.rng alone decides
 	f.rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
 	// Partial peers first, so they take pieces before seeds are asked.
 	slices.SortStableFunc(ps, func(a, b *fetchPeer) int {
@@ -568,7 +635,7 @@ func (f *fetch) schedule() {
 	})
 	// One batch per peer a round, so that the fetch's window is spread
 	// over the peers instead of filling the first ones'.
-	now := time.Now()
+	var out []request
 	for more := true; more && f.bytes < fetchWindow; {
 		more = false
 		for _, fp := range ps {
@@ -596,10 +663,10 @@ func (f *fetch) schedule() {
 			fp.charge(bytes, now)
 			f.bytes += bytes
 			more = true
-			p, ctx := fp.id, fp.ctx
-			f.goFn(func() { f.get(ctx, p, batch, last) })
+			out = append(out, request{p: fp.id, idxs: batch, last: last})
 		}
 	}
+	return out
 }
 
 // window is how many bytes may be in flight to fp: about a second of
@@ -682,7 +749,7 @@ func (f *fetch) hintsAlive(i int) bool {
 // reports. A bad block ends the request at once (and strikes p); so does
 // a peer slower than MinRate or over its byte cap.
 func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool) {
-	n := f.e.n
+	e := f.e
 	done := []int{}
 	fail := func(rest []int, status int, hints []peer.ID, err error) {
 		if len(done) > 0 {
@@ -691,7 +758,7 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 		}
 		if len(rest) > 0 {
 			if err != nil {
-				n.log.Debug("piece request failed", "peer", p, "pieces", len(rest), "err", err)
+				e.log.Debug("piece request failed", "peer", p, "pieces", len(rest), "err", err)
 			}
 			f.emit(fetchEvent{kind: evFailed, p: p, idxs: rest, status: status, hints: hints, err: err})
 		}
@@ -703,13 +770,10 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 	// Every request is allowed the time of a full batch at MinRate: a
 	// small piece queued behind others at a busy (honest) peer is not a
 	// trickle, and abandoning that peer would cost far more than waiting.
-	// Every request is allowed the time of a full batch at MinRate: a
-	// small piece queued behind others at a busy (honest) peer is not a
-	// trickle, and abandoning that peer would cost far more than waiting.
-	limit := time.Duration(float64(max(want, batchBytes))/float64(n.cfg.MinRate)*float64(time.Second)) + slowGrace
-	ctx, cancel := context.WithTimeout(ctx, min(limit, n.cfg.RequestTimeout))
+	limit := time.Duration(float64(max(want, batchBytes))/float64(e.cfg.MinRate)*float64(time.Second)) + slowGrace
+	ctx, cancel := context.WithTimeout(ctx, min(limit, e.cfg.RequestTimeout))
 	defer cancel()
-	s, err := n.host.NewStream(ctx, p, PieceProtocol)
+	s, err := e.host.NewStream(ctx, p, Protocol)
 	if err != nil {
 		fail(idxs, -1, nil, err)
 		return
@@ -719,15 +783,15 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 	defer s.Close()
 	w := bufio.NewWriter(s)
 	_ = w.WriteByte(opGet)
-	writeBytes(w, f.root.Bytes())
+	wire.WriteBytes(w, f.root.Bytes())
 	var flags byte
 	if lastResort {
 		flags |= flagLastResort
 	}
 	_ = w.WriteByte(flags)
-	writeUvarint(w, uint64(len(idxs)))
+	wire.WriteUvarint(w, uint64(len(idxs)))
 	for _, i := range idxs {
-		writeUvarint(w, uint64(i))
+		wire.WriteUvarint(w, uint64(i))
 	}
 	if err := w.Flush(); err != nil {
 		fail(idxs, -1, nil, err)
@@ -757,11 +821,11 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 		switch st {
 		case statusOK:
 		case statusRefused:
-			cnt, err := readUvarint(r, maxHints)
+			cnt, err := wire.ReadUvarint(r, maxHints)
 			var hints []peer.ID
 			for j := uint64(0); err == nil && j < cnt; j++ {
 				var h peer.ID
-				if h, err = readPeerID(r); err == nil {
+				if h, err = wire.ReadPeerID(r); err == nil {
 					hints = append(hints, h)
 				}
 			}
@@ -775,15 +839,15 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 			fail([]int{i}, statusDontHave, nil, nil)
 			continue
 		default:
-			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", errProtocol, st))
+			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", wire.ErrProtocol, st))
 			return
 		}
-		size, err := readUvarint(r, dag.MaxNodeSize)
+		size, err := wire.ReadUvarint(r, dag.MaxNodeSize)
 		if err == nil && size != leaf.Size {
-			err = fmt.Errorf("%w: piece %d is %d bytes, dag says %d", errProtocol, i, size, leaf.Size)
+			err = fmt.Errorf("%w: piece %d is %d bytes, dag says %d", wire.ErrProtocol, i, size, leaf.Size)
 		}
-		if total += int64(size); err == nil && total > n.cfg.MaxPeerBytes {
-			err = fmt.Errorf("%w: over the byte cap", errProtocol)
+		if total += int64(size); err == nil && total > e.cfg.MaxPeerBytes {
+			err = fmt.Errorf("%w: over the byte cap", wire.ErrProtocol)
 		}
 		if err != nil {
 			f.e.strike(p)
@@ -804,8 +868,8 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 			return
 		}
 		if cas.Digest(data) != digest(leaf.Cid) {
-			n.met.badBlocks.Inc()
-			n.log.Warn("dropped a block that does not match its cid", "peer", p, "cid", leaf.Cid)
+			e.met.BadBlocks.Inc()
+			e.log.Warn("dropped a block that does not match its cid", "peer", p, "cid", leaf.Cid)
 			f.e.strike(p)
 			fail(idxs[k:], -1, nil, cas.ErrMismatch)
 			return
@@ -815,13 +879,10 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 			return
 		}
 		f.rs.markHeld(leaf.Cid)
-		n.met.blocksIn.Inc()
-		n.met.bytesIn.Add(float64(size))
+		e.met.BlocksIn.Inc()
+		e.met.BytesIn.Add(float64(size))
 		f.e.recvBytes.Add(int64(size))
-		got := f.e.received.Add(1)
-		if h := f.e.onBlock; h != nil {
-			h(got)
-		}
+		f.e.received.Add(1)
 		done = append(done, i)
 		if len(done) >= 4 { // report progress so the window refills early
 			f.emit(fetchEvent{kind: evDone, p: p, idxs: done})
@@ -834,9 +895,9 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 // abandon counts a peer given up on for slowness.
 func (f *fetch) abandon(p peer.ID, ctx context.Context, err error) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && f.ctx.Err() == nil {
-		f.e.n.met.peersSlow.Inc()
+		f.e.met.PeersSlow.Inc()
 		f.e.abandoned.Add(1)
-		f.e.n.log.Info("abandoned a slow peer", "peer", p, "err", err)
+		f.e.log.Info("abandoned a slow peer", "peer", p, "err", err)
 	}
 }
 
