@@ -3,9 +3,10 @@ GO      ?= go
 # The Podman v5 bindings build only with these tags (see ../shared/notes/podman-here.md).
 TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp
 GOTAGS  := -tags "$(TAGS)"
+E2ETAGS := -tags "$(TAGS) e2e"
 BIN     := bin/archy
 
-.PHONY: build demo install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
+.PHONY: build demo e2e install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
@@ -25,7 +26,19 @@ suite: build lint images
 	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -race -count=1 -timeout 40m ./...
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -count=1 -run 'Flood' ./p2p/... ./relay/...
+	$(MAKE) --no-print-directory e2e
 	$(MAKE) fuzz
+
+# The end-to-end test (e2e/): three `archy node run` processes find each
+# other through their relays; one publishes hello, two install it as two
+# Podman users (.ci/podman-setup.sh makes both). Behind the e2e build tag,
+# alone: it runs the sample apps on their fixed ports (it takes
+# /tmp/archy-ports.lock itself). Prints figure publish-to-running-ms and
+# figure e2e-origin-copies. Needs the set-up (make test-env, as root).
+e2e: images
+	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
+	$(GO) vet $(E2ETAGS) ./e2e/
+	. ./.cache/test.env && $(GO) test $(E2ETAGS) -count=1 -v -run TestEndToEnd -timeout 20m ./e2e/
 
 # The environment the tests read, made by .ci/setup.sh (installs and starts
 # what is missing when run as root).
