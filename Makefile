@@ -84,6 +84,9 @@ fuzz-list:
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
 BENCH_FIGURE_TESTS ?= ./p2p
+# BENCH_FIGURE_TARGETS are make targets whose `figure` lines are printed:
+# e2e (publish-to-running-ms, e2e-origin-copies; e2e/BENCHMARKS.md).
+BENCH_FIGURE_TARGETS ?= e2e
 BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
@@ -104,6 +107,11 @@ bench:
 		echo "$$out" | grep -oE 'figure [^ ]+ [^ ]+$$' || { echo "$$out"; echo "$$p printed no figures"; exit 1; }; \
 	done
 	@for p in $(BENCH_FIGURES); do $(GO) run $(GOTAGS) $$p || exit 1; done
+	@test -z "$(findstring n,$(firstword -$(MAKEFLAGS)))" || exit 0; \
+	for t in $(BENCH_FIGURE_TARGETS); do \
+		out=$$($(MAKE) --no-print-directory $$t 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | grep -oE '^figure [^ ]+ [^ ]+$$' || { echo "$$out"; echo "make $$t printed no figures"; exit 1; }; \
+	done
 
 bench-go:
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS)

@@ -232,6 +232,9 @@ func TestEndToEnd(t *testing.T) {
 	// B uninstalls hello with purge: no container, network, volume or
 	// image is left in its Podman, nor state, data or secrets in its
 	// data folder.
+	if got := appFiles(node.AppsDir(b.data), "hello"); len(got) == 0 {
+		t.Fatalf("B keeps nothing named hello under %s while hello is installed: the purge check below would prove nothing", node.AppsDir(b.data))
+	}
 	w.must(u1, "app", "uninstall", "hello", "--purge", "--data", b.data)
 	checkGone(t, b, pm1, "hello", helloRef)
 
@@ -409,18 +412,27 @@ func checkGone(t *testing.T, p *proc, pm *podman, app, ref string) {
 		if pm.hasImage(t, ref) {
 			return false, "Podman holds the image " + ref
 		}
-		var left []string
-		for _, dir := range []string{node.AppsDir(p.data), filepath.Join(p.data, "images")} {
-			filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
-				if err == nil && (de.Name() == app || strings.HasPrefix(de.Name(), app+".") || strings.HasSuffix(path, ".tar")) {
-					left = append(left, path)
-				}
-				return nil
-			})
+		left := appFiles(node.AppsDir(p.data), app)
+		ents, _ := os.ReadDir(filepath.Join(p.data, "images"))
+		for _, e := range ents {
+			left = append(left, filepath.Join(p.data, "images", e.Name()))
 		}
 		if len(left) > 0 {
 			return false, fmt.Sprintf("left in the data folder: %v", left)
 		}
 		return true, ""
 	})
+}
+
+// appFiles lists what under dir (the orchestrator's state, secrets and
+// data folders) is named for app.
+func appFiles(dir, app string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
+		if err == nil && path != dir && (de.Name() == app || strings.HasPrefix(de.Name(), app+".")) {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
 }

@@ -22,10 +22,20 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/archy-node/archy/examples"
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
 )
+
+// TestMain fails the package when a test leaves a goroutine behind; idle
+// keep-alive connections to the nodes and Podman may stay.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+}
 
 const tags = "remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp"
 
