@@ -195,6 +195,9 @@ func (w *world) startNode(name string, a *account, flags ...string) *proc {
 	}
 	go func() { p.exited <- cmd.Wait(); logFile.Close() }()
 	t.Cleanup(func() {
+		// A test that failed half-way leaves apps installed: they would
+		// hold the sample apps' ports and names in a Podman others share.
+		p.purgeAll(t)
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.exited:
@@ -225,6 +228,19 @@ func (w *world) startNode(name string, a *account, flags ...string) *proc {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("node %s wrote no api.addr within 60 s", name)
+		}
+	}
+}
+
+// purgeAll uninstalls, with purge, every app the node still lists.
+func (p *proc) purgeAll(t *testing.T) {
+	var apps []struct{ ID string }
+	if err := p.get("/api/v1/apps", &apps); err != nil {
+		return // apps off, or the node is gone
+	}
+	for _, a := range apps {
+		if err := p.change(http.MethodDelete, "/api/v1/apps/"+url.PathEscape(a.ID)+"?purge=1"); err != nil {
+			t.Errorf("clean-up: %v", err)
 		}
 	}
 }
@@ -263,22 +279,24 @@ func (p *proc) get(path string, v any) error {
 
 // post sends a change with the node's token; an operation it starts is
 // followed to its end (3 min at most), whose failure is an error.
-func (p *proc) post(path string) error {
+func (p *proc) post(path string) error { return p.change(http.MethodPost, path) }
+
+func (p *proc) change(method, path string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.api+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, p.api+path, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("node %s: POST %s: %w", p.name, path, err)
+		return fmt.Errorf("node %s: %s %s: %w", p.name, method, path, err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("node %s: POST %s: %s: %s", p.name, path, resp.Status, b)
+		return fmt.Errorf("node %s: %s %s: %s: %s", p.name, method, path, resp.Status, b)
 	}
 	loc := resp.Header.Get("Location")
 	for loc != "" {
@@ -288,13 +306,13 @@ func (p *proc) post(path string) error {
 		}
 		if op.State != node.OpRunning && op.Last != nil {
 			if !op.Last.OK {
-				return fmt.Errorf("node %s: POST %s: %s", p.name, path, op.Last.Error)
+				return fmt.Errorf("node %s: %s %s: %s", p.name, method, path, op.Last.Error)
 			}
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("node %s: POST %s: operation %s did not end", p.name, path, loc)
+			return fmt.Errorf("node %s: %s %s: operation %s did not end", p.name, method, path, loc)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
