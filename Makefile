@@ -14,7 +14,8 @@ build:
 # Everything CI checks. The set-up comes first (as root: rootless Podman,
 # busybox-static, nostr-tools), since building the sample images needs
 # busybox; then lint, the whole suite with -race, the heavy flood tests
-# without it (the race detector makes them take minutes), short fuzzing.
+# without it (the race detector makes them take minutes), the end-to-end
+# test (make e2e: alone, as it runs the sample apps), short fuzzing.
 # The suite runs from a copy the Podman user can read when that user
 # cannot enter this checkout (a clone in /root, say): see .ci/stage.sh.
 # TestMakeTestSetsUpFirst (internal/doccheck) checks this order.
@@ -38,7 +39,7 @@ suite: build lint images
 e2e: images
 	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
 	$(GO) vet $(E2ETAGS) ./e2e/
-	. ./.cache/test.env && $(GO) test $(E2ETAGS) -count=1 -v -run TestEndToEnd -timeout 20m ./e2e/
+	. ./.cache/test.env && $(GO) test $(E2ETAGS) -race -count=1 -v -run TestEndToEnd -timeout 20m ./e2e/
 
 # The environment the tests read, made by .ci/setup.sh (installs and starts
 # what is missing when run as root).
