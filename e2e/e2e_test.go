@@ -34,6 +34,16 @@ const (
 	tamperRef = "localhost/archy-example/slowstart-web:1.0.0"
 )
 
+// sampleRefs are the images of the sample apps the test installs, by app.
+var sampleRefs = map[string]string{
+	"hello":   helloRef,
+	tamperApp: tamperRef,
+	// B also runs vault (generated secrets) and counter (a data folder),
+	// so that its purge has secrets and data to remove.
+	"vault":   "localhost/archy-example/vault-web:1.0.0",
+	"counter": "localhost/archy-example/counter-web:1.0.0",
+}
+
 // Metrics of the piece exchange (p2p/metrics.go).
 const (
 	bytesSent  = "archy_p2p_block_bytes_sent_total"
@@ -70,19 +80,18 @@ func TestEndToEnd(t *testing.T) {
 	// nothing of ours runs; anything else would fight over them), and
 	// neither Podman holds the images, so that they must come from the
 	// swarm.
-	for _, port := range []int{helloPort, 18083} {
+	for _, port := range []int{helloPort, 18083, 18084, 18085} {
 		if !portFree(port) {
 			t.Fatalf("port %d is in use: a sample app runs outside the lock %s", port, portsLock)
 		}
 	}
 	for _, pm := range []*podman{pm1, pm2} {
-		for _, app := range []string{"hello", tamperApp} {
+		for app, ref := range sampleRefs {
 			if c := pm.containersNamed(t, "archy-"+app+"-"); len(c) > 0 {
 				t.Fatalf("podman %s holds containers %v of a sample app outside the lock", pm.sock, c)
 			}
+			pm.removeImage(t, ref)
 		}
-		pm.removeImage(t, helloRef)
-		pm.removeImage(t, tamperRef)
 	}
 
 	// The owner of B and C endorses the example publisher on A's relay
@@ -139,18 +148,15 @@ func TestEndToEnd(t *testing.T) {
 	start := time.Now()
 	out := w.must(nil, "app", "publish", helloDir, "--key", examples.KeyFile(), "--nostr-key", devKey,
 		"--relay", aRelay, "--node", "local", "--data", a.data, "--out", filepath.Join(w.work, "hello.signed.json"), "--json")
-	var pub struct{ CID string }
-	if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" {
-		t.Fatalf("archy app publish --json printed %q: %v", out, err)
-	}
+	helloCID := publishedCID(t, out)
 
 	// B discovers it (verified: event, binding, envelope, CID), scores
 	// the publisher from the owner's endorsement, installs it from the
 	// swarm and its UI answers.
 	published := time.Since(start)
-	waitDiscovered(t, b, pub.CID)
+	waitDiscovered(t, b, helloCID)
 	discovered := time.Since(start)
-	w.must(u1, "app", "install", pub.CID, "--data", b.data)
+	w.must(u1, "app", "install", helloCID, "--data", b.data)
 	installed := time.Since(start)
 	within(t, 10*time.Second, "B's hello answers", func() (bool, string) {
 		body, err := answers(helloURL)
@@ -186,9 +192,9 @@ func TestEndToEnd(t *testing.T) {
 
 	// C discovers, scores and installs it: the pieces come mostly from B,
 	// whom A points C at (A super-seeds what it published).
-	waitDiscovered(t, c, pub.CID)
+	waitDiscovered(t, c, helloCID)
 	aBefore := a.metric(bytesSent)
-	w.must(u2, "app", "install", pub.CID, "--data", c.data)
+	w.must(u2, "app", "install", helloCID, "--data", c.data)
 	if body, err := answers(helloURL); err != nil || !strings.Contains(body, "Hello from archy") {
 		t.Fatalf("C's hello answers %q, %v", body, err)
 	}
@@ -212,13 +218,10 @@ func TestEndToEnd(t *testing.T) {
 	d := w.startNode("d", nil, "--podman-socket", "off", "--relay", aRelay)
 	out = w.must(nil, "app", "publish", tamperDir, "--key", examples.KeyFile(), "--nostr-key", devKey,
 		"--relay", aRelay, "--node", "local", "--data", d.data, "--out", filepath.Join(w.work, "tamper.signed.json"), "--json")
-	var tpub struct{ CID string }
-	if err := json.Unmarshal([]byte(out), &tpub); err != nil || tpub.CID == "" {
-		t.Fatalf("archy app publish --json printed %q: %v", out, err)
-	}
+	tamperCID := publishedCID(t, out)
 	tamperPacks(t, d.data, filepath.Join(tamperDir, "images", "web.oci.tar"))
-	waitDiscovered(t, b, tpub.CID)
-	if _, err := w.run(u1, "app", "install", tpub.CID, "--data", b.data); err == nil {
+	waitDiscovered(t, b, tamperCID)
+	if _, err := w.run(u1, "app", "install", tamperCID, "--data", b.data); err == nil {
 		t.Fatalf("B installed %s from tampered pieces", tamperApp)
 	} else {
 		t.Logf("the install of the tampered image failed: %v", err)
@@ -233,14 +236,37 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("containers %v of the tampered app exist in B's Podman", got)
 	}
 
-	// B uninstalls hello with purge: no container, network, volume or
-	// image is left in its Podman, nor state, data or secrets in its
-	// data folder.
-	if got := appFiles(node.AppsDir(b.data), "hello"); len(got) == 0 {
-		t.Fatalf("B keeps nothing named hello under %s while hello is installed: the purge check below would prove nothing", node.AppsDir(b.data))
+	// B also installs vault and counter, published on A like hello.
+	for _, app := range []string{"vault", "counter"} {
+		out := w.must(nil, "app", "publish", filepath.Join(examples.AppsDir(), app), "--key", examples.KeyFile(), "--nostr-key", devKey,
+			"--relay", aRelay, "--node", "local", "--data", a.data, "--out", filepath.Join(w.work, app+".signed.json"), "--json")
+		cid := publishedCID(t, out)
+		waitDiscovered(t, b, cid)
+		w.must(u1, "app", "install", cid, "--data", b.data)
 	}
-	w.must(u1, "app", "uninstall", "hello", "--purge", "--data", b.data)
-	checkGone(t, b, pm1, "hello", helloRef)
+
+	// B uninstalls its apps with purge: no container, network, volume or
+	// image is left in its Podman, nor state, data or secrets in its
+	// data folder. First, what the purge must remove is there.
+	apps := node.AppsDir(b.data)
+	if got := appFiles(apps, "hello"); len(got) == 0 {
+		t.Fatalf("B keeps nothing named hello under %s while hello is installed: the purge check would prove nothing", apps)
+	}
+	for what, dir := range map[string]string{
+		"vault's secrets":   filepath.Join(apps, "secrets", "vault"),
+		"counter's data":    orchestrator.AppDataDir(apps, "counter"),
+		"the images it got": filepath.Join(b.data, "images"),
+	} {
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
+			t.Fatalf("B has no %s in %s (%v) before the purge: the purge check would prove nothing", what, dir, err)
+		}
+	}
+	for _, app := range []string{"hello", "vault", "counter"} {
+		w.must(u1, "app", "uninstall", app, "--purge", "--data", b.data)
+	}
+	for _, app := range []string{"hello", "vault", "counter"} {
+		checkGone(t, b, pm1, app, sampleRefs[app])
+	}
 
 	// C's app still runs (another user's Podman), until C purges it too.
 	if _, err := answers(helloURL); err != nil {
@@ -439,4 +465,14 @@ func appFiles(dir, app string) []string {
 		return nil
 	})
 	return out
+}
+
+// publishedCID is the manifest CID `archy app publish --json` printed.
+func publishedCID(t *testing.T, out string) string {
+	t.Helper()
+	var pub struct{ CID string }
+	if err := json.Unmarshal([]byte(out), &pub); err != nil || pub.CID == "" {
+		t.Fatalf("archy app publish --json printed %q: %v", out, err)
+	}
+	return pub.CID
 }
