@@ -98,7 +98,7 @@ func TestEndToEnd(t *testing.T) {
 	// (a NIP-32 label from the owner's Nostr key); B and C score
 	// publishers from that key.
 	a := w.startNode("a", nil, "--podman-socket", "off")
-	aRelay := a.status().Relays[0]
+	aRelay := a.status(t).Relays[0]
 	ownerKey := filepath.Join(w.work, "owner.nostr")
 	w.must(nil, "nostr", "new", "--out", ownerKey)
 	owner, err := discovery.LoadKey(ownerKey)
@@ -113,12 +113,12 @@ func TestEndToEnd(t *testing.T) {
 
 	// B knows A's relay only; C knows A's and B's relays. No bootstrap list.
 	b := w.startNode("b", u1, "--relay", aRelay, "--podman-socket", sock1, "--owner", owner.Npub())
-	bRelay := b.status().Relays[0]
+	bRelay := b.status(t).Relays[0]
 	c := w.startNode("c", u2, "--relay", aRelay+","+bRelay, "--podman-socket", sock2, "--owner", owner.Npub())
 	nodes := []*proc{a, b, c}
 	ids := map[*proc]string{}
 	for _, p := range nodes {
-		ids[p] = p.status().PeerID
+		ids[p] = p.status(t).PeerID
 	}
 	within(t, 60*time.Second, "the three nodes find each other through the relays", func() (bool, string) {
 		for _, p := range nodes {

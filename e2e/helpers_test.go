@@ -335,10 +335,14 @@ func (p *proc) metric(name string) float64 {
 	return 0
 }
 
-func (p *proc) status() node.Status {
+func (p *proc) status(t *testing.T) node.Status {
+	t.Helper()
 	var st node.Status
 	if err := p.get("/api/v1/status", &st); err != nil {
-		return node.Status{}
+		t.Fatal(err)
+	}
+	if st.PeerID == "" || len(st.Relays) == 0 {
+		t.Fatalf("node %s's status names no peer id or relay: %+v", p.name, st)
 	}
 	return st
 }
