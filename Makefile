@@ -3,9 +3,10 @@ GO      ?= go
 # The Podman v5 bindings build only with these tags (see ../shared/notes/podman-here.md).
 TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp
 GOTAGS  := -tags "$(TAGS)"
+E2ETAGS := -tags "$(TAGS) e2e"
 BIN     := bin/archy
 
-.PHONY: build demo install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
+.PHONY: build demo e2e install test suite test-env unit lint bench bench-go benchstat kubo run fuzz fuzz-list images clean
 
 build:
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/archy
@@ -13,7 +14,8 @@ build:
 # Everything CI checks. The set-up comes first (as root: rootless Podman,
 # busybox-static, nostr-tools), since building the sample images needs
 # busybox; then lint, the whole suite with -race, the heavy flood tests
-# without it (the race detector makes them take minutes), short fuzzing.
+# without it (the race detector makes them take minutes), the end-to-end
+# test (make e2e: alone, as it runs the sample apps), short fuzzing.
 # The suite runs from a copy the Podman user can read when that user
 # cannot enter this checkout (a clone in /root, say): see .ci/stage.sh.
 # TestMakeTestSetsUpFirst (internal/doccheck) checks this order.
@@ -25,7 +27,19 @@ suite: build lint images
 	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -race -count=1 -timeout 40m ./...
 	. ./.cache/test.env && $(GO) test $(GOTAGS) -count=1 -run 'Flood' ./p2p/... ./relay/...
+	$(MAKE) --no-print-directory e2e
 	$(MAKE) fuzz
+
+# The end-to-end test (e2e/): three `archy node run` processes find each
+# other through their relays; one publishes hello, two install it as two
+# Podman users (.ci/podman-setup.sh makes both). Behind the e2e build tag,
+# alone: it runs the sample apps on their fixed ports (it takes
+# /tmp/archy-ports.lock itself). Prints figure publish-to-running-ms and
+# figure e2e-origin-copies. Needs the set-up (make test-env, as root).
+e2e: images
+	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
+	$(GO) vet $(E2ETAGS) ./e2e/
+	. ./.cache/test.env && $(GO) test $(E2ETAGS) -race -count=1 -v -run TestEndToEnd -timeout 20m ./e2e/
 
 # The environment the tests read, made by .ci/setup.sh (installs and starts
 # what is missing when run as root).
@@ -72,6 +86,9 @@ fuzz-list:
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
 BENCH_FIGURE_TESTS ?= ./p2p ./relay
+# BENCH_FIGURE_TARGETS are make targets whose `figure` lines are printed:
+# e2e (publish-to-running-ms, e2e-origin-copies; e2e/BENCHMARKS.md).
+BENCH_FIGURE_TARGETS ?= e2e
 BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
 BENCHCOUNT    ?= 1
@@ -92,6 +109,11 @@ bench:
 		echo "$$out" | grep -oE 'figure [^ ]+ [^ ]+$$' || { echo "$$out"; echo "$$p printed no figures"; exit 1; }; \
 	done
 	@for p in $(BENCH_FIGURES); do $(GO) run $(GOTAGS) $$p || exit 1; done
+	@test -z "$(findstring n,$(firstword -$(MAKEFLAGS)))" || exit 0; \
+	for t in $(BENCH_FIGURE_TARGETS); do \
+		out=$$($(MAKE) --no-print-directory $$t 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | grep -oE '^figure [^ ]+ [^ ]+$$' || { echo "$$out"; echo "make $$t printed no figures"; exit 1; }; \
+	done
 
 bench-go:
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS)

@@ -4,6 +4,7 @@
 # suite. Idempotent. Prints, on stdout only, the environment the tests read
 # (`make test` writes it to .cache/test.env and sources it):
 #   ARCHY_PODMAN_SOCKET, ARCHY_PODMAN_USER  rootless Podman (podman-setup.sh)
+#   ARCHY_PODMAN_SOCKET2, ARCHY_PODMAN_USER2 a second user's own rootless Podman (make e2e)
 #   ARCHY_NPM_DIR                           nostr-tools for the Nostr interop test
 #   ARCHY_CHROMIUM                          the browser the page's test drives
 # Without root (a developer's own machine), nothing is installed: whatever
@@ -31,6 +32,8 @@ else
 	log "not root: not installing Podman; using ARCHY_PODMAN_SOCKET=${ARCHY_PODMAN_SOCKET:-<unset>}"
 	[ -n "${ARCHY_PODMAN_SOCKET:-}" ] && printf 'export ARCHY_PODMAN_SOCKET=%s\n' "$ARCHY_PODMAN_SOCKET"
 	[ -n "${ARCHY_PODMAN_USER:-}" ] && printf 'export ARCHY_PODMAN_USER=%s\n' "$ARCHY_PODMAN_USER"
+	[ -n "${ARCHY_PODMAN_SOCKET2:-}" ] && printf 'export ARCHY_PODMAN_SOCKET2=%s\n' "$ARCHY_PODMAN_SOCKET2"
+	[ -n "${ARCHY_PODMAN_USER2:-}" ] && printf 'export ARCHY_PODMAN_USER2=%s\n' "$ARCHY_PODMAN_USER2"
 	[ -n "${ARCHY_CHROMIUM:-}" ] && printf 'export ARCHY_CHROMIUM=%s\n' "$ARCHY_CHROMIUM"
 fi
 
