@@ -208,23 +208,26 @@ type sim struct {
 	slotIn           []uint8  // requests in flight per neighbour slot
 	slotDead         []uint32 // ms until which the slot's peer is left alone
 	strikes          []uint8
-	inflight         []uint8
-	flags            []uint16
-	kind             []uint8
-	epoch            []uint32
-	side             []uint8
-	parted           bool
-	wakeAt           []float64
-	refusedAt        []float64
-	discovered       []float32
-	startAt          []float32
-	completion       []float32
-	updCompletion    []float32
-	uploaded         []int64
-	providers        []int32
-	sentTo           [][]int32 // the publisher's super-seeding record, per block
-	banned           map[int32][]uint64
-	relayLat         []float64
+	// A slot's delivery record, for its adaptive window (p2p's
+	// fetchPeer.window): bytes got, seconds busy, busy since (-1 idle).
+	slotGot, slotBusy, slotSince []float32
+	inflight                     []uint8
+	flags                        []uint16
+	kind                         []uint8
+	epoch                        []uint32
+	side                         []uint8
+	parted                       bool
+	wakeAt                       []float64
+	refusedAt                    []float64
+	discovered                   []float32
+	startAt                      []float32
+	completion                   []float32
+	updCompletion                []float32
+	uploaded                     []int64
+	providers                    []int32
+	sentTo                       [][]int32 // the publisher's super-seeding record, per block
+	banned                       map[int32][]uint64
+	relayLat                     []float64
 
 	res       *report.Result
 	refused   map[string]int64
@@ -317,6 +320,7 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.slotIn = make([]uint8, n*D)
 	s.slotDead = make([]uint32, n*D)
 	s.strikes = make([]uint8, n*D)
+	s.slotGot, s.slotBusy, s.slotSince = make([]float32, n*D), make([]float32, n*D), make([]float32, n*D)
 	s.inflight = make([]uint8, n)
 	s.flags = make([]uint16, n)
 	s.kind = make([]uint8, n)
@@ -529,7 +533,9 @@ func (s *sim) handle(e event) {
 		s.refused[RefusedSuperSeed]++
 		// The hints travel in the refusal: connect to the peers named.
 		for _, q := range s.sentTo[e.blk] {
-			if q != a {
+			if q != a && s.slot(a, q) < 0 {
+				s.makeRoom(a)
+				s.makeRoom(q)
 				s.connect(a, q)
 			}
 		}
@@ -722,6 +728,7 @@ func (s *sim) addHalf(a, b int32) {
 	k := int(a)*MaxDegree + int(s.deg[a])
 	s.nbr[k] = b
 	s.slotIn[k], s.slotDead[k], s.strikes[k] = 0, 0, 0
+	s.slotGot[k], s.slotBusy[k], s.slotSince[k] = 0, 0, -1
 	s.deg[a]++
 	if int(a) < s.honest {
 		if c := s.claims(b); c != nil {
@@ -744,6 +751,7 @@ func (s *sim) removeHalf(a int32, k int) {
 	last := int(s.deg[a]) - 1
 	s.nbr[base+k], s.slotIn[base+k], s.slotDead[base+k], s.strikes[base+k] =
 		s.nbr[base+last], s.slotIn[base+last], s.slotDead[base+last], s.strikes[base+last]
+	s.slotGot[base+k], s.slotBusy[base+k], s.slotSince[base+k] = s.slotGot[base+last], s.slotBusy[base+last], s.slotSince[base+last]
 	s.deg[a]--
 	if int(a) < s.honest {
 		if c := s.claims(b); c != nil {
@@ -755,6 +763,28 @@ func (s *sim) removeHalf(a int32, k int) {
 					s.avail[nb+w*64+i]--
 				}
 			}
+		}
+	}
+}
+
+// makeRoom drops one of a's connections when it has no free slot: the
+// real node has no connection bound, so a peer named in a refusal is
+// always dialled; the model trims an idle connection instead (never the
+// publisher's).
+func (s *sim) makeRoom(a int32) {
+	if s.deg[a] < MaxDegree {
+		return
+	}
+	base := int(a) * MaxDegree
+	off := s.rng.IntN(MaxDegree)
+	for i := 0; i < MaxDegree; i++ {
+		k := (off + i) % MaxDegree
+		if q := s.nbr[base+k]; q != 0 && s.slotIn[base+k] == 0 {
+			if s.slot(q, a) >= 0 && s.slotIn[int(q)*MaxDegree+s.slot(q, a)] != 0 {
+				continue
+			}
+			s.disconnect(a, q)
+			return
 		}
 	}
 }
@@ -823,7 +853,7 @@ func (s *sim) fill(a int32) {
 			if c == nil {
 				continue
 			}
-			cap := s.peerWin
+			cap := s.window(base + k)
 			if others && (p == 0 || s.kind[p] != kHonest || s.flags[p]&fDone != 0) {
 				cap = s.seedWin
 			}
@@ -844,7 +874,8 @@ func (s *sim) fill(a int32) {
 		if !any {
 			break
 		}
-		lrOK := s.now-s.refusedAt[a] >= 5*lastResortAfter
+		reaskOK := s.now >= s.refusedAt[a]+lastResortAfter
+		lrOK := s.now >= s.refusedAt[a]+5*lastResortAfter
 		got := false
 		for !got {
 			b := s.rarest(a, cs)
@@ -861,8 +892,14 @@ func (s *sim) fill(a int32) {
 				}
 				in := int(s.slotIn[base+k])
 				if p == 0 {
-					if hasBit(ref, b) && !lrOK {
-						nextWake = min(nextWake, s.refusedAt[a]+5*lastResortAfter)
+					// A refusing seed is asked again only when no other
+					// neighbour holds the piece, after lastResortAfter
+					// (it names peers again), and as a last resort after
+					// five times that (p2p's fetch.batch).
+					if hasBit(ref, b) && (s.avail[int(a)*s.NB+b] > 1 || !reaskOK) {
+						if !reaskOK {
+							nextWake = min(nextWake, s.refusedAt[a]+lastResortAfter)
+						}
 						continue
 					}
 					in += 1 << 20 // the origin last
@@ -875,8 +912,11 @@ func (s *sim) fill(a int32) {
 				continue
 			}
 			p := s.nbr[base+bestK]
-			if p == 0 && hasBit(ref, b) {
+			if p == 0 && hasBit(ref, b) && lrOK {
 				lr = 1
+			}
+			if s.slotIn[base+bestK] == 0 {
+				s.slotSince[base+bestK] = float32(s.now)
 			}
 			s.slotIn[base+bestK]++
 			s.inflight[a]++
@@ -924,8 +964,28 @@ func (s *sim) release(a, p int32, blk int) {
 	}
 	clearBit(s.bits(s.pend, int(a)), blk)
 	if k := s.slot(a, p); k >= 0 && s.slotIn[int(a)*MaxDegree+k] > 0 {
-		s.slotIn[int(a)*MaxDegree+k]--
+		i := int(a)*MaxDegree + k
+		s.slotIn[i]--
+		if s.slotIn[i] == 0 && s.slotSince[i] >= 0 {
+			s.slotBusy[i] += float32(s.now) - s.slotSince[i]
+			s.slotSince[i] = -1
+		}
 	}
+}
+
+// window is the blocks that may be in flight on slot i: about a second of
+// what its peer delivers, at least one batch and at most peerWindow, one
+// batch until it has delivered (p2p's fetchPeer.window).
+func (s *sim) window(i int) int {
+	busy := s.slotBusy[i]
+	if s.slotSince[i] >= 0 {
+		busy += float32(s.now) - s.slotSince[i]
+	}
+	if s.slotGot[i] == 0 || busy <= 0 {
+		return 1
+	}
+	rate := float64(s.slotGot[i]/busy) / float64(s.blockBytes)
+	return int(min(max(rate, 1), float64(s.peerWin)))
 }
 
 // serve is the request of block e.blk by e.b arriving at e.a.
@@ -1016,6 +1076,9 @@ func (s *sim) arrive(e event) {
 		}
 		s.fill(r)
 		return
+	}
+	if sl := s.slot(r, j); sl >= 0 {
+		s.slotGot[int(r)*MaxDegree+sl] += float32(s.blockSize(b))
 	}
 	mine := s.bits(s.have, int(r))
 	if hasBit(mine, b) {
