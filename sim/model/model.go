@@ -240,6 +240,8 @@ type sim struct {
 	horizon   float64
 	fetchers  []int32
 	churners  []bool
+	// noSuperSeed is p2p's Config.NoSuperSeed (for comparisons).
+	noSuperSeed bool
 }
 
 // Run simulates sc at one seed. It honours ctx between events.
@@ -1013,7 +1015,7 @@ func (s *sim) serve(e event) {
 	// Super-seeding: the publisher holds the file whole and points askers
 	// at connected peers it sent the piece to, unless asked as a last
 	// resort.
-	if j == 0 && e.flag == 0 {
+	if j == 0 && e.flag == 0 && !s.noSuperSeed {
 		hinted := false
 		for _, q := range s.sentTo[b] {
 			if q != r && s.slot(0, q) >= 0 && s.online(q) {
