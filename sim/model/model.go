@@ -242,6 +242,7 @@ type sim struct {
 	churners  []bool
 	// noSuperSeed is p2p's Config.NoSuperSeed (for comparisons).
 	noSuperSeed bool
+	liars       int
 }
 
 // Run simulates sc at one seed. It honours ctx between events.
@@ -357,8 +358,11 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	for _, m := range sc.Malicious {
 		for range m.MaliciousCount(sc.Nodes) {
 			s.kind[i] = kindOf[m.Behaviour]
-			if s.kind[i] == kSlow {
+			switch s.kind[i] {
+			case kSlow:
 				s.up[i] = slowRate
+			case kLieNames:
+				s.liars++
 			}
 			i++
 		}
@@ -627,6 +631,9 @@ func (s *sim) discover(a int32) {
 	}
 	if s.discovered[a] < 0 {
 		s.discovered[a] = float32(s.now)
+		// Every name liar's announcement is read too, and refused: it is
+		// not signed by the key the name is bound to.
+		s.refused[RefusedLieName] += int64(s.liars)
 	}
 	if s.flags[a]&fWants == 0 || s.flags[a]&(fDone|fFetching) != 0 {
 		return
@@ -1045,6 +1052,9 @@ func (s *sim) serve(e event) {
 		s.uploaded[j] += int64(size)
 	}
 	if j == 0 {
+		if e.flag != 0 {
+			s.res.LastResorts++
+		}
 		s.res.OriginBytes += int64(size)
 		if len(s.sentTo[b]) < maxHints {
 			s.sentTo[b] = append(s.sentTo[b], r)
@@ -1142,6 +1152,7 @@ func (s *sim) leave(a int32) {
 	s.epoch[a]++
 	s.inflight[a] = 0
 	clear(s.bits(s.pend, int(a)))
+	clear(s.bits(s.ref, int(a))) // the fetch's refusals die with it
 	s.wakeAt[a] = -1
 }
 

@@ -59,6 +59,9 @@ type Result struct {
 	Refused map[string]int64 `json:"refused,omitempty"`
 	// Banned counts bans of peers for bad blocks (node, peer pairs).
 	Banned int `json:"banned,omitempty"`
+	// LastResorts counts pieces the origin served as a last resort (its
+	// super-seeding bypassed because the peers it named were gone).
+	LastResorts int64 `json:"last_resorts,omitempty"`
 	// Events is how many events the model processed (model mode).
 	Events int64 `json:"events,omitempty"`
 
