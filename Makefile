@@ -69,7 +69,7 @@ fuzz-list:
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/internal/simfig
 BENCH_FIGURE_TESTS ?= ./p2p
 BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s
