@@ -51,7 +51,11 @@ var (
 const (
 	// MaxDegree bounds a node's connections (libp2p's default host has no
 	// bound; the model needs one for memory).
-	MaxDegree = 48
+	MaxDegree = 64
+	// LookupDegree is how many of them a node fills from provider
+	// lookups and accepts from others' lookups; the rest are for the peers
+	// a seed names in a refusal, which the real node always dials.
+	LookupDegree = 48
 	// lookupProviders is how many providers one DHT lookup yields.
 	lookupProviders = 20
 	// kadBits is Kademlia's effective bits resolved per hop (k=20, α=3
@@ -542,7 +546,7 @@ func (s *sim) handle(e event) {
 			if q != a && s.slot(a, q) < 0 {
 				s.makeRoom(a)
 				s.makeRoom(q)
-				s.connect(a, q)
+				s.connectUpTo(a, q, MaxDegree)
 			}
 		}
 		s.fill(a)
@@ -717,7 +721,11 @@ func full(w, nb int) []uint64 {
 }
 
 func (s *sim) connect(a, b int32) bool {
-	if a == b || !s.reachable(a, b) || s.slot(a, b) >= 0 || s.deg[a] >= MaxDegree || s.deg[b] >= MaxDegree {
+	return s.connectUpTo(a, b, LookupDegree)
+}
+
+func (s *sim) connectUpTo(a, b int32, limit uint8) bool {
+	if a == b || !s.reachable(a, b) || s.slot(a, b) >= 0 || s.deg[a] >= limit || s.deg[b] >= limit {
 		return false
 	}
 	if s.isBanned(a, b) || s.isBanned(b, a) {
@@ -792,6 +800,15 @@ func (s *sim) makeRoom(a int32) {
 			if s.slot(q, a) >= 0 && s.slotIn[int(q)*MaxDegree+s.slot(q, a)] != 0 {
 				continue
 			}
+			s.disconnect(a, q)
+			return
+		}
+	}
+	// Every connection is busy: drop one anyway (its transfers in flight
+	// still land), as the real node, which has no bound, would not refuse
+	// the dial.
+	for i := 0; i < MaxDegree; i++ {
+		if q := s.nbr[base+(off+i)%MaxDegree]; q != 0 {
 			s.disconnect(a, q)
 			return
 		}
@@ -1044,7 +1061,9 @@ func (s *sim) serve(e event) {
 		return
 	}
 	s.upFree[j] = start + dur
-	ds := max(start, s.downFree[r])
+	// The downlink is a budget from now (not from start, which at a busy
+	// sender may be far ahead and would hold up faster senders' blocks).
+	ds := max(s.now, s.downFree[r])
 	dd := size / float64(s.down[r])
 	s.downFree[r] = ds + dd
 	arr := max(start+dur, ds+dd) + back/2
@@ -1058,8 +1077,6 @@ func (s *sim) serve(e event) {
 		s.res.OriginBytes += int64(size)
 		if len(s.sentTo[b]) < maxHints {
 			s.sentTo[b] = append(s.sentTo[b], r)
-		} else {
-			s.sentTo[b][s.rng.IntN(maxHints)] = r
 		}
 	}
 	s.push(arr, evArrive, r, j, e.blk, 0)

@@ -37,8 +37,8 @@ func main() {
 		}
 		r := rs[0]
 		f := r.Figures()
-		fmt.Fprintf(os.Stderr, "simfig: %d nodes: %.0f%% completed, p50 %.1fs, last %.1fs, bound %.1fs, origin %.3f copies, %d events, wall %.1fs, peak %.0f MiB\n",
-			n, 100*f.Completed, f.CompletionP50, f.CompletionMax, r.LowerBound.Seconds(), f.OriginCopies, r.Events, r.WallTime.Seconds(), float64(r.PeakBytes)/(1<<20))
+		fmt.Fprintf(os.Stderr, "simfig: %d nodes: %.0f%% completed, p50 %.1fs, last %.1fs, bound %.1fs, origin %.3f copies, %d last resorts, %d events, wall %.1fs, peak %.0f MiB\n",
+			n, 100*f.Completed, f.CompletionP50, f.CompletionMax, r.LowerBound.Seconds(), f.OriginCopies, r.LastResorts, r.Events, r.WallTime.Seconds(), float64(r.PeakBytes)/(1<<20))
 		if f.Completed != 1 {
 			log.Fatalf("simfig: %d nodes: only %.3f of the fetchers completed", n, f.Completed)
 		}
