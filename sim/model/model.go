@@ -200,6 +200,7 @@ type sim struct {
 	blockBytes int64 // all blocks but the last of the release
 	lastBytes  int64
 	relMask    []uint64 // blocks of the release
+	allMask    []uint64 // every block, the update's too
 	updMask    []uint64 // blocks of the updated image
 	updated    bool     // the update has been announced
 
@@ -300,6 +301,10 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.relMask = make([]uint64, s.W)
 	for b := 0; b < s.nb; b++ {
 		setBit(s.relMask, b)
+	}
+	s.allMask = make([]uint64, s.W)
+	for b := 0; b < s.NB; b++ {
+		setBit(s.allMask, b)
 	}
 	if sc.Update != nil {
 		s.updMask = append([]uint64(nil), s.relMask...)
@@ -698,26 +703,9 @@ func (s *sim) claims(p int32) []uint64 {
 	case kHonest:
 		return s.bits(s.have, int(p))
 	case kCorrupt, kDAGBomb, kSlow:
-		if s.updMask != nil {
-			return full(s.W, s.NB)
-		}
-		return s.relMask
+		return s.allMask
 	}
 	return nil
-}
-
-var fullCache = map[int][]uint64{}
-
-func full(w, nb int) []uint64 {
-	if m, ok := fullCache[nb]; ok {
-		return m
-	}
-	m := make([]uint64, w)
-	for b := 0; b < nb; b++ {
-		setBit(m, b)
-	}
-	fullCache[nb] = m
-	return m
 }
 
 func (s *sim) connect(a, b int32) bool {

@@ -3,9 +3,11 @@ package model
 import (
 	"context"
 	"os"
+	"reflect"
 	"regexp"
 	"testing"
 
+	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
 )
 
@@ -51,6 +53,55 @@ func TestPolicyMatchesP2P(t *testing.T) {
 			if !regexp.MustCompile(w).Match(b) {
 				t.Errorf("%s no longer has %q: update sim/model's mirror of it", file, w)
 			}
+		}
+	}
+}
+
+// TestDeterministic: one seed, one result; another seed, another.
+func TestDeterministic(t *testing.T) {
+	sc := load(t, "churn-release")
+	run := func(seed uint64) *report.Result {
+		r, err := Run(context.Background(), sc, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.WallTime, r.PeakBytes = 0, 0
+		return r
+	}
+	a, b, c := run(5), run(5), run(6)
+	if !reflect.DeepEqual(a, b) {
+		t.Error("two runs of seed 5 differ")
+	}
+	if reflect.DeepEqual(a.Completion, c.Completion) {
+		t.Error("seeds 5 and 6 gave the same completions")
+	}
+}
+
+// TestSuperSeedingSavesTheOrigin: the same crowd without super-seeding
+// costs the origin many copies (the model follows the policy, not a
+// constant).
+func TestSuperSeedingSavesTheOrigin(t *testing.T) {
+	sc := load(t, "flash-crowd")
+	sc.Nodes = 32
+	for _, off := range []bool{false, true} {
+		s, err := newSim(sc, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.noSuperSeed = off
+		if err := s.run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s.finish()
+		f := s.res.Figures()
+		if f.Completed != 1 {
+			t.Errorf("super-seeding off=%v: %.2f completed", off, f.Completed)
+		}
+		if off && f.OriginCopies < 3 {
+			t.Errorf("without super-seeding the origin sent only %.2f copies", f.OriginCopies)
+		}
+		if !off && f.OriginCopies > 1.5 {
+			t.Errorf("with super-seeding the origin sent %.2f copies", f.OriginCopies)
 		}
 	}
 }
