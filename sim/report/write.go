@@ -297,9 +297,10 @@ func sybilInstalls(rep *Report) (*plot.Plot, error) {
 	}
 	if !any {
 		p.X.Label.Text = "attack edges (this scenario has no sybil attack)"
-		p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+		p.X.Min, p.X.Max = 0, 1
 	}
-	p.Y.Min = 0
+	// A percentage from 0; at least to 1% so that none reads as none.
+	p.Y.Min, p.Y.Max = 0, max(p.Y.Max, 1)
 	return p, nil
 }
 
