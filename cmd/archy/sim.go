@@ -45,15 +45,15 @@ default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`
 			if opts.Seeds, err = parseUints(seedsFlag); err != nil {
 				return fmt.Errorf("flag --seeds: %w", err)
 			}
-			runs, err := sim.Run(cmd.Context(), sc, mode, opts)
-			if err != nil {
-				return err
-			}
 			n := sc.Nodes
 			if nodes > 0 {
 				n = nodes
 			}
 			sizes, err := simSizes(sizesFlag, n)
+			if err != nil {
+				return err
+			}
+			runs, err := sim.Run(cmd.Context(), sc, mode, opts)
 			if err != nil {
 				return err
 			}
