@@ -907,14 +907,19 @@ func (s *sim) fill(a int32) {
 				in := int(s.slotIn[base+k])
 				if p == 0 {
 					// A refusing seed is asked again only when no other
-					// neighbour holds the piece, after lastResortAfter
-					// (it names peers again), and as a last resort after
-					// five times that (p2p's fetch.batch).
-					if hasBit(ref, b) && (s.avail[int(a)*s.NB+b] > 1 || !reaskOK) {
+					// live neighbour holds the piece (a peer given up on
+					// as too slow no longer counts: p2p's dropHas), after
+					// lastResortAfter (it names peers again), and as a
+					// last resort once the peers it named are gone or
+					// after five times that (p2p's fetch.batch).
+					if hasBit(ref, b) {
 						if !reaskOK {
 							nextWake = min(nextWake, s.refusedAt[a]+lastResortAfter)
+							continue
 						}
-						continue
+						if s.avail[int(a)*s.NB+b] > 1 && s.liveHolder(a, b, nowMS) {
+							continue
+						}
 					}
 					in += 1 << 20 // the origin last
 				}
@@ -926,7 +931,7 @@ func (s *sim) fill(a int32) {
 				continue
 			}
 			p := s.nbr[base+bestK]
-			if p == 0 && hasBit(ref, b) && lrOK {
+			if p == 0 && hasBit(ref, b) && (lrOK || !s.hintsAlive(a, b, nowMS)) {
 				lr = 1
 			}
 			if s.slotIn[base+bestK] == 0 {
@@ -948,6 +953,32 @@ func (s *sim) fill(a int32) {
 			s.scheduleWake(a, max(nextWake, s.now))
 		}
 	}
+}
+
+// liveHolder reports whether a neighbour of a other than the origin, not
+// given up on, holds block b.
+func (s *sim) liveHolder(a int32, b int, nowMS uint32) bool {
+	base := int(a) * MaxDegree
+	for k := 0; k < int(s.deg[a]); k++ {
+		if p := s.nbr[base+k]; p != 0 && s.slotDead[base+k] <= nowMS {
+			if c := s.claims(p); c != nil && hasBit(c, b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hintsAlive reports whether a peer the origin named for block b is
+// connected to a and not given up on (p2p's fetch.hintsAlive).
+func (s *sim) hintsAlive(a int32, b int, nowMS uint32) bool {
+	base := int(a) * MaxDegree
+	for _, q := range s.sentTo[b] {
+		if k := s.slot(a, q); k >= 0 && s.slotDead[base+k] <= nowMS && s.online(q) {
+			return true
+		}
+	}
+	return false
 }
 
 // rarest picks the candidate block fewest neighbours hold, scanning from a
