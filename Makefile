@@ -84,7 +84,7 @@ fuzz-list:
 # ./relay: publish -> live delivery, a valid event during a junk flood.
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/internal/simfig
 BENCH_FIGURE_TESTS ?= ./p2p ./relay
 # BENCH_FIGURE_TARGETS are make targets whose `figure` lines are printed:
 # e2e (publish-to-running-ms, e2e-origin-copies; e2e/BENCHMARKS.md).

@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newRelayCmd(),
 		newNostrCmd(),
 		newNodeCmd(),
+		newSimCmd(),
 		withNodeTrust(newTrustCmd()),
 	)
 	return root

@@ -48,6 +48,23 @@ type Result struct {
 	// made, when the scenario has sybils.
 	Sybil []SybilRow `json:"sybil,omitempty"`
 
+	// UpdateCompletion is, per fetching node, the time from the update
+	// being announced to the node holding the updated image; -1 if never
+	// (only when the scenario has an update).
+	UpdateCompletion []time.Duration `json:"update_completion_ns,omitempty"`
+	// Refused counts what nodes and relays refused, by reason (corrupt
+	// blocks, DAGs past the signed size, badly signed names, stale
+	// catalogs, junk events, abandoned slow requests, super-seeding
+	// refusals).
+	Refused map[string]int64 `json:"refused,omitempty"`
+	// Banned counts bans of peers for bad blocks (node, peer pairs).
+	Banned int `json:"banned,omitempty"`
+	// LastResorts counts pieces the origin served as a last resort (its
+	// super-seeding bypassed because the peers it named were gone).
+	LastResorts int64 `json:"last_resorts,omitempty"`
+	// Events is how many events the model processed (model mode).
+	Events int64 `json:"events,omitempty"`
+
 	WallTime  time.Duration `json:"wall_ns"`
 	PeakBytes uint64        `json:"peak_bytes"` // process memory high-water mark
 }
