@@ -117,8 +117,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("start dht: %w", err))
 	}
-	n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
+	if !cfg.NoBitswap {
+		n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
+	}
 	n.ex = newExchange(n)
+	n.ex.corrupt, n.ex.trickle = cfg.Misbehave.Corrupt, cfg.Misbehave.Trickle
 	if n.names, err = openNameBook(filepath.Join(cfg.DataDir, "names")); err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,679 @@
+// Package emulate is the simulator's emulation mode: it runs a scenario's
+// swarm as real archy nodes (node.New, the same code an operator runs) in
+// one process, over go-libp2p's mocknet with each link's latency and
+// bandwidth drawn from the scenario, one real Nostr relay served over
+// websockets on 127.0.0.1, and the orchestrator's in-memory twin in place
+// of Podman. The publisher (node 0) publishes a signed release through its
+// own API and announces it on the relay; each crowd node discovers it
+// there and installs it through its API, so the real fetch, verification,
+// super-seeding, strikes and bans run.
+//
+// What is approximated: a node's uplink is its piece exchange's upload
+// cap (p2p.Config.UploadRate, exact for piece bytes); mocknet limits
+// bandwidth per link, both directions together, so each link gets the
+// smaller of the two ends' downlinks (a node's total downlink is not
+// capped); a link's latency is the sum of both ends' one-way latencies,
+// as the scenario defines it. Nodes do not find each other through the
+// relay's peer announcements (which would dial every peer, a full mesh):
+// each joins by dialling Degree random earlier nodes, as a bootstrap
+// list would, and the DHT does the rest.
+package emulate
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/archy-node/archy/cas"
+	"github.com/archy-node/archy/did"
+	"github.com/archy-node/archy/internal/ociimage"
+	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator/memruntime"
+	"github.com/archy-node/archy/p2p"
+	"github.com/archy-node/archy/p2p/discovery"
+	"github.com/archy-node/archy/registry"
+	"github.com/archy-node/archy/relay"
+	"github.com/archy-node/archy/sim/report"
+	"github.com/archy-node/archy/sim/scenario"
+)
+
+// Degree is how many earlier nodes each node dials when it joins.
+const Degree = 6
+
+// Trickle is a slow peer's pause before every 16 KiB it sends: 16 KiB/s,
+// under the exchange's default minimum rate, so honest fetchers abandon it.
+const Trickle = time.Second
+
+// ErrUnsupported is wrapped by the error for a scenario feature the
+// emulation does not run.
+var ErrUnsupported = errors.New("not supported in emulation")
+
+// Run runs sc once at seed and reports what it measured. ctx ends the
+// run early (the result is then an error).
+func Run(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Result, error) {
+	return RunWith(ctx, sc, seed, Options{})
+}
+
+// Options tune a run beside the scenario.
+type Options struct {
+	// Dir is where the nodes keep their data (default: a temporary folder,
+	// removed at the end).
+	Dir string
+	// Log receives the emulator's progress (default: discarded); the
+	// nodes' own logs are discarded.
+	Log *slog.Logger
+}
+
+// member is one emulated node.
+type member struct {
+	idx     int
+	n       *node.Node
+	rt      *memruntime.Runtime
+	bad     string // behaviour of a malicious peer, "" when honest
+	lat     time.Duration
+	up      float64
+	down    float64
+	fetch   bool          // a crowd node
+	delay   time.Duration // from discovery to asking for the install
+	found   time.Duration // discovery time, -1 until then
+	done    time.Duration // completion time, -1 until then
+	failed  string        // the last install error
+	running chan error
+}
+
+// RunWith is Run with options.
+func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Options) (res *report.Result, err error) {
+	if err := supported(sc); err != nil {
+		return nil, err
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	resetPeak()
+	start := time.Now()
+	dir := opt.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "archy-emulate-*"); err != nil {
+			return nil, fmt.Errorf("emulate: data folder: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+
+	// The swarm: honest nodes (0 the publisher), then malicious peers.
+	var ms []*member
+	for i := range sc.Nodes {
+		m := &member{idx: i, found: -1, done: -1}
+		m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
+		m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
+		if i == 0 && sc.Links.PublisherUplink > 0 {
+			m.up = sc.Links.PublisherUplink
+		}
+		if i > 0 && rng.Float64() < sc.Crowd.Fraction {
+			m.fetch = true
+			m.delay = time.Duration(rng.Float64() * float64(sc.Crowd.Window))
+		}
+		ms = append(ms, m)
+	}
+	for _, mal := range sc.Malicious {
+		for range mal.MaliciousCount(sc.Nodes) {
+			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1}
+			m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
+			m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
+			ms = append(ms, m)
+		}
+	}
+
+	img, err := buildImage(ctx, dir, sc, rng)
+	if err != nil {
+		return nil, err
+	}
+
+	relayURL, stopRelay, err := startRelay(len(ms))
+	if err != nil {
+		return nil, err
+	}
+	defer stopRelay()
+
+	mn := mocknet.New()
+	defer mn.Close()
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stop()
+		for _, m := range ms {
+			if m.running != nil {
+				if rerr := <-m.running; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
+					err = fmt.Errorf("emulate: node %d: %w", m.idx, rerr)
+				}
+			}
+		}
+	}()
+	off := false
+	for _, m := range ms {
+		h, err := mn.GenPeer()
+		if err != nil {
+			return nil, fmt.Errorf("emulate: mocknet peer %d: %w", m.idx, err)
+		}
+		m.rt = memruntime.New(memruntime.Config{CallTimeout: time.Minute})
+		cfg := node.Config{
+			DataDir:         filepath.Join(dir, strconv.Itoa(m.idx)),
+			APIListen:       "127.0.0.1:0",
+			EmbeddedRelay:   &off,
+			Relays:          []string{relayURL},
+			NoPeering:       true,
+			ShutdownTimeout: 10 * time.Second,
+			Podman:          node.PodmanConfig{Runtime: m.rt},
+			P2P: p2p.Config{Host: h, UploadRate: int64(m.up), NoBitswap: true,
+				ReprovideInterval: -1, GCInterval: -1},
+		}
+		switch m.bad {
+		case scenario.Corrupt:
+			cfg.P2P.Misbehave.Corrupt = true
+		case scenario.Slow:
+			cfg.P2P.Misbehave.Trickle = Trickle
+		}
+		n, err := node.New(ctx, cfg, nil)
+		if err != nil {
+			return nil, fmt.Errorf("emulate: start node %d: %w", m.idx, err)
+		}
+		m.n = n
+		m.running = make(chan error, 1)
+		go func() { m.running <- n.Run(runCtx) }()
+	}
+	if err := link(mn, ms); err != nil {
+		return nil, err
+	}
+	if err := join(ctx, ms, rng); err != nil {
+		return nil, err
+	}
+	log.Info("swarm up", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
+
+	rel, err := publish(ctx, ms[0], img, sc.Release.App)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.bad != "" {
+			if _, err := postBlob(ctx, m.n, img.path); err != nil {
+				return nil, fmt.Errorf("emulate: malicious peer %d: %w", m.idx, err)
+			}
+		}
+	}
+	t0 := time.Now()
+	if err := announce(ctx, relayURL, rel); err != nil {
+		return nil, err
+	}
+	horizon := sc.Horizon.D()
+	if err := crowd(ctx, ms, rel, t0, horizon, log); err != nil {
+		return nil, err
+	}
+	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size}
+	for _, m := range ms {
+		if m.bad != "" {
+			continue
+		}
+		up, err := sentBytes(ctx, m.n)
+		if err != nil {
+			return nil, err
+		}
+		res.Uploaded = append(res.Uploaded, up)
+		if m.idx == 0 {
+			res.OriginBytes = up
+		}
+		if !m.fetch {
+			continue
+		}
+		res.Completion = append(res.Completion, m.done)
+		res.Discovery = append(res.Discovery, m.found)
+		if m.done >= 0 {
+			ok, err := holdsImage(m.n, img)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				res.CorruptAccepted++
+			}
+		}
+	}
+	res.WallTime = time.Since(start)
+	res.PeakBytes = peakBytes()
+	return res, nil
+}
+
+// supported refuses what the emulation does not run, naming it.
+func supported(sc *scenario.Scenario) error {
+	switch {
+	case sc.Update != nil:
+		return fmt.Errorf("emulate: update: %w", ErrUnsupported)
+	case sc.Churn != nil:
+		return fmt.Errorf("emulate: churn: %w", ErrUnsupported)
+	case len(sc.Partitions) > 0:
+		return fmt.Errorf("emulate: partitions: %w", ErrUnsupported)
+	case sc.Sybil != nil:
+		return fmt.Errorf("emulate: sybil: %w", ErrUnsupported)
+	case sc.Relays > 1:
+		return fmt.Errorf("emulate: relays: %d relays: %w (one relay is)", sc.Relays, ErrUnsupported)
+	}
+	for i, m := range sc.Malicious {
+		if m.Behaviour != scenario.Corrupt && m.Behaviour != scenario.Slow {
+			return fmt.Errorf("emulate: malicious[%d].behaviour %q: %w (corrupt and slow are)", i, m.Behaviour, ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// image is the release's OCI archive.
+type image struct {
+	path, ref string
+	sum       registry.ArchiveSum
+	size      int64
+}
+
+// buildImage writes an OCI archive of the release's size: its root file
+// system holds one file of random bytes per scenario layer (ociimage
+// makes one tar layer of them; the file boundaries are what an update of
+// one layer would change).
+func buildImage(ctx context.Context, dir string, sc *scenario.Scenario, rng *rand.Rand) (*image, error) {
+	root := filepath.Join(dir, "image-root")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("emulate: image: %w", err)
+	}
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rng.Uint32())
+	}
+	src := rand.NewChaCha8(seed)
+	per := sc.Release.ImageBytes / int64(sc.Release.Layers)
+	for i := range sc.Release.Layers {
+		size := per
+		if i == sc.Release.Layers-1 {
+			size = sc.Release.ImageBytes - per*int64(sc.Release.Layers-1)
+		}
+		if err := writeRandom(filepath.Join(root, fmt.Sprintf("layer-%d.bin", i)), size, src); err != nil {
+			return nil, err
+		}
+	}
+	img := &image{path: filepath.Join(dir, "image.tar"), ref: "localhost/archy-sim/" + sc.Release.App + ":1"}
+	if _, err := ociimage.Build(ctx, root, img.path, img.ref); err != nil {
+		return nil, fmt.Errorf("emulate: build image: %w", err)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		return nil, fmt.Errorf("emulate: image: %w", err)
+	}
+	sum, err := registry.ReadOCIArchive(img.path)
+	if err != nil {
+		return nil, fmt.Errorf("emulate: read image: %w", err)
+	}
+	img.sum, img.size = sum, sum.Size
+	return img, nil
+}
+
+func writeRandom(path string, size int64, src *rand.ChaCha8) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("emulate: image: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	buf := make([]byte, 64<<10)
+	for left := size; left > 0; {
+		k := min(left, int64(len(buf)))
+		_, _ = src.Read(buf[:k])
+		_, _ = w.Write(buf[:k])
+		left -= k
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("emulate: image: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("emulate: image: %w", err)
+	}
+	return nil
+}
+
+// startRelay serves one relay, in memory, over real websockets on a
+// loopback port, with room for every node's connections (all from
+// 127.0.0.1).
+func startRelay(nodes int) (url string, stop func(), err error) {
+	conns := 4*nodes + 16
+	r, err := relay.New(relay.Config{MaxConnections: conns, MaxConnectionsPerIP: conns}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return "", nil, fmt.Errorf("emulate: relay: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.Close()
+		return "", nil, fmt.Errorf("emulate: relay: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	return "ws://" + ln.Addr().String(), func() { cancel(); <-done }, nil
+}
+
+// link makes every pair of nodes reachable over mocknet: latency the sum
+// of both ends', bandwidth the smaller downlink (see the package comment).
+func link(mn mocknet.Mocknet, ms []*member) error {
+	for i, a := range ms {
+		for _, b := range ms[:i] {
+			l, err := mn.LinkPeers(a.n.P2P().ID(), b.n.P2P().ID())
+			if err != nil {
+				return fmt.Errorf("emulate: link nodes %d and %d: %w", a.idx, b.idx, err)
+			}
+			l.SetOptions(mocknet.LinkOptions{Latency: a.lat + b.lat, Bandwidth: min(a.down, b.down)})
+		}
+	}
+	return nil
+}
+
+// join dials, for each node, Degree random earlier ones.
+func join(ctx context.Context, ms []*member, rng *rand.Rand) error {
+	for i, m := range ms[1:] {
+		earlier := ms[:i+1]
+		for _, k := range rng.Perm(len(earlier))[:min(Degree, len(earlier))] {
+			o := earlier[k]
+			if err := m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err != nil {
+				return fmt.Errorf("emulate: node %d dials node %d: %w", m.idx, o.idx, err)
+			}
+		}
+	}
+	return nil
+}
+
+// release is what the publisher announces.
+type release struct {
+	v   *registry.Verified
+	env []byte
+	key *did.Key
+}
+
+// publish adds the image through the publisher's API (stored, named by
+// its sum, pinned and provided, as `archy publish` does), signs a
+// manifest pinning it and hands the envelope to the API.
+func publish(ctx context.Context, pub *member, img *image, app string) (*release, error) {
+	sum, err := postBlob(ctx, pub.n, img.path)
+	if err != nil {
+		return nil, fmt.Errorf("emulate: publish the image: %w", err)
+	}
+	if sum != img.sum.CID.String() {
+		return nil, fmt.Errorf("emulate: publish the image: the node named it %s, want %s", sum, img.sum.CID)
+	}
+	key, err := did.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("emulate: publisher key: %w", err)
+	}
+	m := &registry.Manifest{Schema: registry.Schema, ID: app, Name: app, Version: "1.0.0", Publisher: key.DID(),
+		Containers: []registry.Container{{Name: "app", Image: registry.Image{Ref: img.ref, CID: sum,
+			Digest: img.sum.Digest, Size: img.size}}}}
+	env, _, err := registry.Sign(m, key)
+	if err != nil {
+		return nil, fmt.Errorf("emulate: sign the release: %w", err)
+	}
+	envJSON, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("emulate: encode the release: %w", err)
+	}
+	v, err := registry.VerifyEnvelope(envJSON)
+	if err != nil {
+		return nil, fmt.Errorf("emulate: verify the release: %w", err)
+	}
+	if _, err := call(ctx, pub.n, http.MethodPost, "/api/v1/manifests", bytes.NewReader(envJSON)); err != nil {
+		return nil, fmt.Errorf("emulate: publish the manifest: %w", err)
+	}
+	return &release{v: v, env: envJSON, key: key}, nil
+}
+
+// postBlob adds the file at path through n's API and returns its sum.
+func postBlob(ctx context.Context, n *node.Node, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	b, err := call(ctx, n, http.MethodPost, "/api/v1/blobs", f)
+	if err != nil {
+		return "", err
+	}
+	var out struct{ Sum string }
+	if err := json.Unmarshal(b, &out); err != nil {
+		return "", fmt.Errorf("read the blob's answer: %w", err)
+	}
+	return out.Sum, nil
+}
+
+// announce publishes the release's events on the relay under a Nostr key
+// bound to the publisher's DID.
+func announce(ctx context.Context, relayURL string, rel *release) error {
+	sk := nostr.GeneratePrivateKey()
+	pk, _ := nostr.GetPublicKey(sk)
+	bind, err := discovery.Binding(rel.key, pk)
+	if err != nil {
+		return fmt.Errorf("emulate: bind the announcing key: %w", err)
+	}
+	evs, err := (&discovery.Announcement{Manifest: rel.v, Envelope: rel.env, Binding: bind, CreatedAt: time.Now()}).Events(sk)
+	if err != nil {
+		return fmt.Errorf("emulate: announcement: %w", err)
+	}
+	if _, err := discovery.Publish(ctx, []string{relayURL}, 10*time.Second, evs...); err != nil {
+		return fmt.Errorf("emulate: announce on the relay: %w", err)
+	}
+	return nil
+}
+
+// pollEvery is how often the emulator looks at the nodes' progress.
+const pollEvery = 20 * time.Millisecond
+
+// installTries is how often a node's owner asks for an install that failed.
+const installTries = 3
+
+// crowd waits for each crowd node to discover the release, asks for the
+// install after its delay, and records when it ended, until every crowd
+// node is done or the horizon passes.
+func crowd(ctx context.Context, ms []*member, rel *release, t0 time.Time, horizon time.Duration, log *slog.Logger) error {
+	want := rel.v.CID
+	deadline := t0.Add(horizon)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	pending := 0
+	for _, m := range ms {
+		if m.fetch {
+			pending++
+		}
+	}
+	var mu sync.Mutex
+	left := pending
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	lastLog := time.Now()
+	for {
+		for _, m := range ms {
+			if !m.fetch || m.found >= 0 {
+				continue
+			}
+			for _, r := range m.n.Discovered().List() {
+				if r.CID.Equals(want) {
+					m.found = time.Since(t0)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						install(ctx, m, want.String(), t0)
+						mu.Lock()
+						left--
+						mu.Unlock()
+					}()
+					break
+				}
+			}
+		}
+		mu.Lock()
+		l := left
+		mu.Unlock()
+		if l == 0 {
+			return nil
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			log.Info("crowd", "pending", l, "of", pending, "since_announce", time.Since(t0).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			if time.Now().After(deadline) {
+				log.Warn("horizon reached", "pending", l)
+				return nil
+			}
+			return fmt.Errorf("emulate: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// install asks m's API for the release after m's delay, as its owner
+// would, and follows the operation.
+func install(ctx context.Context, m *member, c string, t0 time.Time) {
+	select {
+	case <-time.After(m.delay):
+	case <-ctx.Done():
+		return
+	}
+	body, _ := json.Marshal(node.InstallRequest{CID: c})
+	for range installTries {
+		b, err := call(ctx, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
+		if err != nil {
+			m.failed = err.Error()
+			return
+		}
+		var op node.Operation
+		if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
+			m.failed = fmt.Sprintf("install answer %q: %v", b, err)
+			return
+		}
+		for op.State == node.OpRunning || op.State == "" {
+			select {
+			case <-time.After(pollEvery):
+			case <-ctx.Done():
+				return
+			}
+			b, err := call(ctx, m.n, http.MethodGet, op.URL, nil)
+			if err != nil {
+				m.failed = err.Error()
+				return
+			}
+			if err := json.Unmarshal(b, &op); err != nil {
+				m.failed = err.Error()
+				return
+			}
+		}
+		if op.State == node.OpSucceeded {
+			m.done = op.Ended.Sub(t0)
+			return
+		}
+		if op.Last != nil {
+			m.failed = op.Last.Error
+		}
+	}
+}
+
+// call makes one API request with the node's token and returns the body
+// of a 2xx answer.
+func call(ctx context.Context, n *node.Node, method, path string, body io.Reader) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	url := path
+	if !strings.HasPrefix(path, "http") {
+		url = n.APIURL() + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+n.Token())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// sentBytes reads the node's piece-exchange upload counter from its
+// metrics.
+func sentBytes(ctx context.Context, n *node.Node) (int64, error) {
+	b, err := call(ctx, n, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("emulate: metrics: %w", err)
+	}
+	const name = "archy_p2p_block_bytes_sent_total "
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("emulate: metrics: %q: %w", line, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, fmt.Errorf("emulate: metrics: no %s", strings.TrimSpace(name))
+}
+
+// holdsImage reports whether the archive the node installed hashes to
+// the release's sum: the check that no wrong byte was kept.
+func holdsImage(n *node.Node, img *image) (bool, error) {
+	f, err := os.Open(filepath.Join(n.DataDir(), "images", img.sum.CID.String()+".tar"))
+	if err != nil {
+		return false, fmt.Errorf("emulate: installed image: %w", err)
+	}
+	defer f.Close()
+	got, _, err := cas.SumReader(f)
+	if err != nil {
+		return false, fmt.Errorf("emulate: installed image: %w", err)
+	}
+	return got.Equals(img.sum.CID), nil
+}
+
+// resetPeak resets the process's resident high-water mark (Linux), so a
+// run's PeakBytes is its own.
+func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakBytes is the process's resident high-water mark (VmHWM), 0 where
+// /proc does not say.
+func peakBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

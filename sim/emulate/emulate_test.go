@@ -1,0 +1,88 @@
+package emulate
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/archy-node/archy/sim/scenario"
+)
+
+// crowdScenario is a small flash crowd: 16 honest nodes (the publisher's
+// uplink 4 MiB/s, the others' 2 to 8 MiB/s) fetch a 4 MiB image of 2
+// layers within 2 s of discovering it, while a corrupting peer and a
+// trickling peer also serve it.
+const crowdScenario = `
+name: ci-flash-crowd
+nodes: 16
+links:
+  latency: {kind: uniform, min: 0.002, max: 0.02}
+  uplink: {kind: choice, values: [2097152, 8388608]}
+  downlink: {kind: const, value: 33554432}
+  publisher_uplink: 4194304
+release: {app: hello, image_bytes: 4194304, layers: 2}
+crowd: {fraction: 1, window: 2s}
+malicious:
+  - {behaviour: corrupt, count: 1}
+  - {behaviour: slow, count: 1}
+horizon: 3m
+`
+
+// TestFlashCrowdWithBadPeers: every honest node completes through its own
+// install path, the publisher uploads a bounded number of copies
+// (super-seeding: the crowd serves itself), and no node keeps a wrong
+// byte though a corrupting peer serves the image too.
+func TestFlashCrowdWithBadPeers(t *testing.T) {
+	sc, err := scenario.Parse([]byte(crowdScenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	res, err := RunWith(t.Context(), sc, 1, Options{Dir: t.TempDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Figures()
+	t.Logf("wall %s, peak %d MiB, figures %+v", res.WallTime.Round(time.Millisecond), res.PeakBytes>>20, f)
+	if len(res.Completion) != 15 || len(res.Discovery) != 15 || len(res.Uploaded) != 16 {
+		t.Fatalf("%d completions, %d discoveries, %d uploads: want 15, 15, 16", len(res.Completion), len(res.Discovery), len(res.Uploaded))
+	}
+	for i, c := range res.Completion {
+		if c < 0 {
+			t.Errorf("fetcher %d did not complete", i+1)
+		}
+		if d := res.Discovery[i]; d < 0 || d > c {
+			t.Errorf("fetcher %d: discovered at %s, completed at %s", i+1, d, c)
+		}
+	}
+	if res.CorruptAccepted != 0 {
+		t.Errorf("%d nodes kept corrupt bytes", res.CorruptAccepted)
+	}
+	if f.OriginCopies < 0.9 || f.OriginCopies > 4 {
+		t.Errorf("origin uploaded %.2f copies: want between 0.9 and 4 for 15 fetchers", f.OriginCopies)
+	}
+	if res.PeakBytes == 0 || res.ImageBytes < 4<<20 {
+		t.Errorf("peak %d bytes, image %d bytes", res.PeakBytes, res.ImageBytes)
+	}
+}
+
+func TestUnsupportedBehaviourIsNamed(t *testing.T) {
+	sc, err := scenario.Parse([]byte(`
+name: x
+nodes: 4
+release: {image_bytes: 1048576}
+malicious: [{behaviour: dag-bomb, count: 1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(t.Context(), sc, 1)
+	if !errors.Is(err, ErrUnsupported) || err.Error() != `emulate: malicious[0].behaviour "dag-bomb": not supported in emulation (corrupt and slow are)` {
+		t.Fatalf("got %v", err)
+	}
+}
