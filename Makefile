@@ -64,12 +64,14 @@ fuzz-list:
 # `figure <name> <value>` lines measured in one run (add yours to the list).
 #   ./cas/internal/blake3bench: BLAKE3 (lukechampine, zeebo, cas.Digest)
 #     against memcpy on 64 MiB, in GiB/s.
+#   ./sim/emulate/internal/emufig: the largest emulated swarm and its memory
+#     per node (ARCHY_EMU_SIZES, default 16,32,64,128,256; minutes).
 # BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
 # whose `figure` lines are printed (the rest of their output only when they
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/emulate/internal/emufig
 BENCH_FIGURE_TESTS ?= ./p2p
 BENCH_PKGS    ?= ./cas ./p2p/dag
 BENCHTIME     ?= 1s

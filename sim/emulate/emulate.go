@@ -80,6 +80,9 @@ type Options struct {
 	// Log receives the emulator's progress (default: discarded); the
 	// nodes' own logs are discarded.
 	Log *slog.Logger
+	// Degree is how many earlier nodes each node dials when it joins
+	// (default the package's Degree).
+	Degree int
 }
 
 // member is one emulated node.
@@ -118,6 +121,9 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		defer os.RemoveAll(dir)
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	// The nodes' APIs, on loopback; idle connections go with the run.
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer cl.CloseIdleConnections()
 
 	// The swarm: honest nodes (0 the publisher), then malicious peers.
 	var ms []*member
@@ -199,21 +205,26 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		m.running = make(chan error, 1)
 		go func() { m.running <- n.Run(runCtx) }()
 	}
+	log.Info("nodes started", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
 	if err := link(mn, ms); err != nil {
 		return nil, err
 	}
-	if err := join(ctx, ms, rng); err != nil {
+	log.Info("nodes linked", "took", time.Since(start).Round(time.Millisecond))
+	if opt.Degree <= 0 {
+		opt.Degree = Degree
+	}
+	if err := join(ctx, ms, rng, opt.Degree); err != nil {
 		return nil, err
 	}
 	log.Info("swarm up", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
 
-	rel, err := publish(ctx, ms[0], img, sc.Release.App)
+	rel, err := publish(ctx, cl, ms[0], img, sc.Release.App)
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range ms {
 		if m.bad != "" {
-			if _, err := postBlob(ctx, m.n, img.path); err != nil {
+			if _, err := postBlob(ctx, cl, m.n, img.path); err != nil {
 				return nil, fmt.Errorf("emulate: malicious peer %d: %w", m.idx, err)
 			}
 		}
@@ -223,7 +234,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		return nil, err
 	}
 	horizon := sc.Horizon.D()
-	if err := crowd(ctx, ms, rel, t0, horizon, log); err != nil {
+	if err := crowd(ctx, cl, ms, rel, t0, horizon, log); err != nil {
 		return nil, err
 	}
 	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size}
@@ -231,7 +242,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		if m.bad != "" {
 			continue
 		}
-		up, err := sentBytes(ctx, m.n)
+		up, err := sentBytes(ctx, cl, m.n)
 		if err != nil {
 			return nil, err
 		}
@@ -241,6 +252,9 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		}
 		if !m.fetch {
 			continue
+		}
+		if m.done < 0 {
+			log.Warn("node did not complete", "node", m.idx, "err", m.failed)
 		}
 		res.Completion = append(res.Completion, m.done)
 		res.Discovery = append(res.Discovery, m.found)
@@ -386,10 +400,10 @@ func link(mn mocknet.Mocknet, ms []*member) error {
 }
 
 // join dials, for each node, Degree random earlier ones.
-func join(ctx context.Context, ms []*member, rng *rand.Rand) error {
+func join(ctx context.Context, ms []*member, rng *rand.Rand, degree int) error {
 	for i, m := range ms[1:] {
 		earlier := ms[:i+1]
-		for _, k := range rng.Perm(len(earlier))[:min(Degree, len(earlier))] {
+		for _, k := range rng.Perm(len(earlier))[:min(degree, len(earlier))] {
 			o := earlier[k]
 			if err := m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err != nil {
 				return fmt.Errorf("emulate: node %d dials node %d: %w", m.idx, o.idx, err)
@@ -409,8 +423,8 @@ type release struct {
 // publish adds the image through the publisher's API (stored, named by
 // its sum, pinned and provided, as `archy publish` does), signs a
 // manifest pinning it and hands the envelope to the API.
-func publish(ctx context.Context, pub *member, img *image, app string) (*release, error) {
-	sum, err := postBlob(ctx, pub.n, img.path)
+func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app string) (*release, error) {
+	sum, err := postBlob(ctx, cl, pub.n, img.path)
 	if err != nil {
 		return nil, fmt.Errorf("emulate: publish the image: %w", err)
 	}
@@ -436,20 +450,20 @@ func publish(ctx context.Context, pub *member, img *image, app string) (*release
 	if err != nil {
 		return nil, fmt.Errorf("emulate: verify the release: %w", err)
 	}
-	if _, err := call(ctx, pub.n, http.MethodPost, "/api/v1/manifests", bytes.NewReader(envJSON)); err != nil {
+	if _, err := call(ctx, cl, pub.n, http.MethodPost, "/api/v1/manifests", bytes.NewReader(envJSON)); err != nil {
 		return nil, fmt.Errorf("emulate: publish the manifest: %w", err)
 	}
 	return &release{v: v, env: envJSON, key: key}, nil
 }
 
 // postBlob adds the file at path through n's API and returns its sum.
-func postBlob(ctx context.Context, n *node.Node, path string) (string, error) {
+func postBlob(ctx context.Context, cl *http.Client, n *node.Node, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	b, err := call(ctx, n, http.MethodPost, "/api/v1/blobs", f)
+	b, err := call(ctx, cl, n, http.MethodPost, "/api/v1/blobs", f)
 	if err != nil {
 		return "", err
 	}
@@ -488,7 +502,7 @@ const installTries = 3
 // crowd waits for each crowd node to discover the release, asks for the
 // install after its delay, and records when it ended, until every crowd
 // node is done or the horizon passes.
-func crowd(ctx context.Context, ms []*member, rel *release, t0 time.Time, horizon time.Duration, log *slog.Logger) error {
+func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 time.Time, horizon time.Duration, log *slog.Logger) error {
 	want := rel.v.CID
 	deadline := t0.Add(horizon)
 	var wg sync.WaitGroup
@@ -517,7 +531,7 @@ func crowd(ctx context.Context, ms []*member, rel *release, t0 time.Time, horizo
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						install(ctx, m, want.String(), t0)
+						install(ctx, cl, m, want.String(), t0)
 						mu.Lock()
 						left--
 						mu.Unlock()
@@ -550,7 +564,7 @@ func crowd(ctx context.Context, ms []*member, rel *release, t0 time.Time, horizo
 
 // install asks m's API for the release after m's delay, as its owner
 // would, and follows the operation.
-func install(ctx context.Context, m *member, c string, t0 time.Time) {
+func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) {
 	select {
 	case <-time.After(m.delay):
 	case <-ctx.Done():
@@ -558,7 +572,7 @@ func install(ctx context.Context, m *member, c string, t0 time.Time) {
 	}
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
 	for range installTries {
-		b, err := call(ctx, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
+		b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
 		if err != nil {
 			m.failed = err.Error()
 			return
@@ -574,7 +588,7 @@ func install(ctx context.Context, m *member, c string, t0 time.Time) {
 			case <-ctx.Done():
 				return
 			}
-			b, err := call(ctx, m.n, http.MethodGet, op.URL, nil)
+			b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
 			if err != nil {
 				m.failed = err.Error()
 				return
@@ -596,7 +610,7 @@ func install(ctx context.Context, m *member, c string, t0 time.Time) {
 
 // call makes one API request with the node's token and returns the body
 // of a 2xx answer.
-func call(ctx context.Context, n *node.Node, method, path string, body io.Reader) ([]byte, error) {
+func call(ctx context.Context, cl *http.Client, n *node.Node, method, path string, body io.Reader) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	url := path
@@ -608,7 +622,7 @@ func call(ctx context.Context, n *node.Node, method, path string, body io.Reader
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+n.Token())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cl.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -625,8 +639,8 @@ func call(ctx context.Context, n *node.Node, method, path string, body io.Reader
 
 // sentBytes reads the node's piece-exchange upload counter from its
 // metrics.
-func sentBytes(ctx context.Context, n *node.Node) (int64, error) {
-	b, err := call(ctx, n, http.MethodGet, "/metrics", nil)
+func sentBytes(ctx context.Context, cl *http.Client, n *node.Node) (int64, error) {
+	b, err := call(ctx, cl, n, http.MethodGet, "/metrics", nil)
 	if err != nil {
 		return 0, fmt.Errorf("emulate: metrics: %w", err)
 	}

@@ -7,8 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/archy-node/archy/sim/scenario"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// libp2p and the DHT keep a few process-wide workers.
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreAnyFunction("github.com/libp2p/go-cidranger/net.(*network).Covers"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
 
 // crowdScenario is a small flash crowd: 16 honest nodes (the publisher's
 // uplink 4 MiB/s, the others' 2 to 8 MiB/s) fetch a 4 MiB image of 2
