@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -41,6 +42,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/nbd-wtf/go-nostr"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/did"
@@ -173,7 +175,10 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 	}()
+	// The nodes start a few at a time (each makes keys and folders).
 	off := false
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for _, m := range ms {
 		h, err := mn.GenPeer()
 		if err != nil {
@@ -197,13 +202,28 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		case scenario.Slow:
 			cfg.P2P.Misbehave.Trickle = Trickle
 		}
-		n, err := node.New(ctx, cfg, nil)
-		if err != nil {
-			return nil, fmt.Errorf("emulate: start node %d: %w", m.idx, err)
+		g.Go(func() error {
+			n, err := node.New(gctx, cfg, nil)
+			if err != nil {
+				return fmt.Errorf("emulate: start node %d: %w", m.idx, err)
+			}
+			m.n = n
+			return nil
+		})
+	}
+	err = g.Wait()
+	for _, m := range ms {
+		switch {
+		case m.n == nil:
+		case err != nil:
+			m.n.Close()
+		default:
+			m.running = make(chan error, 1)
+			go func() { m.running <- m.n.Run(runCtx) }()
 		}
-		m.n = n
-		m.running = make(chan error, 1)
-		go func() { m.running <- n.Run(runCtx) }()
+	}
+	if err != nil {
+		return nil, err
 	}
 	log.Info("nodes started", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
 	if err := link(mn, ms); err != nil {
@@ -268,9 +288,36 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 	}
+	res.LowerBound = lowerBound(ms, img.size)
 	res.WallTime = time.Since(start)
 	res.PeakBytes = peakBytes()
 	return res, nil
+}
+
+// lowerBound is the shortest time the links allow the last fetcher: the
+// publisher must send one copy, the slowest fetcher's downlink take one,
+// and all fetchers' copies but the publisher's must cross the honest
+// uplinks.
+func lowerBound(ms []*member, size int64) time.Duration {
+	var upAll float64
+	fetchers := 0
+	slowest := math.Inf(1)
+	for _, m := range ms {
+		if m.bad != "" {
+			continue
+		}
+		upAll += m.up
+		if m.fetch {
+			fetchers++
+			slowest = min(slowest, m.down)
+		}
+	}
+	if fetchers == 0 || ms[0].up <= 0 {
+		return 0
+	}
+	s := float64(size)
+	secs := max(s/ms[0].up, s/slowest, float64(fetchers)*s/upAll)
+	return time.Duration(secs * float64(time.Second))
 }
 
 // supported refuses what the emulation does not run, naming it.
@@ -399,18 +446,24 @@ func link(mn mocknet.Mocknet, ms []*member) error {
 	return nil
 }
 
-// join dials, for each node, Degree random earlier ones.
+// join dials, for each node, degree random earlier ones; the dials go
+// on at once (each waits out its link's latency for the handshakes).
 func join(ctx context.Context, ms []*member, rng *rand.Rand, degree int) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
 	for i, m := range ms[1:] {
 		earlier := ms[:i+1]
 		for _, k := range rng.Perm(len(earlier))[:min(degree, len(earlier))] {
 			o := earlier[k]
-			if err := m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err != nil {
-				return fmt.Errorf("emulate: node %d dials node %d: %w", m.idx, o.idx, err)
-			}
+			g.Go(func() error {
+				if err := m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err != nil {
+					return fmt.Errorf("emulate: node %d dials node %d: %w", m.idx, o.idx, err)
+				}
+				return nil
+			})
 		}
 	}
-	return nil
+	return g.Wait()
 }
 
 // release is what the publisher announces.
