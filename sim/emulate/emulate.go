@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -85,6 +86,15 @@ type Options struct {
 	// Degree is how many earlier nodes each node dials when it joins
 	// (default the package's Degree).
 	Degree int
+	// Stats, when set, receives counters the Result has no field for.
+	Stats *Stats
+}
+
+// Stats are the honest nodes' defence counters, summed.
+type Stats struct {
+	BadBlocks   int64 // blocks dropped because their bytes did not match their CID
+	PeersBanned int64 // peers banned for sending them
+	PeersSlow   int64 // peers abandoned for sending too slowly
 }
 
 // member is one emulated node.
@@ -117,7 +127,8 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	start := time.Now()
 	dir := opt.Dir
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "archy-emulate-*"); err != nil {
+		need := int64(len(sc.Malicious)+sc.Nodes+2) * 5 / 2 * sc.Release.ImageBytes
+		if dir, err = os.MkdirTemp(scratch(need), "archy-emulate-*"); err != nil {
 			return nil, fmt.Errorf("emulate: data folder: %w", err)
 		}
 		defer os.RemoveAll(dir)
@@ -262,9 +273,15 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		if m.bad != "" {
 			continue
 		}
-		up, err := sentBytes(ctx, cl, m.n)
+		met, err := metrics(ctx, cl, m.n)
 		if err != nil {
 			return nil, err
+		}
+		up := met["archy_p2p_block_bytes_sent_total"]
+		if st := opt.Stats; st != nil {
+			st.BadBlocks += met["archy_p2p_bad_blocks_total"]
+			st.PeersBanned += met["archy_p2p_peers_banned_total"]
+			st.PeersSlow += met["archy_p2p_peers_abandoned_total"]
 		}
 		res.Uploaded = append(res.Uploaded, up)
 		if m.idx == 0 {
@@ -690,24 +707,28 @@ func call(ctx context.Context, cl *http.Client, n *node.Node, method, path strin
 	return b, nil
 }
 
-// sentBytes reads the node's piece-exchange upload counter from its
-// metrics.
-func sentBytes(ctx context.Context, cl *http.Client, n *node.Node) (int64, error) {
+// metrics reads the node's p2p counters (archy_p2p_*) from its metrics.
+func metrics(ctx context.Context, cl *http.Client, n *node.Node) (map[string]int64, error) {
 	b, err := call(ctx, cl, n, http.MethodGet, "/metrics", nil)
 	if err != nil {
-		return 0, fmt.Errorf("emulate: metrics: %w", err)
+		return nil, fmt.Errorf("emulate: metrics: %w", err)
 	}
-	const name = "archy_p2p_block_bytes_sent_total "
+	out := map[string]int64{}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, name); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("emulate: metrics: %q: %w", line, err)
-			}
-			return int64(f), nil
+		name, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !strings.HasPrefix(name, "archy_p2p_") {
+			continue
 		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("emulate: metrics: %q: %w", line, err)
+		}
+		out[name] = int64(f)
 	}
-	return 0, fmt.Errorf("emulate: metrics: no %s", strings.TrimSpace(name))
+	if _, ok := out["archy_p2p_block_bytes_sent_total"]; !ok {
+		return nil, errors.New("emulate: metrics: no archy_p2p_block_bytes_sent_total")
+	}
+	return out, nil
 }
 
 // holdsImage reports whether the archive the node installed hashes to
@@ -723,6 +744,18 @@ func holdsImage(n *node.Node, img *image) (bool, error) {
 		return false, fmt.Errorf("emulate: installed image: %w", err)
 	}
 	return got.Equals(img.sum.CID), nil
+}
+
+// scratch is where a run that needs about need bytes of disk keeps its
+// nodes' data: memory (/dev/shm) when it has room for twice that, where
+// the nodes' fsyncs cost nothing (on a disk shared with other work they
+// measure the disk, not the swarm); else the temporary folder.
+func scratch(need int64) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && int64(st.Bavail)*st.Bsize > 2*need {
+		return "/dev/shm"
+	}
+	return os.TempDir()
 }
 
 // resetPeak resets the process's resident high-water mark (Linux), so a

@@ -54,12 +54,13 @@ func TestFlashCrowdWithBadPeers(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	res, err := RunWith(t.Context(), sc, 1, Options{Dir: t.TempDir(), Log: log})
+	var st Stats
+	res, err := RunWith(t.Context(), sc, 1, Options{Log: log, Stats: &st})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := res.Figures()
-	t.Logf("wall %s, peak %d MiB, figures %+v", res.WallTime.Round(time.Millisecond), res.PeakBytes>>20, f)
+	t.Logf("wall %s, peak %d MiB, figures %+v, %+v", res.WallTime.Round(time.Millisecond), res.PeakBytes>>20, f, st)
 	if len(res.Completion) != 15 || len(res.Discovery) != 15 || len(res.Uploaded) != 16 {
 		t.Fatalf("%d completions, %d discoveries, %d uploads: want 15, 15, 16", len(res.Completion), len(res.Discovery), len(res.Uploaded))
 	}
@@ -73,6 +74,10 @@ func TestFlashCrowdWithBadPeers(t *testing.T) {
 	}
 	if res.CorruptAccepted != 0 {
 		t.Errorf("%d nodes kept corrupt bytes", res.CorruptAccepted)
+	}
+	// The attack happened: honest nodes got wrong pieces and dropped them.
+	if st.BadBlocks == 0 {
+		t.Errorf("defence counters %+v: want bad blocks dropped", st)
 	}
 	if f.OriginCopies < 0.9 || f.OriginCopies > 4 {
 		t.Errorf("origin uploaded %.2f copies: want between 0.9 and 4 for 15 fetchers", f.OriginCopies)
