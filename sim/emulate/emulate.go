@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,6 +89,9 @@ type Options struct {
 	Degree int
 	// Stats, when set, receives counters the Result has no field for.
 	Stats *Stats
+	// OnSwarmUp, when set, is called once every node runs and has joined,
+	// before the release (benchmarks profile there).
+	OnSwarmUp func()
 }
 
 // Stats are the honest nodes' defence counters, summed.
@@ -244,10 +248,13 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	if opt.Degree <= 0 {
 		opt.Degree = Degree
 	}
-	if err := join(ctx, ms, rng, opt.Degree); err != nil {
+	if err := join(ctx, ms, rng, opt.Degree, log); err != nil {
 		return nil, err
 	}
 	log.Info("swarm up", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
+	if opt.OnSwarmUp != nil {
+		opt.OnSwarmUp()
+	}
 
 	rel, err := publish(ctx, cl, ms[0], img, sc.Release.App)
 	if err != nil {
@@ -463,24 +470,44 @@ func link(mn mocknet.Mocknet, ms []*member) error {
 	return nil
 }
 
-// join dials, for each node, degree random earlier ones; the dials go
-// on at once (each waits out its link's latency for the handshakes).
-func join(ctx context.Context, ms []*member, rng *rand.Rand, degree int) error {
+// join dials, for each node, degree random earlier ones, a few dials at
+// once (each waits out its link's latency for the handshakes). A dial that
+// fails (a handshake starved of CPU) is tried again, then given up: the
+// DHT makes up for it, so long as every node has one connection.
+func join(ctx context.Context, ms []*member, rng *rand.Rand, degree int, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(64)
+	g.SetLimit(16)
+	connected := make([]atomic.Int32, len(ms))
+	connected[0].Store(1)
 	for i, m := range ms[1:] {
 		earlier := ms[:i+1]
 		for _, k := range rng.Perm(len(earlier))[:min(degree, len(earlier))] {
 			o := earlier[k]
 			g.Go(func() error {
-				if err := m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err != nil {
-					return fmt.Errorf("emulate: node %d dials node %d: %w", m.idx, o.idx, err)
+				var err error
+				for range 3 {
+					if err = m.n.P2P().Connect(ctx, peer.AddrInfo{ID: o.n.P2P().ID()}); err == nil {
+						connected[m.idx].Add(1)
+						return nil
+					}
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
 				}
+				log.Warn("dial failed", "from", m.idx, "to", o.idx, "err", err)
 				return nil
 			})
 		}
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("emulate: join: %w", err)
+	}
+	for i := range connected {
+		if connected[i].Load() == 0 {
+			return fmt.Errorf("emulate: join: node %d reached none of the nodes it dialled", i)
+		}
+	}
+	return nil
 }
 
 // release is what the publisher announces.

@@ -75,9 +75,10 @@ func TestFlashCrowdWithBadPeers(t *testing.T) {
 	if res.CorruptAccepted != 0 {
 		t.Errorf("%d nodes kept corrupt bytes", res.CorruptAccepted)
 	}
-	// The attack happened: honest nodes got wrong pieces and dropped them.
-	if st.BadBlocks == 0 {
-		t.Errorf("defence counters %+v: want bad blocks dropped", st)
+	// The attacks happened: honest nodes got wrong pieces and dropped
+	// them, and gave up on the trickling peer.
+	if st.BadBlocks == 0 || st.PeersSlow == 0 {
+		t.Errorf("defence counters %+v: want bad blocks dropped and slow peers abandoned", st)
 	}
 	if f.OriginCopies < 0.9 || f.OriginCopies > 4 {
 		t.Errorf("origin uploaded %.2f copies: want between 0.9 and 4 for 15 fetchers", f.OriginCopies)

@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ func main() {
 	bad := flag.Int("corrupt", 0, "corrupting peers added")
 	verbose := flag.Bool("v", false, "log the emulator's progress")
 	latMax := flag.Duration("latency", 40*time.Millisecond, "the largest one-way latency of a node (uniform from 1/8 of it)")
+	heap := flag.String("memprofile", "", "write a heap profile, taken when the last size's swarm is up, to this file")
 	degree := flag.Int("degree", emulate.Degree, "earlier nodes each node dials when it joins")
 	flag.Parse()
 	if os.Getenv("ARCHY_EMU_SIZES") != "" {
@@ -54,7 +57,7 @@ func main() {
 		ok := true
 		for seed := range uint64(*seeds) {
 			debug.FreeOSMemory()
-			res, err := emulate.RunWith(context.Background(), sc, seed+1, emulate.Options{Log: log, Degree: *degree})
+			res, err := emulate.RunWith(context.Background(), sc, seed+1, emulate.Options{Log: log, Degree: *degree, OnSwarmUp: profileTo(*heap)})
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%d nodes, seed %d: %v\n", n, seed+1, err)
 				ok = false
@@ -85,6 +88,24 @@ func main() {
 	}
 	fmt.Printf("figure sim-emulation-max-nodes %d\n", maxN)
 	fmt.Printf("figure sim-emulation-mib-per-node %.1f\n", perNode)
+}
+
+// profileTo returns a hook writing a heap profile to path ("" for none).
+func profileTo(path string) func() {
+	if path == "" {
+		return nil
+	}
+	return func() {
+		f, err := os.Create(path)
+		if err != nil {
+			fail("memprofile: %v", err)
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			fail("memprofile: %v", err)
+		}
+	}
 }
 
 // flashCrowd is the benchmark's scenario at n nodes.
