@@ -16,7 +16,14 @@
 // as the scenario defines it. Nodes do not find each other through the
 // relay's peer announcements (which would dial every peer, a full mesh):
 // each joins by dialling Degree random earlier nodes, as a bootstrap
-// list would, and the DHT does the rest.
+// list would, and the DHT does the rest. mocknet delivers a stream's
+// writes one at a time, a latency apart: one stream moves at most one
+// write (up to 64 KiB) per one-way latency. The scenario's block size is
+// not used: the DAG's chunking is the node's own. Malicious peers are
+// extra nodes holding the image; corrupt ones flip a byte of each piece
+// they send, slow ones trickle 16 KiB/s (p2p.Config.Misbehave); the other
+// behaviours, updates, churn, partitions, sybils and more than one relay
+// are refused with ErrUnsupported. See BENCHMARKS.md for sizes.
 package emulate
 
 import (
