@@ -65,7 +65,7 @@ fuzz-list:
 #   ./cas/internal/blake3bench: BLAKE3 (lukechampine, zeebo, cas.Digest)
 #     against memcpy on 64 MiB, in GiB/s.
 #   ./sim/emulate/internal/emufig: the largest emulated swarm and its memory
-#     per node (ARCHY_EMU_SIZES, default 16,32,64,128,256; minutes).
+#     per node (ARCHY_EMU_SIZES, default 16,64,256, 2 seeds; about 12 minutes here).
 # BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
 # whose `figure` lines are printed (the rest of their output only when they
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md).
