@@ -22,8 +22,11 @@
 // not used: the DAG's chunking is the node's own. Malicious peers are
 // extra nodes holding the image; corrupt ones flip a byte of each piece
 // they send, slow ones trickle 16 KiB/s (p2p.Config.Misbehave); the other
-// behaviours, updates, churn, partitions, sybils and more than one relay
-// are refused with ErrUnsupported. See BENCHMARKS.md for sizes.
+// behaviours, updates, churn, sybils and more than one relay are refused
+// with ErrUnsupported. A partition cuts the swarm's links between its two
+// sides (not the relay, a server elsewhere). An install that fails is
+// asked for again every 2 s until the horizon. See BENCHMARKS.md for
+// sizes.
 package emulate
 
 import (
@@ -41,6 +44,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,6 +177,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		}
 	}
 
+	far := farSides(ms, sc.Partitions, rng)
 	img, err := buildImage(ctx, dir, sc, rng)
 	if err != nil {
 		return nil, err
@@ -279,7 +284,16 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		return nil, err
 	}
 	horizon := sc.Horizon.D()
-	if err := crowd(ctx, cl, ms, rel, t0, horizon, log); err != nil {
+	pctx, stopParts := context.WithCancel(ctx)
+	parted := make(chan struct{})
+	go func() {
+		defer close(parted)
+		partition(pctx, mn, ms, sc.Partitions, far, t0, log)
+	}()
+	err = crowd(ctx, cl, ms, rel, t0, horizon, log)
+	stopParts()
+	<-parted
+	if err != nil {
 		return nil, err
 	}
 	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size}
@@ -358,8 +372,6 @@ func supported(sc *scenario.Scenario) error {
 		return fmt.Errorf("emulate: update: %w", ErrUnsupported)
 	case sc.Churn != nil:
 		return fmt.Errorf("emulate: churn: %w", ErrUnsupported)
-	case len(sc.Partitions) > 0:
-		return fmt.Errorf("emulate: partitions: %w", ErrUnsupported)
 	case sc.Sybil != nil:
 		return fmt.Errorf("emulate: sybil: %w", ErrUnsupported)
 	case sc.Relays > 1:
@@ -467,14 +479,91 @@ func startRelay(nodes int) (url string, stop func(), err error) {
 func link(mn mocknet.Mocknet, ms []*member) error {
 	for i, a := range ms {
 		for _, b := range ms[:i] {
-			l, err := mn.LinkPeers(a.n.P2P().ID(), b.n.P2P().ID())
-			if err != nil {
-				return fmt.Errorf("emulate: link nodes %d and %d: %w", a.idx, b.idx, err)
+			if err := linkPair(mn, a, b); err != nil {
+				return err
 			}
-			l.SetOptions(mocknet.LinkOptions{Latency: a.lat + b.lat, Bandwidth: min(a.down, b.down)})
 		}
 	}
 	return nil
+}
+
+func linkPair(mn mocknet.Mocknet, a, b *member) error {
+	l, err := mn.LinkPeers(a.n.P2P().ID(), b.n.P2P().ID())
+	if err != nil {
+		return fmt.Errorf("emulate: link nodes %d and %d: %w", a.idx, b.idx, err)
+	}
+	l.SetOptions(mocknet.LinkOptions{Latency: a.lat + b.lat, Bandwidth: min(a.down, b.down)})
+	return nil
+}
+
+// farSides draws each partition's far side: Fraction of the honest
+// nodes, never the publisher.
+func farSides(ms []*member, parts []scenario.Partition, rng *rand.Rand) [][]bool {
+	out := make([][]bool, len(parts))
+	var honest []int
+	for _, m := range ms[1:] {
+		if m.bad == "" {
+			honest = append(honest, m.idx)
+		}
+	}
+	for i, p := range parts {
+		out[i] = make([]bool, len(ms))
+		k := max(1, int(math.Round(p.Fraction*float64(len(honest)+1))))
+		for _, j := range rng.Perm(len(honest))[:min(k, len(honest))] {
+			out[i][honest[j]] = true
+		}
+	}
+	return out
+}
+
+// partition cuts, for each partition in turn, the links between its far
+// side and the other nodes At after t0, with their connections, and links
+// them again Duration later. Only the swarm is cut: the relay stays
+// reachable from both sides (it is a server elsewhere on the internet).
+// Partitions that overlap in time heal each other's links.
+func partition(ctx context.Context, mn mocknet.Mocknet, ms []*member, parts []scenario.Partition, far [][]bool, t0 time.Time, log *slog.Logger) {
+	type event struct {
+		at  time.Time
+		i   int
+		cut bool
+	}
+	var evs []event
+	for i, p := range parts {
+		evs = append(evs, event{t0.Add(p.At.D()), i, true}, event{t0.Add(p.At.D() + p.Duration.D()), i, false})
+	}
+	slices.SortStableFunc(evs, func(a, b event) int { return a.at.Compare(b.at) })
+	for _, ev := range evs {
+		select {
+		case <-time.After(time.Until(ev.at)):
+		case <-ctx.Done():
+			return
+		}
+		n := 0
+		for _, a := range ms {
+			if !far[ev.i][a.idx] {
+				continue
+			}
+			for _, b := range ms {
+				if far[ev.i][b.idx] {
+					continue
+				}
+				ida, idb := a.n.P2P().ID(), b.n.P2P().ID()
+				var err error
+				if ev.cut {
+					if err = mn.UnlinkPeers(ida, idb); err == nil {
+						err = mn.DisconnectPeers(ida, idb)
+					}
+				} else {
+					err = linkPair(mn, a, b)
+				}
+				if err != nil {
+					log.Warn("partition", "cut", ev.cut, "from", a.idx, "to", b.idx, "err", err)
+				}
+			}
+			n++
+		}
+		log.Info("partition", "index", ev.i, "cut", ev.cut, "far_nodes", n, "since_announce", time.Since(t0).Round(time.Millisecond))
+	}
 }
 
 // join dials, for each node, degree random earlier ones, a few dials at
@@ -600,8 +689,10 @@ func announce(ctx context.Context, relayURL string, rel *release) error {
 // pollEvery is how often the emulator looks at the nodes' progress.
 const pollEvery = 20 * time.Millisecond
 
-// installTries is how often a node's owner asks for an install that failed.
-const installTries = 3
+// retryAfter is how long a node's owner waits to ask again for an
+// install that failed (no peer reachable in a partition, say), until the
+// horizon.
+const retryAfter = 2 * time.Second
 
 // crowd waits for each crowd node to discover the release, asks for the
 // install after its delay, and records when it ended, until every crowd
@@ -675,7 +766,7 @@ func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.
 		return
 	}
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
-	for range installTries {
+	for {
 		b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
 		if err != nil {
 			m.failed = err.Error()
@@ -708,6 +799,11 @@ func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.
 		}
 		if op.Last != nil {
 			m.failed = op.Last.Error
+		}
+		select {
+		case <-time.After(retryAfter):
+		case <-ctx.Done():
+			return
 		}
 	}
 }

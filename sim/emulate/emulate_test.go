@@ -103,3 +103,45 @@ malicious: [{behaviour: dag-bomb, count: 1}]
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestPartitionDelaysTheFarSide: 40% of the swarm is cut off from the
+// publisher's side at the announcement for 15 s. The far side reads the
+// announcement (the relay is not cut) but no piece reaches it until the
+// heal; after it, every node completes.
+func TestPartitionDelaysTheFarSide(t *testing.T) {
+	sc, err := scenario.Parse([]byte(`
+name: ci-partition
+nodes: 12
+links:
+  latency: {kind: const, value: 0.002}
+  uplink: {kind: const, value: 8388608}
+release: {image_bytes: 1048576}
+crowd: {fraction: 1, window: 0s}
+partitions: [{at: 0s, duration: 15s, fraction: 0.4}]
+horizon: 3m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), sc, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("completions %v", res.Completion)
+	late := 0
+	for i, c := range res.Completion {
+		if c < 0 {
+			t.Fatalf("fetcher %d did not complete", i+1)
+		}
+		if c >= 15*time.Second {
+			late++
+		}
+	}
+	// round(0.4 × 12) = 5 nodes on the far side.
+	if late < 5 {
+		t.Fatalf("%d fetchers completed after the heal, want the 5 cut off at least", late)
+	}
+	if res.CorruptAccepted != 0 {
+		t.Fatalf("%d nodes kept corrupt bytes", res.CorruptAccepted)
+	}
+}
