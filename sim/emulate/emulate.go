@@ -22,9 +22,10 @@
 // not used: the DAG's chunking is the node's own. Malicious peers are
 // extra nodes holding the image; corrupt ones flip a byte of each piece
 // they send, slow ones trickle 16 KiB/s (p2p.Config.Misbehave); the other
-// behaviours, updates, churn, sybils and more than one relay are refused
-// with ErrUnsupported. A partition cuts the swarm's links between its two
-// sides (not the relay, a server elsewhere). An install that fails is
+// behaviours, updates, sybils, churn with partitions and more than one
+// relay are refused with ErrUnsupported. A partition cuts the swarm's
+// links between its two sides (not the relay, a server elsewhere); a
+// churning node leaving loses all its links, its process running on. An install that fails is
 // asked for again every 2 s until the horizon. See BENCHMARKS.md for
 // sizes.
 package emulate
@@ -32,6 +33,7 @@ package emulate
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,6 +112,8 @@ type Stats struct {
 	BadBlocks   int64 // blocks dropped because their bytes did not match their CID
 	PeersBanned int64 // peers banned for sending them
 	PeersSlow   int64 // peers abandoned for sending too slowly
+	// Churned counts the churn events played (nodes leaving or coming back).
+	Churned int64
 }
 
 // member is one emulated node.
@@ -178,6 +182,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	}
 
 	far := farSides(ms, sc.Partitions, rng)
+	churns := churnPlan(ms, sc.Churn, sc.Horizon.D(), rng)
 	img, err := buildImage(ctx, dir, sc, rng)
 	if err != nil {
 		return nil, err
@@ -285,16 +290,21 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	}
 	horizon := sc.Horizon.D()
 	pctx, stopParts := context.WithCancel(ctx)
+	var churned atomic.Int64
 	parted := make(chan struct{})
 	go func() {
 		defer close(parted)
 		partition(pctx, mn, ms, sc.Partitions, far, t0, log)
+		churn(pctx, mn, ms, churns, t0, &churned, log)
 	}()
 	err = crowd(ctx, cl, ms, rel, t0, horizon, log)
 	stopParts()
 	<-parted
 	if err != nil {
 		return nil, err
+	}
+	if opt.Stats != nil {
+		opt.Stats.Churned = churned.Load()
 	}
 	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size}
 	for _, m := range ms {
@@ -370,8 +380,8 @@ func supported(sc *scenario.Scenario) error {
 	switch {
 	case sc.Update != nil:
 		return fmt.Errorf("emulate: update: %w", ErrUnsupported)
-	case sc.Churn != nil:
-		return fmt.Errorf("emulate: churn: %w", ErrUnsupported)
+	case sc.Churn != nil && len(sc.Partitions) > 0:
+		return fmt.Errorf("emulate: churn with partitions: %w", ErrUnsupported)
 	case sc.Sybil != nil:
 		return fmt.Errorf("emulate: sybil: %w", ErrUnsupported)
 	case sc.Relays > 1:
@@ -563,6 +573,89 @@ func partition(ctx context.Context, mn mocknet.Mocknet, ms []*member, parts []sc
 			n++
 		}
 		log.Info("partition", "index", ev.i, "cut", ev.cut, "far_nodes", n, "since_announce", time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+// churnEvent is a node leaving (all its links cut) or coming back.
+type churnEvent struct {
+	at    time.Duration // after the announcement
+	node  int
+	leave bool
+}
+
+// churnPlan draws, for Fraction of the honest nodes (never the
+// publisher), sessions and downtimes until the horizon, in time order.
+func churnPlan(ms []*member, c *scenario.Churn, horizon time.Duration, rng *rand.Rand) []churnEvent {
+	if c == nil {
+		return nil
+	}
+	var evs []churnEvent
+	for _, m := range ms[1:] {
+		if m.bad != "" || rng.Float64() >= c.Fraction {
+			continue
+		}
+		var at time.Duration
+		for at < horizon {
+			at += time.Duration(c.Session.Sample(rng) * float64(time.Second))
+			evs = append(evs, churnEvent{at, m.idx, true})
+			at += time.Duration(c.Downtime.Sample(rng) * float64(time.Second))
+			evs = append(evs, churnEvent{at, m.idx, false})
+		}
+	}
+	slices.SortStableFunc(evs, func(a, b churnEvent) int { return cmp.Compare(a.at, b.at) })
+	return evs
+}
+
+// churn plays the plan: a node leaving loses its links to every node
+// and its connections (its process runs on, as a laptop that went
+// offline: a fetch under way fails and is asked for again); coming back,
+// it is linked to the nodes online and dials Degree of them.
+func churn(ctx context.Context, mn mocknet.Mocknet, ms []*member, evs []churnEvent, t0 time.Time, played *atomic.Int64, log *slog.Logger) {
+	var wg sync.WaitGroup // dials of nodes coming back
+	defer wg.Wait()
+	online := make([]bool, len(ms))
+	for i := range online {
+		online[i] = true
+	}
+	for _, ev := range evs {
+		select {
+		case <-time.After(time.Until(t0.Add(ev.at))):
+		case <-ctx.Done():
+			return
+		}
+		a := ms[ev.node]
+		online[a.idx] = !ev.leave
+		var back []*member
+		for _, b := range ms {
+			if b == a || !online[b.idx] {
+				continue
+			}
+			ida, idb := a.n.P2P().ID(), b.n.P2P().ID()
+			var err error
+			if ev.leave {
+				if err = mn.UnlinkPeers(ida, idb); err == nil {
+					err = mn.DisconnectPeers(ida, idb)
+				}
+			} else {
+				err = linkPair(mn, a, b)
+				back = append(back, b)
+			}
+			if err != nil {
+				log.Warn("churn", "leave", ev.leave, "node", a.idx, "peer", b.idx, "err", err)
+			}
+		}
+		rand.New(rand.NewPCG(uint64(ev.node), uint64(ev.at))).Shuffle(len(back), func(i, j int) { back[i], back[j] = back[j], back[i] })
+		for _, b := range back[:min(Degree, len(back))] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				_ = a.n.P2P().Connect(dctx, peer.AddrInfo{ID: b.n.P2P().ID()})
+			}()
+		}
+		played.Add(1)
+		log.Info("churn", "node", a.idx, "leave", ev.leave, "since_announce", time.Since(t0).Round(time.Millisecond))
 	}
 }
 
