@@ -31,10 +31,12 @@
 package emulate
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,7 +186,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 
 	far := farSides(ms, sc.Partitions, rng)
 	churns := churnPlan(ms, sc.Churn, sc.Horizon.D(), rng)
-	img, err := buildImage(ctx, dir, sc, rng)
+	img, err := buildImage(dir, "1", sc, rng, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -395,43 +398,120 @@ func supported(sc *scenario.Scenario) error {
 	return nil
 }
 
-// image is the release's OCI archive.
+// image is a release's OCI archive.
 type image struct {
 	path, ref string
 	sum       registry.ArchiveSum
 	size      int64
+	seeds     [][32]byte // each layer's random bytes
 }
 
-// buildImage writes an OCI archive of the release's size: its root file
-// system holds one file of random bytes per scenario layer (ociimage
-// makes one tar layer of them; the file boundaries are what an update of
-// one layer would change).
-func buildImage(ctx context.Context, dir string, sc *scenario.Scenario, rng *rand.Rand) (*image, error) {
-	root := filepath.Join(dir, "image-root")
-	if err := os.MkdirAll(root, 0o700); err != nil {
+// buildImage writes an OCI archive of the release's size: release.layers
+// layers of random bytes, each its own blob (layers in order, then the
+// config, manifest and index), as `podman save` lays an image out. An
+// update (from, changed > 0) keeps from's layers but the last changed
+// ones, so the unchanged ones sit at the same offsets of the archive.
+func buildImage(dir, name string, sc *scenario.Scenario, rng *rand.Rand, from *image, changed int) (*image, error) {
+	layers := sc.Release.Layers
+	img := &image{path: filepath.Join(dir, name+".tar"), ref: "localhost/archy-sim/" + sc.Release.App + ":" + name}
+	for i := range layers {
+		if from != nil && i < layers-changed {
+			img.seeds = append(img.seeds, from.seeds[i])
+			continue
+		}
+		var seed [32]byte
+		for j := range seed {
+			seed[j] = byte(rng.Uint32())
+		}
+		img.seeds = append(img.seeds, seed)
+	}
+	per := sc.Release.ImageBytes / int64(layers)
+	sizeOf := func(i int) int64 {
+		if i == layers-1 {
+			return sc.Release.ImageBytes - per*int64(layers-1)
+		}
+		return per
+	}
+	// Each layer's bytes are made twice from its seed: once for the
+	// digest its tar entry is named by, once into the archive.
+	layerBytes := func(i int, w io.Writer) error {
+		src := rand.NewChaCha8(img.seeds[i])
+		buf := make([]byte, 64<<10)
+		for left := sizeOf(i); left > 0; {
+			k := min(left, int64(len(buf)))
+			_, _ = src.Read(buf[:k])
+			if _, err := w.Write(buf[:k]); err != nil {
+				return err
+			}
+			left -= k
+		}
+		return nil
+	}
+	f, err := os.Create(img.path)
+	if err != nil {
 		return nil, fmt.Errorf("emulate: image: %w", err)
 	}
-	var seed [32]byte
-	for i := range seed {
-		seed[i] = byte(rng.Uint32())
-	}
-	src := rand.NewChaCha8(seed)
-	per := sc.Release.ImageBytes / int64(sc.Release.Layers)
-	for i := range sc.Release.Layers {
-		size := per
-		if i == sc.Release.Layers-1 {
-			size = sc.Release.ImageBytes - per*int64(sc.Release.Layers-1)
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	tw := tar.NewWriter(bw)
+	add := func(name string, size int64, write func(io.Writer) error) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg, ModTime: ociimage.Epoch}); err != nil {
+			return err
 		}
-		if err := writeRandom(filepath.Join(root, fmt.Sprintf("layer-%d.bin", i)), size, src); err != nil {
-			return nil, err
+		return write(tw)
+	}
+	blob := func(b []byte) (string, error) {
+		d := fmt.Sprintf("%x", sha256.Sum256(b))
+		return "sha256:" + d, add("blobs/sha256/"+d, int64(len(b)), func(w io.Writer) error { _, err := w.Write(b); return err })
+	}
+	type desc struct {
+		MediaType   string            `json:"mediaType"`
+		Digest      string            `json:"digest"`
+		Size        int64             `json:"size"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	}
+	err = add("oci-layout", 30, func(w io.Writer) error { _, err := io.WriteString(w, `{"imageLayoutVersion":"1.0.0"}`); return err })
+	var descs []desc
+	var diffIDs []string
+	for i := range layers {
+		if err != nil {
+			break
 		}
+		h := sha256.New()
+		_ = layerBytes(i, h)
+		d := fmt.Sprintf("%x", h.Sum(nil))
+		descs = append(descs, desc{MediaType: ociimage.MediaTypeLayer, Digest: "sha256:" + d, Size: sizeOf(i)})
+		diffIDs = append(diffIDs, "sha256:"+d)
+		err = add("blobs/sha256/"+d, sizeOf(i), func(w io.Writer) error { return layerBytes(i, w) })
 	}
-	img := &image{path: filepath.Join(dir, "image.tar"), ref: "localhost/archy-sim/" + sc.Release.App + ":1"}
-	if _, err := ociimage.Build(ctx, root, img.path, img.ref); err != nil {
-		return nil, fmt.Errorf("emulate: build image: %w", err)
+	var cfgDigest, manDigest string
+	var cfg, man []byte
+	if err == nil {
+		cfg, _ = json.Marshal(map[string]any{"architecture": runtime.GOARCH, "os": "linux",
+			"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}})
+		cfgDigest, err = blob(cfg)
 	}
-	if err := os.RemoveAll(root); err != nil {
-		return nil, fmt.Errorf("emulate: image: %w", err)
+	if err == nil {
+		man, _ = json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ociimage.MediaTypeManifest,
+			"config": desc{MediaType: ociimage.MediaTypeConfig, Digest: cfgDigest, Size: int64(len(cfg))}, "layers": descs})
+		manDigest, err = blob(man)
+	}
+	if err == nil {
+		idx, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []desc{{MediaType: ociimage.MediaTypeManifest,
+			Digest: manDigest, Size: int64(len(man)), Annotations: map[string]string{ociimage.AnnotationRefName: img.ref}}}})
+		err = add("index.json", int64(len(idx)), func(w io.Writer) error { _, err := w.Write(idx); return err })
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("emulate: write image %s: %w", img.path, err)
 	}
 	sum, err := registry.ReadOCIArchive(img.path)
 	if err != nil {
@@ -439,29 +519,6 @@ func buildImage(ctx context.Context, dir string, sc *scenario.Scenario, rng *ran
 	}
 	img.sum, img.size = sum, sum.Size
 	return img, nil
-}
-
-func writeRandom(path string, size int64, src *rand.ChaCha8) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("emulate: image: %w", err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	buf := make([]byte, 64<<10)
-	for left := size; left > 0; {
-		k := min(left, int64(len(buf)))
-		_, _ = src.Read(buf[:k])
-		_, _ = w.Write(buf[:k])
-		left -= k
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("emulate: image: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("emulate: image: %w", err)
-	}
-	return nil
 }
 
 // startRelay serves one relay, in memory, over real websockets on a
@@ -542,6 +599,8 @@ func partition(ctx context.Context, mn mocknet.Mocknet, ms []*member, parts []sc
 		evs = append(evs, event{t0.Add(p.At.D()), i, true}, event{t0.Add(p.At.D() + p.Duration.D()), i, false})
 	}
 	slices.SortStableFunc(evs, func(a, b event) int { return a.at.Compare(b.at) })
+	var wg sync.WaitGroup // dials at a heal
+	defer wg.Wait()
 	for _, ev := range evs {
 		select {
 		case <-time.After(time.Until(ev.at)):
@@ -553,10 +612,12 @@ func partition(ctx context.Context, mn mocknet.Mocknet, ms []*member, parts []sc
 			if !far[ev.i][a.idx] {
 				continue
 			}
+			var near []*member
 			for _, b := range ms {
 				if far[ev.i][b.idx] {
 					continue
 				}
+				near = append(near, b)
 				ida, idb := a.n.P2P().ID(), b.n.P2P().ID()
 				var err error
 				if ev.cut {
@@ -571,6 +632,11 @@ func partition(ctx context.Context, mn mocknet.Mocknet, ms []*member, parts []sc
 				}
 			}
 			n++
+			if !ev.cut {
+				// The routing tables forgot the other side: dial a few
+				// of it, as peering would on reading their announcements.
+				redial(ctx, &wg, a, near)
+			}
 		}
 		log.Info("partition", "index", ev.i, "cut", ev.cut, "far_nodes", n, "since_announce", time.Since(t0).Round(time.Millisecond))
 	}
@@ -644,18 +710,24 @@ func churn(ctx context.Context, mn mocknet.Mocknet, ms []*member, evs []churnEve
 				log.Warn("churn", "leave", ev.leave, "node", a.idx, "peer", b.idx, "err", err)
 			}
 		}
-		rand.New(rand.NewPCG(uint64(ev.node), uint64(ev.at))).Shuffle(len(back), func(i, j int) { back[i], back[j] = back[j], back[i] })
-		for _, b := range back[:min(Degree, len(back))] {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				_ = a.n.P2P().Connect(dctx, peer.AddrInfo{ID: b.n.P2P().ID()})
-			}()
-		}
+		redial(ctx, &wg, a, back)
 		played.Add(1)
 		log.Info("churn", "node", a.idx, "leave", ev.leave, "since_announce", time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+// redial has a dial Degree random nodes of to, in the background.
+func redial(ctx context.Context, wg *sync.WaitGroup, a *member, to []*member) {
+	to = slices.Clone(to)
+	rand.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
+	for _, b := range to[:min(Degree, len(to))] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			_ = a.n.P2P().Connect(dctx, peer.AddrInfo{ID: b.n.P2P().ID()})
+		}()
 	}
 }
 
