@@ -22,8 +22,10 @@
 // not used: the DAG's chunking is the node's own. Malicious peers are
 // extra nodes holding the image; corrupt ones flip a byte of each piece
 // they send, slow ones trickle 16 KiB/s (p2p.Config.Misbehave); the other
-// behaviours, updates, sybils, churn with partitions and more than one
-// relay are refused with ErrUnsupported. A partition cuts the swarm's
+// behaviours, sybils, churn with partitions and more than one relay are
+// refused with ErrUnsupported. An update is published before the release
+// is announced, announced at its time, and installed by each node once
+// it runs the release (Stats.UpdateCompletion). A partition cuts the swarm's
 // links between its two sides (not the relay, a server elsewhere); a
 // churning node leaving loses all its links, its process running on. An install that fails is
 // asked for again every 2 s until the horizon. See BENCHMARKS.md for
@@ -57,6 +59,7 @@ import (
 	"syscall"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/nbd-wtf/go-nostr"
@@ -117,6 +120,10 @@ type Stats struct {
 	PeersSlow   int64 // peers abandoned for sending too slowly
 	// Churned counts the churn events played (nodes leaving or coming back).
 	Churned int64
+	// UpdateCompletion is, per fetcher, the time from the update's
+	// announcement to the node running it; -1 if never (scenarios with
+	// an update; the model's Result.UpdateCompletion).
+	UpdateCompletion []time.Duration
 }
 
 // member is one emulated node.
@@ -132,6 +139,7 @@ type member struct {
 	delay   time.Duration // from discovery to asking for the install
 	found   time.Duration // discovery time, -1 until then
 	done    time.Duration // completion time, -1 until then
+	updDone time.Duration // the update's, from its announcement
 	failed  string        // the last install error
 	running chan error
 }
@@ -163,7 +171,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	// The swarm: honest nodes (0 the publisher), then malicious peers.
 	var ms []*member
 	for i := range sc.Nodes {
-		m := &member{idx: i, found: -1, done: -1}
+		m := &member{idx: i, found: -1, done: -1, updDone: -1}
 		m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 		m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 		if i == 0 && sc.Links.PublisherUplink > 0 {
@@ -177,7 +185,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	}
 	for _, mal := range sc.Malicious {
 		for range mal.MaliciousCount(sc.Nodes) {
-			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1}
+			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, updDone: -1}
 			m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 			m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 			ms = append(ms, m)
@@ -276,9 +284,20 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		opt.OnSwarmUp()
 	}
 
-	rel, err := publish(ctx, cl, ms[0], img, sc.Release.App)
+	rel, err := publish(ctx, cl, ms[0], img, sc.Release.App, "1.0.0", nil)
 	if err != nil {
 		return nil, err
+	}
+	// The update is published now and announced at its time.
+	var img2 *image
+	if u := sc.Update; u != nil {
+		if img2, err = buildImage(dir, "2", sc, rng, img, u.Changed); err != nil {
+			return nil, err
+		}
+		if rel.next, err = publish(ctx, cl, ms[0], img2, sc.Release.App, "1.1.0", rel.key); err != nil {
+			return nil, err
+		}
+		rel.nextAt = u.At.D() - sc.Release.At.D()
 	}
 	for _, m := range ms {
 		if m.bad != "" {
@@ -300,9 +319,25 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		partition(pctx, mn, ms, sc.Partitions, far, t0, log)
 		churn(pctx, mn, ms, churns, t0, &churned, log)
 	}()
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		if rel.next == nil {
+			return
+		}
+		select {
+		case <-time.After(time.Until(t0.Add(rel.nextAt))):
+		case <-pctx.Done():
+			return
+		}
+		if err := announce(pctx, relayURL, rel.next); err != nil {
+			log.Warn("announce the update", "err", err)
+		}
+	}()
 	err = crowd(ctx, cl, ms, rel, t0, horizon, log)
 	stopParts()
 	<-parted
+	<-announced
 	if err != nil {
 		return nil, err
 	}
@@ -335,8 +370,22 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			log.Warn("node did not complete", "node", m.idx, "err", m.failed)
 		}
 		res.Completion = append(res.Completion, m.done)
+		if img2 != nil && opt.Stats != nil {
+			opt.Stats.UpdateCompletion = append(opt.Stats.UpdateCompletion, m.updDone)
+		}
+		if m.updDone >= 0 {
+			ok, err := holdsImage(m.n, img2)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				res.CorruptAccepted++
+			}
+		}
 		res.Discovery = append(res.Discovery, m.found)
-		if m.done >= 0 {
+		// After an update the first image is pruned: the update's is
+		// checked instead (above).
+		if m.done >= 0 && m.updDone < 0 {
 			ok, err := holdsImage(m.n, img)
 			if err != nil {
 				return nil, err
@@ -381,8 +430,6 @@ func lowerBound(ms []*member, size int64) time.Duration {
 // supported refuses what the emulation does not run, naming it.
 func supported(sc *scenario.Scenario) error {
 	switch {
-	case sc.Update != nil:
-		return fmt.Errorf("emulate: update: %w", ErrUnsupported)
 	case sc.Churn != nil && len(sc.Partitions) > 0:
 		return fmt.Errorf("emulate: churn with partitions: %w", ErrUnsupported)
 	case sc.Sybil != nil:
@@ -776,12 +823,15 @@ type release struct {
 	v   *registry.Verified
 	env []byte
 	key *did.Key
+	// next is the update, announced nextAt after this release.
+	next   *release
+	nextAt time.Duration
 }
 
 // publish adds the image through the publisher's API (stored, named by
 // its sum, pinned and provided, as `archy publish` does), signs a
 // manifest pinning it and hands the envelope to the API.
-func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app string) (*release, error) {
+func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app, version string, key *did.Key) (*release, error) {
 	sum, err := postBlob(ctx, cl, pub.n, img.path)
 	if err != nil {
 		return nil, fmt.Errorf("emulate: publish the image: %w", err)
@@ -789,11 +839,12 @@ func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app 
 	if sum != img.sum.CID.String() {
 		return nil, fmt.Errorf("emulate: publish the image: the node named it %s, want %s", sum, img.sum.CID)
 	}
-	key, err := did.Generate()
-	if err != nil {
-		return nil, fmt.Errorf("emulate: publisher key: %w", err)
+	if key == nil {
+		if key, err = did.Generate(); err != nil {
+			return nil, fmt.Errorf("emulate: publisher key: %w", err)
+		}
 	}
-	m := &registry.Manifest{Schema: registry.Schema, ID: app, Name: app, Version: "1.0.0", Publisher: key.DID(),
+	m := &registry.Manifest{Schema: registry.Schema, ID: app, Name: app, Version: version, Publisher: key.DID(),
 		Containers: []registry.Container{{Name: "app", Image: registry.Image{Ref: img.ref, CID: sum,
 			Digest: img.sum.Digest, Size: img.size}}}}
 	env, _, err := registry.Sign(m, key)
@@ -891,7 +942,16 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						install(ctx, cl, m, want.String(), t0)
+						select {
+						case <-time.After(m.delay):
+						case <-ctx.Done():
+						}
+						m.done, m.failed = install(ctx, cl, m, want.String(), t0)
+						if next := rel.next; next != nil && m.done >= 0 {
+							if waitFor(ctx, m, next.v.CID) {
+								m.updDone, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
+							}
+						}
 						mu.Lock()
 						left--
 						mu.Unlock()
@@ -922,53 +982,62 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 	}
 }
 
-// install asks m's API for the release after m's delay, as its owner
-// would, and follows the operation.
-func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) {
-	select {
-	case <-time.After(m.delay):
-	case <-ctx.Done():
-		return
+// waitFor waits until m discovered release c.
+func waitFor(ctx context.Context, m *member, c cid.Cid) bool {
+	for {
+		for _, r := range m.n.Discovered().List() {
+			if r.CID.Equals(c) {
+				return true
+			}
+		}
+		select {
+		case <-time.After(pollEvery):
+		case <-ctx.Done():
+			return false
+		}
 	}
+}
+
+// install asks m's API for release c, as its owner would, follows the
+// operation, and asks again after a failure until ctx ends. It returns
+// when the install ended after t0 (-1 if it never did) and the last
+// error.
+func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) (time.Duration, string) {
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
+	failed := ""
 	for {
 		b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
 		if err != nil {
-			m.failed = err.Error()
-			return
+			return -1, err.Error()
 		}
 		var op node.Operation
 		if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
-			m.failed = fmt.Sprintf("install answer %q: %v", b, err)
-			return
+			return -1, fmt.Sprintf("install answer %q: %v", b, err)
 		}
 		for op.State == node.OpRunning || op.State == "" {
 			select {
 			case <-time.After(pollEvery):
 			case <-ctx.Done():
-				return
+				return -1, failed
 			}
 			b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
 			if err != nil {
-				m.failed = err.Error()
-				return
+				return -1, err.Error()
 			}
 			if err := json.Unmarshal(b, &op); err != nil {
-				m.failed = err.Error()
-				return
+				return -1, err.Error()
 			}
 		}
 		if op.State == node.OpSucceeded {
-			m.done = op.Ended.Sub(t0)
-			return
+			return op.Ended.Sub(t0), ""
 		}
 		if op.Last != nil {
-			m.failed = op.Last.Error
+			failed = op.Last.Error
 		}
 		select {
 		case <-time.After(retryAfter):
 		case <-ctx.Done():
-			return
+			return -1, failed
 		}
 	}
 }

@@ -185,3 +185,45 @@ horizon: 5m
 		t.Fatalf("%d nodes kept corrupt bytes", res.CorruptAccepted)
 	}
 }
+
+// TestUpdateFetchesTheChangedLayer: after a release of 4 layers, an
+// update replacing one; every node updates, and the publisher uploads
+// about one copy of the release and one of the changed layer, not two
+// copies: the unchanged layers come from the nodes' own stores.
+func TestUpdateFetchesTheChangedLayer(t *testing.T) {
+	sc, err := scenario.Parse([]byte(`
+name: ci-update
+nodes: 8
+links:
+  latency: {kind: const, value: 0.002}
+  uplink: {kind: const, value: 8388608}
+release: {image_bytes: 4194304, layers: 4}
+update: {at: 2s, changed_layers: 1}
+crowd: {fraction: 1, window: 0s}
+horizon: 3m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Stats
+	res, err := RunWith(t.Context(), sc, 7, Options{Stats: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Figures()
+	t.Logf("completions %v, update completions %v, origin copies %.2f", res.Completion, st.UpdateCompletion, f.OriginCopies)
+	if len(st.UpdateCompletion) != 7 {
+		t.Fatalf("%d update completions, want 7", len(st.UpdateCompletion))
+	}
+	for i, c := range st.UpdateCompletion {
+		if c < 0 || res.Completion[i] < 0 {
+			t.Fatalf("fetcher %d: release %s, update %s", i+1, res.Completion[i], c)
+		}
+	}
+	if f.OriginCopies > 1.6 {
+		t.Fatalf("origin uploaded %.2f copies of the release: want about 1.25 (the release and one layer of four)", f.OriginCopies)
+	}
+	if res.CorruptAccepted != 0 {
+		t.Fatalf("%d nodes kept corrupt bytes", res.CorruptAccepted)
+	}
+}
