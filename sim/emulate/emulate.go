@@ -1006,33 +1006,14 @@ func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
 	failed := ""
 	for {
-		b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
-		if err != nil {
-			return -1, err.Error()
+		d, err := installOnce(ctx, cl, m, body, t0)
+		if err == nil {
+			return d, ""
 		}
-		var op node.Operation
-		if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
-			return -1, fmt.Sprintf("install answer %q: %v", b, err)
-		}
-		for op.State == node.OpRunning || op.State == "" {
-			select {
-			case <-time.After(pollEvery):
-			case <-ctx.Done():
-				return -1, failed
-			}
-			b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
-			if err != nil {
-				return -1, err.Error()
-			}
-			if err := json.Unmarshal(b, &op); err != nil {
-				return -1, err.Error()
-			}
-		}
-		if op.State == node.OpSucceeded {
-			return op.Ended.Sub(t0), ""
-		}
-		if op.Last != nil {
-			failed = op.Last.Error
+		failed = err.Error()
+		// A try whose answer was lost may have installed it all the same.
+		if installed(ctx, cl, m, c) {
+			return time.Since(t0), ""
 		}
 		select {
 		case <-time.After(retryAfter):
@@ -1040,6 +1021,60 @@ func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.
 			return -1, failed
 		}
 	}
+}
+
+// installed reports whether m runs release c (its installed app's CID).
+func installed(ctx context.Context, cl *http.Client, m *member, c string) bool {
+	b, err := call(ctx, cl, m.n, http.MethodGet, "/api/v1/apps", nil)
+	if err != nil {
+		return false
+	}
+	var apps []node.AppView
+	if json.Unmarshal(b, &apps) != nil {
+		return false
+	}
+	for _, a := range apps {
+		if a.CID == c {
+			return true
+		}
+	}
+	return false
+}
+
+// installOnce asks for the install and follows the operation to its
+// end. A request that fails (a kept-alive connection the API closed
+// meanwhile) fails the try, and the install is asked for again.
+func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t0 time.Time) (time.Duration, error) {
+	b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
+	if err != nil {
+		return -1, err
+	}
+	var op node.Operation
+	if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
+		return -1, fmt.Errorf("install answer %q: %v", b, err)
+	}
+	for op.State == node.OpRunning || op.State == "" {
+		select {
+		case <-time.After(pollEvery):
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+		b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
+		if err != nil {
+			// The operation goes on: ask again at the next poll.
+			continue
+		}
+		if err := json.Unmarshal(b, &op); err != nil {
+			return -1, fmt.Errorf("operation %s: %w", op.URL, err)
+		}
+	}
+	if op.State == node.OpSucceeded {
+		return op.Ended.Sub(t0), nil
+	}
+	if op.Last != nil {
+		return -1, errors.New(op.Last.Error)
+	}
+	return -1, fmt.Errorf("operation %s: %s", op.URL, op.State)
 }
 
 // call makes one API request with the node's token and returns the body
