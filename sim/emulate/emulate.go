@@ -896,7 +896,15 @@ func announce(ctx context.Context, relayURL string, rel *release) error {
 	if err != nil {
 		return fmt.Errorf("emulate: announcement: %w", err)
 	}
-	if _, err := discovery.Publish(ctx, []string{relayURL}, 10*time.Second, evs...); err != nil {
+	// A relay busy serving hundreds of subscribers on a starved CPU may
+	// take long to answer: wait, and try again.
+	for try := 1; ; try++ {
+		_, err = discovery.Publish(ctx, []string{relayURL}, 30*time.Second, evs...)
+		if err == nil || try == 3 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("emulate: announce on the relay: %w", err)
 	}
 	return nil
