@@ -78,13 +78,15 @@ fuzz-list:
 # `figure <name> <value>` lines measured in one run (add yours to the list).
 #   ./cas/internal/blake3bench: BLAKE3 (lukechampine, zeebo, cas.Digest)
 #     against memcpy on 64 MiB, in GiB/s.
+#   ./sim/emulate/internal/emufig: the largest emulated swarm and its memory
+#     per node (ARCHY_EMU_SIZES, default 16,64,256, 2 seeds; about 12 minutes here).
 # BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
 # whose `figure` lines are printed (the rest of their output only when they
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md);
 # ./relay: publish -> live delivery, a valid event during a junk flood.
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
-BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/internal/simfig
+BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/internal/simfig ./sim/emulate/internal/emufig
 BENCH_FIGURE_TESTS ?= ./p2p ./relay
 # BENCH_FIGURE_TARGETS are make targets whose `figure` lines are printed:
 # e2e (publish-to-running-ms, e2e-origin-copies; e2e/BENCHMARKS.md).

@@ -81,6 +81,19 @@ type Config struct {
 	// bans do not gate new connections (the host has no gater of ours),
 	// and Close closes the host.
 	Host host.Host
+	// NoBitswap leaves boxo bitswap out (it only serves other IPFS
+	// software; archy's own exchange moves files): the simulator runs
+	// hundreds of nodes in one process and saves its memory.
+	NoBitswap bool
+	// Misbehave makes this node a malicious block server, for the
+	// simulator's attacks and tests; never set it on a real node.
+	Misbehave Misbehaviour
+}
+
+// Misbehaviour is how a simulated malicious peer serves pieces.
+type Misbehaviour struct {
+	Corrupt bool          // flip a byte of every piece sent
+	Trickle time.Duration // pause before every 16 KiB of a piece sent
 }
 
 // Defaults.

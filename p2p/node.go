@@ -119,12 +119,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("start dht: %w", err))
 	}
-	n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
+	if !cfg.NoBitswap {
+		n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
+	}
 	n.ex = exchange.New(life, h, store, swarm{n}, exchange.Config{
 		DialTimeout: cfg.DialTimeout, RequestTimeout: cfg.RequestTimeout,
 		MinRate: cfg.MinRate, MaxPeerBytes: cfg.MaxPeerBytes, UploadRate: cfg.UploadRate,
 		NoSuperSeed: cfg.NoSuperSeed, MaxStrikes: cfg.MaxStrikes,
 	}, n.met.exchange(), logger)
+	misbehave(n, cfg.Misbehave)
 	if n.names, err = openNameBook(filepath.Join(cfg.DataDir, "names")); err != nil {
 		return fail(err)
 	}
