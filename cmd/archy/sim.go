@@ -9,12 +9,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/sim"
+	"github.com/archy-node/archy/sim/emulate"
 	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
 	"github.com/archy-node/archy/sim/scenarios"
 )
 
 func newSimCmd() *cobra.Command {
+	// The binary embeds the node, so it offers the emulation mode too.
+	sim.RegisterEmulation(emulate.Run)
 	c := &cobra.Command{Use: "sim", Short: "Simulate a swarm: a scenario in model or emulation mode, with a report and plots"}
 	c.AddCommand(newSimRunCmd())
 	return c
@@ -29,7 +32,8 @@ func newSimRunCmd() *cobra.Command {
 		Use:   "run SCENARIO",
 		Short: "Run a scenario and write report.json, the plots and index.html",
 		Long: `Run SCENARIO (a YAML file, or the name of a shipped scenario: ` + strings.Join(scenarios.Names(), ", ") + `)
-once per seed in --mode and write into --out: report.json, the plots as PNG
+once per seed in --mode (model: the discrete-event model, any size; emulation: real
+nodes on an in-process network, hundreds at most) and write into --out: report.json, the plots as PNG
 and SVG, and index.html showing them together.
 
 The "vs N" plots (origin egress, DHT lookup hops) come from extra runs of the

@@ -25,7 +25,7 @@
 // behaviours, sybils, churn with partitions and more than one relay are
 // refused with ErrUnsupported. An update is published before the release
 // is announced, announced at its time, and installed by each node once
-// it runs the release (Stats.UpdateCompletion). A partition cuts the swarm's
+// it runs the release (Result.UpdateCompletion). A partition cuts the swarm's
 // links between its two sides (not the relay, a server elsewhere); a
 // churning node leaving loses all its links, its process running on. An install that fails is
 // asked for again every 2 s until the horizon. See BENCHMARKS.md for
@@ -120,10 +120,6 @@ type Stats struct {
 	PeersSlow   int64 // peers abandoned for sending too slowly
 	// Churned counts the churn events played (nodes leaving or coming back).
 	Churned int64
-	// UpdateCompletion is, per fetcher, the time from the update's
-	// announcement to the node running it; -1 if never (scenarios with
-	// an update; the model's Result.UpdateCompletion).
-	UpdateCompletion []time.Duration
 }
 
 // member is one emulated node.
@@ -359,6 +355,19 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			st.PeersBanned += met["archy_p2p_peers_banned_total"]
 			st.PeersSlow += met["archy_p2p_peers_abandoned_total"]
 		}
+		// The same counters, under the reasons the model reports them by.
+		for reason, name := range map[string]string{
+			report.RefusedCorrupt:   "archy_p2p_bad_blocks_total",
+			report.RefusedSlowAbort: "archy_p2p_peers_abandoned_total",
+		} {
+			if v := met[name]; v > 0 {
+				if res.Refused == nil {
+					res.Refused = map[string]int64{}
+				}
+				res.Refused[reason] += v
+			}
+		}
+		res.Banned += int(met["archy_p2p_peers_banned_total"])
 		res.Uploaded = append(res.Uploaded, up)
 		if m.idx == 0 {
 			res.OriginBytes = up
@@ -370,8 +379,8 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			log.Warn("node did not complete", "node", m.idx, "err", m.failed)
 		}
 		res.Completion = append(res.Completion, m.done)
-		if img2 != nil && opt.Stats != nil {
-			opt.Stats.UpdateCompletion = append(opt.Stats.UpdateCompletion, m.updDone)
+		if img2 != nil {
+			res.UpdateCompletion = append(res.UpdateCompletion, m.updDone)
 		}
 		if m.updDone >= 0 {
 			ok, err := holdsImage(m.n, img2)

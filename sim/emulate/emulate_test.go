@@ -211,11 +211,11 @@ horizon: 3m
 		t.Fatal(err)
 	}
 	f := res.Figures()
-	t.Logf("completions %v, update completions %v, origin copies %.2f", res.Completion, st.UpdateCompletion, f.OriginCopies)
-	if len(st.UpdateCompletion) != 7 {
-		t.Fatalf("%d update completions, want 7", len(st.UpdateCompletion))
+	t.Logf("completions %v, update completions %v, origin copies %.2f", res.Completion, res.UpdateCompletion, f.OriginCopies)
+	if len(res.UpdateCompletion) != 7 {
+		t.Fatalf("%d update completions, want 7", len(res.UpdateCompletion))
 	}
-	for i, c := range st.UpdateCompletion {
+	for i, c := range res.UpdateCompletion {
 		if c < 0 || res.Completion[i] < 0 {
 			t.Fatalf("fetcher %d: release %s, update %s", i+1, res.Completion[i], c)
 		}

@@ -69,17 +69,6 @@ const (
 	junkRate = 50
 )
 
-// Refusal reasons counted in Result.Refused.
-const (
-	RefusedCorrupt   = "corrupt-block"     // block failed BLAKE3 verification
-	RefusedDAGBomb   = "dag-over-size"     // DAG past the signed size
-	RefusedLieName   = "bad-name-sig"      // announcement not signed by the name's key
-	RefusedStale     = "stale-catalog"     // catalog older than the one held
-	RefusedJunk      = "junk-event"        // relay refused an invalid event
-	RefusedSlowAbort = "slow-request"      // request abandoned below MinRate
-	RefusedSuperSeed = "super-seed-refuse" // a seed named peers instead of serving
-)
-
 // node flags
 const (
 	fOnline = 1 << iota
@@ -442,7 +431,7 @@ func (s *sim) run(ctx context.Context) error {
 			// They answer provider lookups for the root from the start.
 			s.providers = append(s.providers, int32(i))
 		case kJunk:
-			s.refused[RefusedJunk] += int64(junkRate * float64(sc.Relays) * s.horizon)
+			s.refused[report.RefusedJunk] += int64(junkRate * float64(sc.Relays) * s.horizon)
 		}
 	}
 	if u := sc.Update; u != nil {
@@ -545,7 +534,7 @@ func (s *sim) handle(e event) {
 		s.release(a, e.b, int(e.blk))
 		setBit(s.bits(s.ref, int(a)), int(e.blk))
 		s.refusedAt[a] = s.now
-		s.refused[RefusedSuperSeed]++
+		s.refused[report.RefusedSuperSeed]++
 		// The hints travel in the refusal: connect to the peers named.
 		for _, q := range s.sentTo[e.blk] {
 			if q != a && s.slot(a, q) < 0 {
@@ -642,7 +631,7 @@ func (s *sim) discover(a int32) {
 		s.discovered[a] = float32(s.now)
 		// Every name liar's announcement is read too, and refused: it is
 		// not signed by the key the name is bound to.
-		s.refused[RefusedLieName] += int64(s.liars)
+		s.refused[report.RefusedLieName] += int64(s.liars)
 	}
 	if s.flags[a]&fWants == 0 || s.flags[a]&(fDone|fFetching) != 0 {
 		return
@@ -722,7 +711,7 @@ func (s *sim) connectUpTo(a, b int32, limit uint8) bool {
 	if s.kind[b] == kStale {
 		// It serves an old, validly signed catalog: refused as stale, and
 		// it holds nothing of the release.
-		s.refused[RefusedStale]++
+		s.refused[report.RefusedStale]++
 	}
 	s.addHalf(a, b)
 	s.addHalf(b, a)
@@ -1047,7 +1036,7 @@ func (s *sim) serve(e event) {
 	size := s.blockSize(b)
 	limit := slowGrace + max(size, float64(1<<20))/minRate
 	if s.kind[j] == kSlow {
-		s.refused[RefusedSlowAbort]++
+		s.refused[report.RefusedSlowAbort]++
 		s.push(s.now+limit, evFail, r, j, e.blk, 1)
 		return
 	}
@@ -1075,7 +1064,7 @@ func (s *sim) serve(e event) {
 	dur := size / float64(s.up[j])
 	if start+dur-s.now > limit {
 		// It would arrive below MinRate: the asker abandons it.
-		s.refused[RefusedSlowAbort]++
+		s.refused[report.RefusedSlowAbort]++
 		s.push(s.now+limit, evFail, r, j, e.blk, 1)
 		return
 	}
@@ -1111,9 +1100,9 @@ func (s *sim) arrive(e event) {
 	if k := s.kind[j]; k == kCorrupt || k == kDAGBomb {
 		// Verified against the signed DAG and refused; a strike.
 		if k == kCorrupt {
-			s.refused[RefusedCorrupt]++
+			s.refused[report.RefusedCorrupt]++
 		} else {
-			s.refused[RefusedDAGBomb]++
+			s.refused[report.RefusedDAGBomb]++
 		}
 		if sl := s.slot(r, j); sl >= 0 {
 			i := int(r)*MaxDegree + sl

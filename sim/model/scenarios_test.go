@@ -79,8 +79,8 @@ func checkOutcome(t *testing.T, sc *scenario.Scenario, r *report.Result) {
 		behaves[m.Behaviour] = true
 	}
 	for b, reason := range map[string]string{
-		scenario.Corrupt: RefusedCorrupt, scenario.DAGBomb: RefusedDAGBomb, scenario.LieNames: RefusedLieName,
-		scenario.StaleCatalog: RefusedStale, scenario.JunkEvents: RefusedJunk, scenario.Slow: RefusedSlowAbort,
+		scenario.Corrupt: report.RefusedCorrupt, scenario.DAGBomb: report.RefusedDAGBomb, scenario.LieNames: report.RefusedLieName,
+		scenario.StaleCatalog: report.RefusedStale, scenario.JunkEvents: report.RefusedJunk, scenario.Slow: report.RefusedSlowAbort,
 	} {
 		if behaves[b] && r.Refused[reason] == 0 {
 			t.Errorf("seed %d: %s peers in the swarm but nothing refused as %s", r.Seed, b, reason)

@@ -142,3 +142,14 @@ func Quantile(sorted []float64, q float64) float64 {
 	}
 	return sorted[i] + (pos-float64(i))*(sorted[i+1]-sorted[i])
 }
+
+// Refusal reasons counted in Result.Refused.
+const (
+	RefusedCorrupt   = "corrupt-block"     // block failed BLAKE3 verification
+	RefusedDAGBomb   = "dag-over-size"     // DAG past the signed size
+	RefusedLieName   = "bad-name-sig"      // announcement not signed by the name's key
+	RefusedStale     = "stale-catalog"     // catalog older than the one held
+	RefusedJunk      = "junk-event"        // relay refused an invalid event
+	RefusedSlowAbort = "slow-request"      // request abandoned below MinRate
+	RefusedSuperSeed = "super-seed-refuse" // a seed named peers instead of serving
+)
