@@ -37,8 +37,6 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
 }
 
-const tags = "remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp"
-
 // portsLock is the machine-wide lock every run of the sample apps holds.
 const portsLock = "/tmp/archy-ports.lock"
 
@@ -123,7 +121,7 @@ func newWorld(t *testing.T) *world {
 	w := &world{t: t, bin: filepath.Join(work, "archy"), work: work}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-tags", tags, "-o", w.bin, "./cmd/archy")
+	build := exec.CommandContext(ctx, "go", "build", "-o", w.bin, "./cmd/archy")
 	build.Dir = filepath.Dir(examples.Root())
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build archy: %v\n%s", err, out)

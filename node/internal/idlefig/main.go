@@ -45,8 +45,6 @@ import (
 	"github.com/archy-node/archy/registry"
 )
 
-const tags = "remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp"
-
 var (
 	idle    = flag.Duration("idle", 60*time.Second, "how long the node idles before it is measured")
 	logs    = flag.Bool("logs", false, "print the node's log to stderr")
@@ -94,7 +92,7 @@ func run() error {
 	}
 	bin := filepath.Join(tmp, "archy")
 	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	build := exec.CommandContext(bctx, "go", "build", "-tags", tags, "-o", bin, "./cmd/archy")
+	build := exec.CommandContext(bctx, "go", "build", "-o", bin, "./cmd/archy")
 	build.Dir = filepath.Dir(examples.Root()) // the module's folder
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	err = build.Run()
