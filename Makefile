@@ -9,6 +9,7 @@ BIN     := bin/archy
 
 build:
 	$(GO) build -o $(BIN) ./cmd/archy
+	$(GO) build -o $(BIN)-sim ./cmd/archy-sim
 
 # Everything CI checks. The set-up comes first (as root: rootless Podman,
 # busybox-static, nostr-tools), since building the sample images needs
@@ -133,6 +134,7 @@ run: build
 PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/archy
+	install -D -m 0755 $(BIN)-sim $(DESTDIR)$(PREFIX)/bin/archy-sim
 	@mkdir -p $(DESTDIR)$(PREFIX)/lib/systemd/user
 	sed 's|@BINDIR@|$(PREFIX)/bin|' deploy/archy.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/user/archy.service
 	@chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/user/archy.service

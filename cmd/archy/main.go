@@ -1,6 +1,7 @@
-// Command archy is the one archy binary: the node daemon, the developer and
-// catalog tooling, the relay and the simulator front end. It only parses
-// flags and config and calls into the library packages.
+// Command archy is the archy binary: the node daemon, the developer and
+// catalog tooling, the relay, and the front end of the simulator (which is
+// archy-sim, a binary of its own). It only parses flags and config and
+// calls into the library packages.
 package main
 
 import (

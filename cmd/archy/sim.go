@@ -1,146 +1,58 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
+	"os/exec"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
-
-	"github.com/archy-node/archy/sim"
-	"github.com/archy-node/archy/sim/emulate"
-	"github.com/archy-node/archy/sim/report"
-	"github.com/archy-node/archy/sim/scenario"
-	"github.com/archy-node/archy/sim/scenarios"
 )
 
+// simBinary is the simulator's own executable, which `archy sim` runs:
+// the node's binary stays free of the simulator's plotting code.
+const simBinary = "archy-sim"
+
+// newSimCmd forwards `archy sim ARGS` to archy-sim: $ARCHY_SIM, else the
+// archy-sim beside this executable (make build and make install put it
+// there), else the one on $PATH.
 func newSimCmd() *cobra.Command {
-	// The binary embeds the node, so it offers the emulation mode too.
-	sim.RegisterEmulation(emulate.Run)
-	c := &cobra.Command{Use: "sim", Short: "Simulate a swarm: a scenario in model or emulation mode, with a report and plots"}
-	c.AddCommand(newSimRunCmd())
-	return c
-}
-
-func newSimRunCmd() *cobra.Command {
-	var (
-		out, mode, sizesFlag, seedsFlag string
-		nodes                           int
-	)
-	c := &cobra.Command{
-		Use:   "run SCENARIO",
-		Short: "Run a scenario and write report.json, the plots and index.html",
-		Long: `Run SCENARIO (a YAML file, or the name of a shipped scenario: ` + strings.Join(scenarios.Names(), ", ") + `)
-once per seed in --mode (model: the discrete-event model, any size; emulation: real
-nodes on an in-process network, hundreds at most) and write into --out: report.json, the plots as PNG
-and SVG, and index.html showing them together.
-
-The "vs N" plots (origin egress, DHT lookup hops) come from extra runs of the
-scenario at --sizes node counts (first seed only), plus the main runs. By
-default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`,
-		Args: cobra.ExactArgs(1),
+	return &cobra.Command{
+		Use:                "sim",
+		Short:              "Simulate a swarm: a scenario in model or emulation mode, with a report and plots (runs archy-sim)",
+		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sc, err := loadScenario(args[0])
+			bin, err := findSim()
 			if err != nil {
 				return err
 			}
-			opts := sim.Options{Nodes: nodes}
-			if opts.Seeds, err = parseUints(seedsFlag); err != nil {
-				return fmt.Errorf("flag --seeds: %w", err)
-			}
-			n := sc.Nodes
-			if nodes > 0 {
-				n = nodes
-			}
-			sizes, err := simSizes(sizesFlag, n)
-			if err != nil {
-				return err
-			}
-			runs, err := sim.Run(cmd.Context(), sc, mode, opts)
-			if err != nil {
-				return err
-			}
-			rep := &report.Report{Scenario: sc.Name, Description: strings.TrimSpace(sc.Description), Mode: runs[0].Mode, Runs: runs}
-			for _, size := range sizes {
-				rs, err := sim.Run(cmd.Context(), sc, mode, sim.Options{Nodes: size, Seeds: []uint64{runs[0].Seed}})
-				if err != nil {
-					return err
+			c := exec.CommandContext(cmd.Context(), bin, args...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := c.Run(); err != nil {
+				var exit *exec.ExitError
+				if errors.As(err, &exit) {
+					return errSilent // archy-sim said why
 				}
-				rep.Sizes = append(rep.Sizes, report.Point(rs[0]))
+				return fmt.Errorf("run %s: %w", bin, err)
 			}
-			rep.Sizes = append(rep.Sizes, report.Point(runs[0]))
-			if rep.Mode == report.Model {
-				rep.Notes = append(rep.Notes, "Model mode: a discrete-event model of archy's protocols (sim/model/README.md says what it leaves out); corrupt blocks are refused by construction, so corrupt_accepted is 0 here by the model's design, not by a measurement.")
-			}
-			if err := report.Write(out, rep); err != nil {
-				return err
-			}
-			for i, r := range runs {
-				f := rep.Figures[i]
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s seed %d: %d nodes, %.1f%% completed, last %.1fs (bound %.1fs), origin %.2f copies, wall %s\n",
-					sc.Name, r.Mode, r.Seed, r.Nodes, 100*f.Completed, f.CompletionMax, r.LowerBound.Seconds(), f.OriginCopies, r.WallTime.Round(1e6))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "report: %s/index.html\n", strings.TrimSuffix(out, "/"))
 			return nil
 		},
 	}
-	f := c.Flags()
-	f.StringVar(&out, "out", "", "folder to write the report into (required)")
-	f.StringVar(&mode, "mode", report.Model, "model or emulation")
-	f.IntVar(&nodes, "nodes", 0, "run with this many nodes instead of the scenario's")
-	f.StringVar(&sizesFlag, "sizes", "", `node counts for the "vs N" plots, comma-separated; "none" for none (default N/16, N/4)`)
-	f.StringVar(&seedsFlag, "seeds", "", "seeds to run, comma-separated (default the scenario's)")
-	_ = c.MarkFlagRequired("out")
-	return c
 }
 
-// loadScenario reads a file if arg names one, else a shipped scenario.
-func loadScenario(arg string) (*scenario.Scenario, error) {
-	if _, err := os.Stat(arg); err == nil || strings.ContainsAny(arg, "/.") {
-		return scenario.Load(arg)
+func findSim() (string, error) {
+	if p := os.Getenv("ARCHY_SIM"); p != "" {
+		return p, nil
 	}
-	return scenarios.Load(arg)
-}
-
-func simSizes(flag string, n int) ([]int, error) {
-	switch flag {
-	case "none":
-		return nil, nil
-	case "":
-		var out []int
-		for _, d := range []int{16, 4} {
-			if s := n / d; s >= 8 {
-				out = append(out, s)
-			}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), simBinary)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
 		}
-		return out, nil
 	}
-	vs, err := parseUints(flag)
-	if err != nil {
-		return nil, fmt.Errorf("flag --sizes: %w", err)
+	if p, err := exec.LookPath(simBinary); err == nil {
+		return p, nil
 	}
-	var out []int
-	for _, v := range vs {
-		if v < 2 {
-			return nil, fmt.Errorf("flag --sizes: %d: at least 2 nodes", v)
-		}
-		out = append(out, int(v))
-	}
-	return out, nil
-}
-
-func parseUints(s string) ([]uint64, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out []uint64
-	for _, p := range strings.Split(s, ",") {
-		v, err := strconv.ParseUint(strings.TrimSpace(p), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a whole number", p)
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return "", fmt.Errorf("the simulator is its own binary, %s, and none is beside this archy, on $PATH or in $ARCHY_SIM: make build puts it in bin/", simBinary)
 }

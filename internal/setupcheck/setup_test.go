@@ -180,7 +180,7 @@ func TestStageCheckoutTheUserCannotEnter(t *testing.T) {
 	}
 }
 
-// make install puts the binary and a user unit that runs it in place.
+// make install puts the binaries and a user unit that runs the node in place.
 func TestMakeInstall(t *testing.T) {
 	dest := t.TempDir()
 	// Built aside: other tests may be running bin/archy.
@@ -190,8 +190,10 @@ func TestMakeInstall(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
-	if fi, err := os.Stat(filepath.Join(dest, "opt/archy/bin/archy")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Fatalf("binary: %v %v", fi, err)
+	for _, bin := range []string{"archy", "archy-sim"} {
+		if fi, err := os.Stat(filepath.Join(dest, "opt/archy/bin", bin)); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("binary %s: %v %v", bin, fi, err)
+		}
 	}
 	unit, err := os.ReadFile(filepath.Join(dest, "opt/archy/lib/systemd/user/archy.service"))
 	if err != nil {
