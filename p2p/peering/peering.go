@@ -96,6 +96,10 @@ type Peering struct {
 	mu   sync.Mutex
 	seen map[peer.ID]uint64 // peer record sequence last dialled
 	st   Stats
+	// last is the created_at of the newest announcement made: a relay
+	// keeps one per key and refuses a second in the same second, so a
+	// new one (addresses changed) is dated at least a second later.
+	last int64
 }
 
 // Stats counts what a Peering did.
@@ -260,7 +264,14 @@ func Event(h host.Host, key *discovery.Key, now time.Time) (nostr.Event, error) 
 }
 
 func (p *Peering) announce(ctx context.Context, c *discovery.Client) error {
-	ev, err := Event(p.cfg.Host, p.cfg.Key, time.Now())
+	now := time.Now()
+	p.mu.Lock()
+	if now.Unix() <= p.last {
+		now = time.Unix(p.last+1, 0)
+	}
+	p.last = now.Unix()
+	p.mu.Unlock()
+	ev, err := Event(p.cfg.Host, p.cfg.Key, now)
 	if err != nil {
 		return err
 	}
