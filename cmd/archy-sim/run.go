@@ -14,7 +14,6 @@ import (
 	"github.com/archy-node/archy/sim/scenarios"
 )
 
-
 func newSimRunCmd() *cobra.Command {
 	var (
 		out, mode, sizesFlag, seedsFlag string
