@@ -21,9 +21,10 @@ import (
 type PodmanConfig struct {
 	// Socket is the API socket URL (unix:///run/user/UID/podman/podman.sock).
 	// Empty: $ARCHY_PODMAN_SOCKET, else $XDG_RUNTIME_DIR/podman/podman.sock
-	// if it exists; with none, or "off", the node runs without apps and
-	// says so.
+	// if it exists; with none the node runs without apps and says so.
 	Socket string
+	// Off runs the node without apps, whatever socket there is.
+	Off bool
 	// Runtime, if set, is used instead of connecting to a socket (tests
 	// and the simulator pass the in-memory twin), with IDMapper.
 	Runtime  orchestrator.Runtime
@@ -31,7 +32,7 @@ type PodmanConfig struct {
 }
 
 func (c PodmanConfig) socket() string {
-	if c.Socket == "off" {
+	if c.Off {
 		return ""
 	}
 	if c.Socket != "" {

@@ -62,7 +62,7 @@ func (c *curator) catalog(t *testing.T, version int64, signers ...*did.Key) []by
 func startFollower(t *testing.T, rootFile string, bootstrap []string) *Node {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Follow: []Follow{{Name: "demo", RootFile: rootFile}}, Podman: PodmanConfig{Socket: "off"},
+		Follow: []Follow{{Name: "demo", RootFile: rootFile}}, Podman: PodmanConfig{Off: true},
 		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: bootstrap}}
 	return runNode(t, cfg)
 }
@@ -207,7 +207,7 @@ func TestCatalogRotationTravelsByGossip(t *testing.T) {
 	// within seconds, is gone, as it is for a follower away for longer.
 	dirA := t.TempDir()
 	cfgA := Config{DataDir: dirA, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Follow: []Follow{{Name: "demo", RootFile: rootFile}}, Podman: PodmanConfig{Socket: "off"},
+		Follow: []Follow{{Name: "demo", RootFile: rootFile}}, Podman: PodmanConfig{Off: true},
 		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}
 	a, stopA := runStoppable(t, cfgA)
 	if code := postCatalog(t, a, c.catalog(t, 1, c.keys[0], c.keys[1])); code != http.StatusOK {

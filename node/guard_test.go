@@ -24,7 +24,7 @@ func TestAPITokenMustBePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := New(t.Context(), Config{DataDir: dir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: PodmanConfig{Socket: "off"}, P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}, nil)
+		Podman: PodmanConfig{Off: true}, P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}, nil)
 	if err == nil {
 		n.Close()
 	}
@@ -92,7 +92,7 @@ func TestAPIBeyondLoopback(t *testing.T) {
 	}
 	cfg := func(api APIConfig) Config {
 		return Config{DataDir: t.TempDir(), APIListen: listen, RelayListen: "127.0.0.1:0", API: api,
-			Podman: PodmanConfig{Socket: "off"}, P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}
+			Podman: PodmanConfig{Off: true}, P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}
 	}
 	n := runNode(t, cfg(APIConfig{AllowedHosts: []string{"archy.lan"}}))
 	self := strings.TrimPrefix(n.APIURL(), "http://")

@@ -41,8 +41,9 @@ type Config struct {
 	APIListen string
 	// API tunes the HTTP API: who may reach it and its deadlines.
 	API APIConfig
-	// EmbeddedRelay runs the node's own Nostr relay (default true: nil).
-	EmbeddedRelay *bool
+	// NoEmbeddedRelay leaves the node's own Nostr relay off (it then
+	// needs Relays).
+	NoEmbeddedRelay bool
 	// RelayListen is the embedded relay's address (default 127.0.0.1:7447).
 	RelayListen string
 	// Relays are other Nostr relays to discover apps and peers on, beside
@@ -86,13 +87,11 @@ func (c *Config) Validate() error {
 	if err := c.Trust.validate(); err != nil {
 		return err
 	}
-	if !c.embedded() && len(c.Relays) == 0 {
+	if c.NoEmbeddedRelay && len(c.Relays) == 0 {
 		return errors.New("node config: Relays: with the embedded relay off, at least one relay is required")
 	}
 	return nil
 }
-
-func (c *Config) embedded() bool { return c.EmbeddedRelay == nil || *c.EmbeddedRelay }
 
 func (c *Config) setDefaults() {
 	if c.APIListen == "" {
@@ -178,7 +177,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	}
 
 	var lc net.ListenConfig
-	if cfg.embedded() {
+	if !cfg.NoEmbeddedRelay {
 		n.relay, err = relay.New(relay.Config{Listen: cfg.RelayListen, DataDir: filepath.Join(cfg.DataDir, "relay"),
 			Metrics: n.reg}, log.With("part", "relay"))
 		if err != nil {

@@ -34,7 +34,7 @@ func startNode(t *testing.T, relays []string, bootstrap []string) *Node {
 		APIListen:   "127.0.0.1:0",
 		RelayListen: "127.0.0.1:0",
 		Relays:      relays,
-		Podman:      PodmanConfig{Socket: "off"},
+		Podman:      PodmanConfig{Off: true},
 		P2P:         p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, BootstrapPeers: bootstrap},
 	})
 }

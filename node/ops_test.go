@@ -271,7 +271,7 @@ func (r *trickle) Read(p []byte) (int, error) {
 // for a second is kept whole and answered; one that stalls is cut.
 func TestSlowUploadOutlivesRequestTimeout(t *testing.T) {
 	n := runNode(t, Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: PodmanConfig{Socket: "off"}, API: APIConfig{RequestTimeout: time.Second},
+		Podman: PodmanConfig{Off: true}, API: APIConfig{RequestTimeout: time.Second},
 		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	const size, chunk = 12 * 32 << 10, 32 << 10
 	var want bytes.Buffer

@@ -54,7 +54,7 @@ func TestPageServed(t *testing.T) {
 func TestBrowseListenerIsReadOnly(t *testing.T) {
 	n := runNode(t, Config{
 		DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0", BrowseListen: "127.0.0.1:0",
-		Podman: PodmanConfig{Socket: "off"},
+		Podman: PodmanConfig{Off: true},
 		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}},
 	})
 	if n.browseURL == "" {

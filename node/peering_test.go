@@ -44,7 +44,7 @@ func TestSecondNodeOnSameDataFolderFails(t *testing.T) {
 	a := startNode(t, nil, nil)
 	cfg := Config{
 		DataDir: a.cfg.DataDir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: PodmanConfig{Socket: "off"},
+		Podman: PodmanConfig{Off: true},
 		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}},
 	}
 	n, err := New(context.Background(), cfg, nil)

@@ -347,7 +347,7 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 
 	// No owner key: only the allow list counts, and the node says so.
 	c := runNode(t, Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0", NoPeering: true,
-		Relays: a.RelayURLs()[:1], Podman: PodmanConfig{Socket: "off"},
+		Relays: a.RelayURLs()[:1], Podman: PodmanConfig{Off: true},
 		Trust: TrustConfig{Allow: []string{honest.DID()}, Check: 200 * time.Millisecond},
 		P2P:   p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	views = rowsTrust(t, c, map[string]string{honest.DID(): TrustSelected, sybil.DID(): TrustRefused})

@@ -30,7 +30,7 @@ func TestImagePullThroughNodeIntoPodman(t *testing.T) {
 	archive := podmantest.BusyboxImage(t, ref, "pulled")
 
 	pub := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: node.PodmanConfig{Socket: "off"}, NoPeering: true,
+		Podman: node.PodmanConfig{Off: true}, NoPeering: true,
 		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	pc := client.New(pub.APIURL(), pub.Token())
 	f, err := os.Open(archive)

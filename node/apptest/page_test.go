@@ -95,7 +95,7 @@ func TestPageInstallsAndUninstalls(t *testing.T) {
 
 	// The developer's node keeps the image and announces the release.
 	pub := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: node.PodmanConfig{Socket: "off"},
+		Podman: node.PodmanConfig{Off: true},
 		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	data, err := os.ReadFile(l.Archives["web"])
 	if err != nil {

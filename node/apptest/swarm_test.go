@@ -63,7 +63,7 @@ func TestNodeInstallsDiscoveredReleaseFromTheSwarm(t *testing.T) {
 
 	// The developer's node: no Podman, it only keeps and serves.
 	pub := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
-		Podman: node.PodmanConfig{Socket: "off"},
+		Podman: node.PodmanConfig{Off: true},
 		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 	data, err := os.ReadFile(l.Archives["web"])
 	if err != nil {

@@ -215,7 +215,6 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		}
 	}()
 	// The nodes start a few at a time (each makes keys and folders).
-	off := false
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, m := range ms {
@@ -227,7 +226,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		cfg := node.Config{
 			DataDir:         filepath.Join(dir, strconv.Itoa(m.idx)),
 			APIListen:       "127.0.0.1:0",
-			EmbeddedRelay:   &off,
+			NoEmbeddedRelay: true,
 			Relays:          []string{relayURL},
 			NoPeering:       true,
 			ShutdownTimeout: 10 * time.Second,
