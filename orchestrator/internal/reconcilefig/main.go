@@ -2,7 +2,8 @@
 // and prints `make bench` figures:
 //
 //	figure recover-killed-ms     kill -9 of a container's process → running again (median of 3)
-//	figure reconcile-pass-cpu-ms CPU time (user+sys) of one reconcile pass with every sample app installed (median of 3)
+//	figure reconcile-pass-cpu-ms CPU time (user+sys) of one reconcile pass with every sample app installed (median of 3),
+//	                             archy's own process only: Podman's service and the exec probes' processes are not counted
 //
 // It installs every sample app (examples/apps, images from `make images`)
 // into a temporary folder, measures, and uninstalls them with purge. Run as

@@ -10,7 +10,7 @@
 //	figure discover-max-ms 9.0
 //
 // The defaults (200 releases, one every 10 ms, 3 nodes: 600 samples) are
-// the note's figure; the goal is p99 ≤ 1000 ms on loopback. Every sample
+// the figure make bench prints; the goal is p99 ≤ 1000 ms on loopback. Every sample
 // goes through the whole path a node runs, with the parts a node runs:
 // the relay package over websockets, its journal written (fsync per event)
 // before the fan-out; event id and Schnorr signature, DID binding, DSSE
