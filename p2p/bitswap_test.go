@@ -17,12 +17,13 @@ import (
 	"github.com/libp2p/go-libp2p"
 )
 
-// The node runs bitswap so that IPFS clients can fetch archy's blocks.
+// A node run with Bitswap (archy node run --bitswap) lets IPFS clients
+// fetch archy's blocks.
 // A stock client (boxo's bitswap client on a libp2p host of its own, with
 // an in-memory blockstore and no archy code) fetches a file's root and a
 // leaf by CID from a node that imported the file.
 func TestBitswapServesIPFSClients(t *testing.T) {
-	n := newNode(t, nil)
+	n := newNode(t, func(c *Config) { c.Bitswap = true })
 	_, data := randomFile(t, 3<<20)
 	root, err := n.Add(t.Context(), bytes.NewReader(data))
 	if err != nil {

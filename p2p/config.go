@@ -81,10 +81,12 @@ type Config struct {
 	// bans do not gate new connections (the host has no gater of ours),
 	// and Close closes the host.
 	Host host.Host
-	// NoBitswap leaves boxo bitswap out (it only serves other IPFS
-	// software; archy's own exchange moves files): the simulator runs
-	// hundreds of nodes in one process and saves its memory.
-	NoBitswap bool
+	// Bitswap also serves the node's blocks to IPFS clients (boxo
+	// bitswap; archy's own exchange moves files without it). Off by
+	// default: bitswap's decision engine wakes every 100 ms, which was
+	// half of an idle node's CPU, and a simulator running hundreds of
+	// nodes in one process saves its memory.
+	Bitswap bool
 	// Misbehave makes this node a malicious block server, for the
 	// simulator's attacks and tests; never set it on a real node.
 	Misbehave Misbehaviour

@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("start dht: %w", err))
 	}
-	if !cfg.NoBitswap {
+	if cfg.Bitswap {
 		n.bs = bitswap.New(life, bsnet.NewFromIpfsHost(h), n.dht, store)
 	}
 	n.ex = exchange.New(life, h, store, swarm{n}, exchange.Config{

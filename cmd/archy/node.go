@@ -115,6 +115,7 @@ only under localhost, an IP address, or a name given with --api-host.`,
 	c.Flags().StringVar(&cfg.BrowseListen, "browse-listen", "", "also serve the marketplace page read-only on this address, for other machines (every change refused there)")
 	c.Flags().BoolVar(&cfg.NoPeering, "no-peering", false, "do not announce this node's addresses on its relays nor dial the peers announced there")
 	c.Flags().BoolVar(&cfg.P2P.NoSuperSeed, "no-super-seed", false, "serve every piece asked for, instead of pointing askers at peers that already got it")
+	c.Flags().BoolVar(&cfg.P2P.Bitswap, "bitswap", false, "also serve this node's blocks to IPFS clients over bitswap (off: its 100 ms ticker keeps an idle node busy)")
 	c.Flags().BoolVar(&cfg.P2P.MDNS, "mdns", false, "find peers on the LAN with mDNS")
 	c.Flags().BoolVar(&cfg.P2P.PublicDHT, "public-dht", false, "join the public IPFS (Amino) DHT instead of archy's own")
 	c.Flags().StringSliceVar(&follow, "follow", nil, "follow a curated registry: NAME=ROOTFILE (its pinned root.json); catalogs arrive by gossip")

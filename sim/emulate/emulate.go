@@ -231,7 +231,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			NoPeering:       true,
 			ShutdownTimeout: 10 * time.Second,
 			Podman:          node.PodmanConfig{Runtime: m.rt},
-			P2P: p2p.Config{Host: h, UploadRate: int64(m.up), NoBitswap: true,
+			P2P: p2p.Config{Host: h, UploadRate: int64(m.up),
 				ReprovideInterval: -1, GCInterval: -1},
 		}
 		switch m.bad {
