@@ -5,12 +5,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
-	"net"
-	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -42,56 +38,25 @@ type floodConfig struct {
 // MaxLimit is raised for that); with the default 500 a relay would hand a
 // starting node only the newest 500.
 func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
-	quiet := slog.New(slog.DiscardHandler)
-	dir, err := dataDir(cfg.dir)
+	r, err := newRig(ctx, cfg.dir, relay.Config{EventRate: 1e6, EventBurst: 1 << 20, MaxLimit: 1 << 20, SendBuffer: 512 << 20})
 	if err != nil {
 		return err
 	}
-	if cfg.dir == "" {
-		defer os.RemoveAll(dir)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var stores []*discovery.Store // closed once the discoverers writing them have stopped
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, st := range stores {
-			st.Close()
-		}
-	}()
+	defer r.close()
+	ctx = r.ctx
 
-	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 1e6, EventBurst: 1 << 20, MaxLimit: 1 << 20, SendBuffer: 512 << 20})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	url := "ws://" + ln.Addr().String()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = rl.Serve(ctx, ln) }()
-
-	total, err := publishFlood(ctx, url, cfg)
+	total, err := publishFlood(ctx, r.url, cfg)
 	if err != nil {
 		return err
 	}
 
-	nodeDir := filepath.Join(dir, "node")
 	heap0 := heapAfterGC()
-	st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(nodeDir)}) // the defaults
-	if err != nil {
-		return err
-	}
-	stores = append(stores, st)
-	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir)}, st, quiet)
+	d, st, err := r.node("node", discovery.StoreConfig{}, discovery.Config{}) // the defaults
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = d.Run(ctx) }()
+	r.run(func(ctx context.Context) { _ = d.Run(ctx) })
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for d.Stats().Handled < int64(total) {
@@ -105,7 +70,7 @@ func flood(ctx context.Context, out, log io.Writer, cfg floodConfig) error {
 	if err := st.Sync(); err != nil {
 		return err
 	}
-	disk, err := dirSize(filepath.Dir(discovery.StorePath(nodeDir)))
+	disk, err := dirSize(filepath.Dir(discovery.StorePath(filepath.Join(r.dir, "node"))))
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -30,59 +25,27 @@ type junkConfig struct {
 //
 //	figure discover-behind-junk-ms 120.0
 func behindJunk(ctx context.Context, out, log io.Writer, cfg junkConfig) error {
-	quiet := slog.New(slog.DiscardHandler)
-	dir, err := dataDir(cfg.dir)
+	r, err := newRig(ctx, cfg.dir, relay.Config{EventRate: 1e6, EventBurst: 1 << 20})
 	if err != nil {
 		return err
 	}
-	if cfg.dir == "" {
-		defer os.RemoveAll(dir)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var stores []*discovery.Store // closed once the discoverers writing them have stopped
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, st := range stores {
-			st.Close()
-		}
-	}()
-
-	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 1e6, EventBurst: 1 << 20})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	url := "ws://" + ln.Addr().String()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = rl.Serve(ctx, ln) }()
-
-	nodeDir := filepath.Join(dir, "node")
-	st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(nodeDir)})
-	if err != nil {
-		return err
-	}
-	stores = append(stores, st)
+	defer r.close()
+	ctx = r.ctx
 	taken := make(chan time.Time, 1)
-	d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir),
-		OnRelease: func(r *discovery.Release) {
-			if !r.Latest {
+	d, _, err := r.node("node", discovery.StoreConfig{}, discovery.Config{
+		OnRelease: func(rel *discovery.Release) {
+			if !rel.Latest {
 				select {
 				case taken <- time.Now():
 				default:
 				}
 			}
-		}}, st, quiet)
+		}})
 	if err != nil {
 		return err
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = d.Run(ctx) }()
-	if err := waitSubscribed(ctx, url, []*discovery.Discoverer{d}); err != nil {
+	r.run(func(ctx context.Context) { _ = d.Run(ctx) })
+	if err := waitSubscribed(ctx, r.url, []*discovery.Discoverer{d}); err != nil {
 		return err
 	}
 
@@ -105,10 +68,10 @@ func behindJunk(ctx context.Context, out, log io.Writer, cfg junkConfig) error {
 		return err
 	}
 
-	if _, err := discovery.Publish(ctx, []string{url}, 5*time.Minute, junk...); err != nil {
+	if _, err := discovery.Publish(ctx, []string{r.url}, 5*time.Minute, junk...); err != nil {
 		return fmt.Errorf("publish the junk: %w", err)
 	}
-	c, err := discovery.Dial(ctx, url, 10*time.Second)
+	c, err := discovery.Dial(ctx, r.url, 10*time.Second)
 	if err != nil {
 		return err
 	}

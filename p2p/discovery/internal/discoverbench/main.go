@@ -101,14 +101,6 @@ type config struct {
 	dir             string // where the relay's log and the stores go; empty: a temporary folder, removed after
 }
 
-// dataDir is dir, or a new temporary folder when dir is empty.
-func dataDir(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	return os.MkdirTemp("", "discoverbench-")
-}
-
 // arrivals records when each node's store took each release.
 type arrivals struct {
 	mu   sync.Mutex
@@ -132,38 +124,13 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 	if cfg.releases <= 0 || cfg.nodes <= 0 || cfg.interval < 0 {
 		return errors.New("-releases and -nodes must be positive, -interval not negative")
 	}
-	quiet := slog.New(slog.DiscardHandler)
-	dir, err := dataDir(cfg.dir)
+	// The embedded relay with room for the publisher's burst.
+	r, err := newRig(ctx, cfg.dir, relay.Config{EventRate: 10000, EventBurst: 10000})
 	if err != nil {
 		return err
 	}
-	if cfg.dir == "" {
-		defer os.RemoveAll(dir)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var stores []*discovery.Store // closed once the discoverers writing them have stopped
-	defer func() {
-		cancel()
-		wg.Wait()
-		for _, st := range stores {
-			st.Close()
-		}
-	}() // everything started here stops before run returns (and dir goes)
-
-	// The embedded relay as a node configures it (its log in the data
-	// folder), with room for the publisher's burst.
-	rl, err := newRelay(filepath.Join(dir, "relay"), relay.Config{EventRate: 10000, EventBurst: 10000})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	url := "ws://" + ln.Addr().String()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = rl.Serve(ctx, ln) }()
+	defer r.close() // everything started here stops before run returns (and the folder goes)
+	ctx = r.ctx
 
 	// The releases, signed before the clock starts.
 	evs, err := releases(cfg.releases)
@@ -175,30 +142,23 @@ func run(ctx context.Context, out, log io.Writer, cfg config) error {
 	var discs []*discovery.Discoverer
 	for i := range cfg.nodes {
 		// Each node's store and cursors where a node keeps them.
-		nodeDir := filepath.Join(dir, fmt.Sprint("node", i))
-		st, err := discovery.NewStore(discovery.StoreConfig{Path: discovery.StorePath(nodeDir)})
-		if err != nil {
-			return err
-		}
-		stores = append(stores, st)
-		d, err := discovery.New(discovery.Config{Relays: []string{url}, CursorPath: discovery.CursorPath(nodeDir), MinBackoff: 50 * time.Millisecond,
-			OnRelease: func(r *discovery.Release) {
-				if !r.Latest {
-					arr.add(r.D, time.Now())
+		d, _, err := r.node(fmt.Sprint("node", i), discovery.StoreConfig{}, discovery.Config{MinBackoff: 50 * time.Millisecond,
+			OnRelease: func(rel *discovery.Release) {
+				if !rel.Latest {
+					arr.add(rel.D, time.Now())
 				}
-			}}, st, quiet)
+			}})
 		if err != nil {
 			return err
 		}
 		discs = append(discs, d)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = d.Run(ctx) }()
+		r.run(func(ctx context.Context) { _ = d.Run(ctx) })
 	}
-	if err := waitSubscribed(ctx, url, discs); err != nil {
+	if err := waitSubscribed(ctx, r.url, discs); err != nil {
 		return err
 	}
 
-	c, err := discovery.Dial(ctx, url, 10*time.Second)
+	c, err := discovery.Dial(ctx, r.url, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -382,4 +342,76 @@ func tagD(ev *nostr.Event) string {
 		return (*t)[1]
 	}
 	return ""
+}
+
+// rig is what each measurement runs on: a data folder (removed at the
+// end unless given), the embedded relay as a node configures it (its log
+// in the folder) serving on loopback, and the nodes' discoverers with
+// their stores on disk, as a node keeps them. close stops everything
+// started, then closes the stores.
+type rig struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	dir    string
+	keep   bool
+	url    string
+	wg     sync.WaitGroup
+	stores []*discovery.Store
+}
+
+func newRig(ctx context.Context, dir string, rc relay.Config) (*rig, error) {
+	r := &rig{dir: dir, keep: dir != ""}
+	if !r.keep {
+		var err error
+		if r.dir, err = os.MkdirTemp("", "discoverbench-"); err != nil {
+			return nil, err
+		}
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	rl, err := newRelay(filepath.Join(r.dir, "relay"), rc)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	r.url = "ws://" + ln.Addr().String()
+	r.run(func(ctx context.Context) { _ = rl.Serve(ctx, ln) })
+	return r, nil
+}
+
+// run runs f until the rig closes.
+func (r *rig) run(f func(ctx context.Context)) {
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); f(r.ctx) }()
+}
+
+// node makes a node's discoverer and store (with its cursors, in
+// dir/name) reading the rig's relay; cfg.Relays and cfg.CursorPath are set
+// here. It is not started.
+func (r *rig) node(name string, sc discovery.StoreConfig, cfg discovery.Config) (*discovery.Discoverer, *discovery.Store, error) {
+	nodeDir := filepath.Join(r.dir, name)
+	sc.Path = discovery.StorePath(nodeDir)
+	st, err := discovery.NewStore(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.stores = append(r.stores, st)
+	cfg.Relays, cfg.CursorPath = []string{r.url}, discovery.CursorPath(nodeDir)
+	d, err := discovery.New(cfg, st, slog.New(slog.DiscardHandler))
+	return d, st, err
+}
+
+func (r *rig) close() {
+	r.cancel()
+	r.wg.Wait()
+	for _, st := range r.stores { // once the discoverers writing them have stopped
+		st.Close()
+	}
+	if !r.keep {
+		os.RemoveAll(r.dir)
+	}
 }
