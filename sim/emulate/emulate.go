@@ -69,6 +69,7 @@ import (
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/ociimage"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
@@ -135,6 +136,7 @@ type member struct {
 	delay   time.Duration // from discovery to asking for the install
 	found   time.Duration // discovery time, -1 until then
 	done    time.Duration // completion time, -1 until then
+	fetched time.Duration // when its install's fetch stage ended, -1 until then
 	updDone time.Duration // the update's, from its announcement
 	failed  string        // the last install error
 	running chan error
@@ -167,7 +169,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	// The swarm: honest nodes (0 the publisher), then malicious peers.
 	var ms []*member
 	for i := range sc.Nodes {
-		m := &member{idx: i, found: -1, done: -1, updDone: -1}
+		m := &member{idx: i, found: -1, done: -1, fetched: -1, updDone: -1}
 		m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 		m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 		if i == 0 && sc.Links.PublisherUplink > 0 {
@@ -181,7 +183,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	}
 	for _, mal := range sc.Malicious {
 		for range mal.MaliciousCount(sc.Nodes) {
-			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, updDone: -1}
+			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, fetched: -1, updDone: -1}
 			m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 			m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 			ms = append(ms, m)
@@ -379,6 +381,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			log.Warn("node did not complete", "node", m.idx, "err", m.failed)
 		}
 		res.Completion = append(res.Completion, m.done)
+		res.Fetched = append(res.Fetched, m.fetched)
 		if img2 != nil {
 			res.UpdateCompletion = append(res.UpdateCompletion, m.updDone)
 		}
@@ -963,10 +966,10 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 						case <-time.After(m.delay):
 						case <-ctx.Done():
 						}
-						m.done, m.failed = install(ctx, cl, m, want.String(), t0)
+						m.done, m.fetched, m.failed = install(ctx, cl, m, want.String(), t0)
 						if next := rel.next; next != nil && m.done >= 0 {
 							if waitFor(ctx, m, next.v.CID) {
-								m.updDone, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
+								m.updDone, _, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
 							}
 						}
 						mu.Lock()
@@ -1017,25 +1020,24 @@ func waitFor(ctx context.Context, m *member, c cid.Cid) bool {
 
 // install asks m's API for release c, as its owner would, follows the
 // operation, and asks again after a failure until ctx ends. It returns
-// when the install ended after t0 (-1 if it never did) and the last
-// error.
-func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) (time.Duration, string) {
+// when the install ended after t0 (-1 if it never did), when its fetch
+// stage ended (-1 if unknown) and the last error.
+func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) (done, fetched time.Duration, failed string) {
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
-	failed := ""
 	for {
-		d, err := installOnce(ctx, cl, m, body, t0)
+		d, f, err := installOnce(ctx, cl, m, body, t0)
 		if err == nil {
-			return d, ""
+			return d, f, ""
 		}
 		failed = err.Error()
 		// A try whose answer was lost may have installed it all the same.
 		if installed(ctx, cl, m, c) {
-			return time.Since(t0), ""
+			return time.Since(t0), -1, ""
 		}
 		select {
 		case <-time.After(retryAfter):
 		case <-ctx.Done():
-			return -1, failed
+			return -1, -1, failed
 		}
 	}
 }
@@ -1061,20 +1063,20 @@ func installed(ctx context.Context, cl *http.Client, m *member, c string) bool {
 // installOnce asks for the install and follows the operation to its
 // end. A request that fails (a kept-alive connection the API closed
 // meanwhile) fails the try, and the install is asked for again.
-func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t0 time.Time) (time.Duration, error) {
+func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t0 time.Time) (ended, fetched time.Duration, err error) {
 	b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
 	if err != nil {
-		return -1, err
+		return -1, -1, err
 	}
 	var op node.Operation
 	if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
-		return -1, fmt.Errorf("install answer %q: %v", b, err)
+		return -1, -1, fmt.Errorf("install answer %q: %v", b, err)
 	}
 	for op.State == node.OpRunning || op.State == "" {
 		select {
 		case <-time.After(pollEvery):
 		case <-ctx.Done():
-			return -1, ctx.Err()
+			return -1, -1, ctx.Err()
 		}
 		b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
 		if err != nil {
@@ -1082,16 +1084,39 @@ func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t
 			continue
 		}
 		if err := json.Unmarshal(b, &op); err != nil {
-			return -1, fmt.Errorf("operation %s: %w", op.URL, err)
+			return -1, -1, fmt.Errorf("operation %s: %w", op.URL, err)
 		}
 	}
 	if op.State == node.OpSucceeded {
-		return op.Ended.Sub(t0), nil
+		return op.Ended.Sub(t0), fetchEnded(ctx, cl, m, op, t0), nil
 	}
 	if op.Last != nil {
-		return -1, errors.New(op.Last.Error)
+		return -1, -1, errors.New(op.Last.Error)
 	}
-	return -1, fmt.Errorf("operation %s: %s", op.URL, op.State)
+	return -1, -1, fmt.Errorf("operation %s: %s", op.URL, op.State)
+}
+
+// fetchEnded reads an ended operation's events and returns when its
+// first stage past the fetch began (the image held and verified), after
+// t0; -1 if the events do not say. The model's completion is this
+// moment: it has no runtime to load and start the app.
+func fetchEnded(ctx context.Context, cl *http.Client, m *member, op node.Operation, t0 time.Time) time.Duration {
+	b, err := call(ctx, cl, m.n, http.MethodGet, op.Events, nil)
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: ")
+		if !ok {
+			continue
+		}
+		var ev node.OpEvent
+		if json.Unmarshal([]byte(data), &ev) != nil || ev.Stage == "" || ev.Stage == string(orchestrator.StageFetch) {
+			continue
+		}
+		return ev.Time.Sub(t0)
+	}
+	return -1
 }
 
 // call makes one API request with the node's token and returns the body

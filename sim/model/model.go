@@ -1250,6 +1250,7 @@ func (s *sim) finish() {
 	r := s.res
 	for _, f := range s.fetchers {
 		r.Completion = append(r.Completion, secs(s.completion[f]))
+		r.Fetched = append(r.Fetched, secs(s.completion[f]))
 		r.Discovery = append(r.Discovery, secs(s.discovered[f]-float32(s.releaseAt)))
 		if s.updMask != nil {
 			r.UpdateCompletion = append(r.UpdateCompletion, secs(s.updCompletion[f]))
