@@ -139,6 +139,7 @@ type member struct {
 	fetched time.Duration // when its install's fetch stage ended, -1 until then
 	updDone time.Duration // the update's, from its announcement
 	failed  string        // the last install error
+	relay   string        // the relay's URL through its link to the relay
 	running chan error
 }
 
@@ -190,6 +191,9 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		}
 	}
 
+	// The relay is a node of the network too: its latency is drawn as
+	// a node's, and each node reaches it through a link of both ends'.
+	relayLat := time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 	far := farSides(ms, sc.Partitions, rng)
 	churns := churnPlan(ms, sc.Churn, sc.Horizon.D(), rng)
 	img, err := buildImage(dir, "1", sc, rng, nil, 0)
@@ -202,6 +206,14 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		return nil, err
 	}
 	defer stopRelay()
+	for _, m := range ms {
+		l, err := newRelayLink(strings.TrimPrefix(relayURL, "ws://"), m.lat+relayLat)
+		if err != nil {
+			return nil, fmt.Errorf("emulate: node %d's link to the relay: %w", m.idx, err)
+		}
+		defer l.Close()
+		m.relay = l.URL()
+	}
 
 	mn := mocknet.New()
 	defer mn.Close()
@@ -230,7 +242,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			DataDir:         filepath.Join(dir, strconv.Itoa(m.idx)),
 			APIListen:       "127.0.0.1:0",
 			EmbeddedRelay:   &off,
-			Relays:          []string{relayURL},
+			Relays:          []string{m.relay},
 			NoPeering:       true,
 			ShutdownTimeout: 10 * time.Second,
 			Podman:          node.PodmanConfig{Runtime: m.rt},
@@ -304,8 +316,8 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 	}
-	t0 := time.Now()
-	if err := announce(ctx, relayURL, rel); err != nil {
+	t0, err := announce(ctx, ms[0].relay, rel)
+	if err != nil {
 		return nil, err
 	}
 	horizon := sc.Horizon.D()
@@ -328,7 +340,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		case <-pctx.Done():
 			return
 		}
-		if err := announce(pctx, relayURL, rel.next); err != nil {
+		if _, err := announce(pctx, ms[0].relay, rel.next); err != nil {
 			log.Warn("announce the update", "err", err)
 		}
 	}()
@@ -896,34 +908,60 @@ func postBlob(ctx context.Context, cl *http.Client, n *node.Node, path string) (
 }
 
 // announce publishes the release's events on the relay under a Nostr key
-// bound to the publisher's DID.
-func announce(ctx context.Context, relayURL string, rel *release) error {
+// bound to the publisher's DID, and returns when they were sent: the
+// publisher's connection to the relay is up before (a node keeps its
+// own), so discovery is timed from the events leaving the publisher.
+func announce(ctx context.Context, relayURL string, rel *release) (time.Time, error) {
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)
 	bind, err := discovery.Binding(rel.key, pk)
 	if err != nil {
-		return fmt.Errorf("emulate: bind the announcing key: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: bind the announcing key: %w", err)
 	}
 	evs, err := (&discovery.Announcement{Manifest: rel.v, Envelope: rel.env, Binding: bind, CreatedAt: time.Now()}).Events(sk)
 	if err != nil {
-		return fmt.Errorf("emulate: announcement: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: announcement: %w", err)
 	}
 	// A relay busy serving hundreds of subscribers on a starved CPU may
 	// take long to answer: wait, and try again.
+	var sent time.Time
 	for try := 1; ; try++ {
-		_, err = discovery.Publish(ctx, []string{relayURL}, 30*time.Second, evs...)
+		sent, err = publishOnce(ctx, relayURL, evs)
 		if err == nil || try == 3 || ctx.Err() != nil {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("emulate: announce on the relay: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: announce on the relay: %w", err)
 	}
-	return nil
+	return sent, nil
 }
 
-// pollEvery is how often the emulator looks at the nodes' progress.
-const pollEvery = 20 * time.Millisecond
+// publishOnce connects to the relay, sends evs at once and waits for
+// the relay to accept each; it returns when they were sent.
+func publishOnce(ctx context.Context, relayURL string, evs []nostr.Event) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := discovery.Dial(ctx, relayURL, 30*time.Second)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer c.Close()
+	sent := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ev := range evs {
+		g.Go(func() error { return c.Publish(gctx, ev) })
+	}
+	return sent, g.Wait()
+}
+
+// pollEvery is how often the emulator looks at the nodes' progress;
+// discoverEvery how often, while some crowd node has not discovered the
+// release, it looks at their discoveries (their times are the figure).
+const (
+	pollEvery     = 20 * time.Millisecond
+	discoverEvery = time.Millisecond
+)
 
 // retryAfter is how long a node's owner waits to ask again for an
 // install that failed (no peer reachable in a partition, say), until the
@@ -948,14 +986,16 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 	}
 	var mu sync.Mutex
 	left := pending
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTimer(discoverEvery)
 	defer tick.Stop()
 	lastLog := time.Now()
 	for {
+		undiscovered := false
 		for _, m := range ms {
 			if !m.fetch || m.found >= 0 {
 				continue
 			}
+			undiscovered = true
 			for _, r := range m.n.Discovered().List() {
 				if r.CID.Equals(want) {
 					m.found = time.Since(t0)
@@ -998,6 +1038,11 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 			}
 			return fmt.Errorf("emulate: %w", ctx.Err())
 		case <-tick.C:
+			if undiscovered {
+				tick.Reset(discoverEvery)
+			} else {
+				tick.Reset(pollEvery)
+			}
 		}
 	}
 }
