@@ -135,6 +135,7 @@ type member struct {
 	fetch   bool          // a crowd node
 	delay   time.Duration // from discovery to asking for the install
 	found   time.Duration // discovery time, -1 until then
+	foundAt atomic.Int64  // when it was seen to hold the release (Unix ns), 0 until then
 	done    time.Duration // completion time, -1 until then
 	fetched time.Duration // when its install's fetch stage ended, -1 until then
 	updDone time.Duration // the update's, from its announcement
@@ -316,6 +317,11 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 	}
+	// Discoveries are watched from before the announcement leaves.
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); watchDiscovery(wctx, ms, rel.v.CID) }()
+	defer func() { stopWatch(); <-watched }()
 	t0, err := announce(ctx, ms[0].relay, rel)
 	if err != nil {
 		return nil, err
@@ -986,38 +992,34 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 	}
 	var mu sync.Mutex
 	left := pending
-	tick := time.NewTimer(discoverEvery)
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	lastLog := time.Now()
 	for {
-		undiscovered := false
 		for _, m := range ms {
 			if !m.fetch || m.found >= 0 {
 				continue
 			}
-			undiscovered = true
-			for _, r := range m.n.Discovered().List() {
-				if r.CID.Equals(want) {
-					m.found = time.Since(t0)
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						select {
-						case <-time.After(m.delay):
-						case <-ctx.Done():
+			if at := m.foundAt.Load(); at != 0 {
+				foundAt := time.Unix(0, at)
+				m.found = foundAt.Sub(t0)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					select {
+					case <-time.After(time.Until(foundAt.Add(m.delay))):
+					case <-ctx.Done():
+					}
+					m.done, m.fetched, m.failed = install(ctx, cl, m, want.String(), t0)
+					if next := rel.next; next != nil && m.done >= 0 {
+						if waitFor(ctx, m, next.v.CID) {
+							m.updDone, _, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
 						}
-						m.done, m.fetched, m.failed = install(ctx, cl, m, want.String(), t0)
-						if next := rel.next; next != nil && m.done >= 0 {
-							if waitFor(ctx, m, next.v.CID) {
-								m.updDone, _, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
-							}
-						}
-						mu.Lock()
-						left--
-						mu.Unlock()
-					}()
-					break
-				}
+					}
+					mu.Lock()
+					left--
+					mu.Unlock()
+				}()
 			}
 		}
 		mu.Lock()
@@ -1038,11 +1040,37 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 			}
 			return fmt.Errorf("emulate: %w", ctx.Err())
 		case <-tick.C:
-			if undiscovered {
-				tick.Reset(discoverEvery)
-			} else {
-				tick.Reset(pollEvery)
+		}
+	}
+}
+
+// watchDiscovery records in each crowd node's foundAt when it was first
+// seen to hold release c, looking every discoverEvery, until every one
+// does or ctx ends.
+func watchDiscovery(ctx context.Context, ms []*member, c cid.Cid) {
+	tick := time.NewTicker(discoverEvery)
+	defer tick.Stop()
+	for {
+		left := false
+		for _, m := range ms {
+			if !m.fetch || m.foundAt.Load() != 0 {
+				continue
 			}
+			left = true
+			for _, r := range m.n.Discovered().List() {
+				if r.CID.Equals(c) {
+					m.foundAt.Store(time.Now().UnixNano())
+					break
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

@@ -34,6 +34,7 @@ const (
 	peerWindow      = 4 << 20  // p2p/exchange/fetch.go: bytes in flight to one peer
 	fetchWindow     = 16 << 20 // p2p/exchange/fetch.go: to all peers of one fetch
 	seedWindow      = 1 << 20  // p2p/exchange/fetch.go: to a complete peer, when others exist
+	batchBytes      = 1 << 20  // p2p/exchange/fetch.go: bytes asked in one GET, a peer's least window
 	lastResortAfter = 2.0      // p2p/exchange/fetch.go, seconds
 	slowGrace       = 2.0      // p2p/exchange/fetch.go, seconds
 	reviveAfter     = 5.0      // p2p/exchange/fetch.go, seconds
@@ -227,6 +228,7 @@ type sim struct {
 	refused   map[string]int64
 	events    int64
 	peerWin   int
+	batchWin  int // one batch, in blocks
 	fetchWin  int
 	seedWin   int
 	releaseAt float64
@@ -305,6 +307,7 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.peerWin = max(1, int(peerWindow/rel.BlockBytes))
 	s.fetchWin = max(1, int(fetchWindow/rel.BlockBytes))
 	s.seedWin = max(1, int(seedWindow/rel.BlockBytes))
+	s.batchWin = max(1, int(batchBytes/rel.BlockBytes))
 	s.releaseAt = rel.At.D().Seconds()
 	s.horizon = sc.Horizon.D().Seconds()
 	if sc.Update != nil {
@@ -1016,10 +1019,10 @@ func (s *sim) window(i int) int {
 		busy += float32(s.now) - s.slotSince[i]
 	}
 	if s.slotGot[i] == 0 || busy <= 0 {
-		return 1
+		return s.batchWin
 	}
 	rate := float64(s.slotGot[i]/busy) / float64(s.blockBytes)
-	return int(min(max(rate, 1), float64(s.peerWin)))
+	return int(min(max(rate, float64(s.batchWin)), float64(s.peerWin)))
 }
 
 // serve is the request of block e.blk by e.b arriving at e.a.

@@ -38,7 +38,7 @@ func TestFlashCrowdSmoke(t *testing.T) {
 func TestPolicyMatchesP2P(t *testing.T) {
 	for file, want := range map[string][]string{
 		"../../p2p/exchange/fetch.go": {
-			`peerWindow\s+= 4 << 20`, `fetchWindow\s+= 16 << 20`, `seedWindow\s+= 1 << 20`,
+			`peerWindow\s+= 4 << 20`, `fetchWindow\s+= 16 << 20`, `seedWindow\s+= 1 << 20`, `batchBytes\s+= 1 << 20`,
 			`lastResortAfter = 2 \* time.Second`, `slowGrace\s+= 2 \* time.Second`,
 			`const reviveAfter = 5 \* time.Second`, `const rediscoverEvery = 30 \* time.Second`,
 			`5\*lastResortAfter`,
