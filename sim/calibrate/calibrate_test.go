@@ -19,12 +19,15 @@ func TestMain(m *testing.M) {
 }
 
 // TestModelMatchesEmulation runs the calibration's flash crowd in both
-// modes at 16, 32 and 64 nodes and holds every compared headline figure
-// of the model within Tolerance of the emulation's. It logs the table.
+// modes at 16, 24 and 32 nodes (one emulation seed: about 2 minutes
+// under -race on 2 cores) and holds every compared headline figure of
+// the model within Tolerance of the emulation's, but the known gaps,
+// which it logs with the table. make bench's emufig runs 16, 32 and 64
+// nodes at 2 seeds.
 func TestModelMatchesEmulation(t *testing.T) {
 	tab, err := Run(t.Context(), Config{
 		Scenario: FlashCrowd(16, 4),
-		Sizes:    []int{16, 32, 64},
+		Sizes:    []int{16, 24, 32},
 		Seeds:    []uint64{1},
 		Progress: func(mode string, n int, seed uint64, r *report.Result) {
 			if mode == report.Emulation {
