@@ -2,8 +2,9 @@
 // swarm as real archy nodes (node.New, the same code an operator runs) in
 // one process, over go-libp2p's mocknet with each link's latency and
 // bandwidth drawn from the scenario, one real Nostr relay served over
-// websockets on 127.0.0.1, and the orchestrator's in-memory twin in place
-// of Podman. The publisher (node 0) publishes a signed release through its
+// websockets on 127.0.0.1 (each node reaches it through a link delaying
+// every byte by its latency plus the relay's), and the orchestrator's
+// in-memory twin in place of Podman. The publisher (node 0) publishes a signed release through its
 // own API and announces it on the relay; each crowd node discovers it
 // there and installs it through its API, so the real fetch, verification,
 // super-seeding, strikes and bans run.
