@@ -1034,10 +1034,21 @@ func (s *sim) hintsAlive(a int32, b int, nowMS uint32) bool {
 func (s *sim) rarest(a int32, cs []uint64) int {
 	base := int(a) * s.NB
 	best, bestN := -1, math.MaxInt
+	// From a random bit, wrapping round: a random word alone leaves every
+	// node of a small file (one word) taking the lowest block first, all
+	// asking the same peers for the same blocks (p2p's order is a random
+	// permutation per fetch).
 	start := s.rng.IntN(s.W * 64)
-	for i := 0; i < s.W; i++ {
-		w := (start/64 + i) % s.W
+	sw, sb := start/64, uint(start%64)
+	for i := 0; i <= s.W; i++ {
+		w := (sw + i) % s.W
 		word := cs[w]
+		switch i {
+		case 0:
+			word &= ^uint64(0) << sb
+		case s.W:
+			word &= 1<<sb - 1
+		}
 		for word != 0 {
 			j := bits.TrailingZeros64(word)
 			word &= word - 1

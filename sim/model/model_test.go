@@ -83,6 +83,7 @@ func TestDeterministic(t *testing.T) {
 func TestSuperSeedingSavesTheOrigin(t *testing.T) {
 	sc := load(t, "flash-crowd")
 	sc.Nodes = 32
+	var with float64
 	for _, off := range []bool{false, true} {
 		s, err := newSim(sc, 1)
 		if err != nil {
@@ -97,11 +98,17 @@ func TestSuperSeedingSavesTheOrigin(t *testing.T) {
 		if f.Completed != 1 {
 			t.Errorf("super-seeding off=%v: %.2f completed", off, f.Completed)
 		}
-		if off && f.OriginCopies < 3 {
-			t.Errorf("without super-seeding the origin sent only %.2f copies", f.OriginCopies)
+		// Without it the origin is still asked last, only for pieces no
+		// partial peer holds (p2p's fetch.batch), but serves each ask.
+		if off && f.OriginCopies < 2*with {
+			t.Errorf("without super-seeding the origin sent only %.2f copies, with it %.2f", f.OriginCopies, with)
 		}
-		if !off && f.OriginCopies > 1.5 {
-			t.Errorf("with super-seeding the origin sent %.2f copies", f.OriginCopies)
+		if !off {
+			with = f.OriginCopies
+			if with > 1.5 {
+				t.Errorf("with super-seeding the origin sent %.2f copies", f.OriginCopies)
+			}
 		}
+		t.Logf("super-seeding off=%v: origin %.2f copies", off, f.OriginCopies)
 	}
 }
