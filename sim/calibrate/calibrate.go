@@ -50,12 +50,13 @@ var Figures = []Figure{
 	{Name: "completion-p90-s", Compared: true, Get: func(r *report.Result) float64 { return fetchedQ(r, 0.9) }, Gap: completionGap},
 	{Name: "completion-max-s", Compared: true, Get: func(r *report.Result) float64 { return fetchedQ(r, 1) }, Gap: completionGap},
 	{Name: "origin-copies", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().OriginCopies },
-		Gap: "the origin's copies come from last resorts after askers give up congested peers: a threshold effect, " +
-			"±50 % across the emulation's own seeds at 64 nodes; the model sends 3.7 copies at 16 nodes where the emulation sends 1.1"},
+		Gap: "copies beyond the first are last resorts after askers give up congested peers, a threshold effect " +
+			"(the emulation's runs give 1.0-1.8 copies at 16 nodes, 3.9-7.7 at 32, 2.3-11 at 64); the model sends too many " +
+			"at 16 and 32 nodes (3.1, 7.8)"},
 	{Name: "bytes-per-node-mib", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().BytesPerNode / (1 << 20) }},
 	{Name: "discovery-p50-s", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().DiscoveryP50 },
 		Gap: "the emulation's nodes verify the announcement one after the other on the machine's 2 cores " +
-			"(and its relay fans it out on them), so its discovery grows with the swarm (37, 89, 156 ms at 16, 32, 64 nodes); " +
+			"(and its relay fans it out on them), so its discovery grows with the swarm (27, 125, 340 ms at 16, 32, 64 nodes); " +
 			"a real node verifies on its own CPU, which the model takes as its 2 ms of processing (p2p/discovery's discoverbench)"},
 	{Name: "install-tail-p50-s", Why: "the emulation's install after the fetch (load, create, start on the twin runtime); the model has no runtime",
 		Get: installTail},
@@ -63,9 +64,9 @@ var Figures = []Figure{
 
 // completionGap is why completion is not held to Tolerance.
 const completionGap = "both modes stall on the last pieces, held by congested slow peers, until askers' 18 s deadlines " +
-	"and last resorts free them, so completion moves in steps of those rounds: the emulation's own runs of one seed " +
-	"differ by up to 30 % (16 nodes under -race: 30.6 s, then 22.6 s); the model is within 10 % at 16 and 32 nodes " +
-	"without -race, 23-29 % over at 24, and 43 % under at 64 nodes, where the emulation needs more rounds"
+	"and last resorts free them, so completion moves in steps of those rounds, and the emulation's runs of one seed " +
+	"differ by up to 30 %; the model is within 4 % at 16 nodes, 12-17 % under at 32 and 43 % under at 64, " +
+	"where the emulation abandons about four times as many requests (see sim/emulate/BENCHMARKS.md)"
 
 // fetchedQ is quantile q of the fetching nodes' Fetched times, seconds.
 func fetchedQ(r *report.Result, q float64) float64 {
