@@ -4,10 +4,10 @@
 // bandwidth drawn from the scenario, one real Nostr relay served over
 // websockets on 127.0.0.1 (each node reaches it through a link delaying
 // every byte by its latency plus the relay's), and the orchestrator's
-// in-memory twin in place of Podman. The publisher (node 0) publishes a signed release through its
-// own API and announces it on the relay; each crowd node discovers it
-// there and installs it through its API, so the real fetch, verification,
-// super-seeding, strikes and bans run.
+// in-memory twin in place of Podman. The publisher (node 0) publishes a
+// signed release through its own API and announces it on the relay; each
+// crowd node discovers it there and installs it through its API, so the
+// real fetch, verification, super-seeding, strikes and bans run.
 //
 // What is approximated: a node's uplink is its piece exchange's upload
 // cap (p2p.Config.UploadRate, exact for piece bytes); mocknet limits
