@@ -217,6 +217,7 @@ type sim struct {
 	act             [][]xfer
 	actAt           []float64
 	actVer          []uint32
+	actNext         []float64 // when the queued evSent comes, -1 if none
 	mark            []uint32
 	stamp           uint32
 	have, pend, ref []uint64 // n*W bitsets: held, in flight, refused by the publisher
@@ -341,6 +342,10 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.up, s.down, s.lat = make([]float32, n), make([]float32, n), make([]float32, n)
 	s.downFree = make([]float64, n)
 	s.act, s.actAt, s.actVer, s.mark = make([][]xfer, n), make([]float64, n), make([]uint32, n), make([]uint32, n)
+	s.actNext = make([]float64, n)
+	for i := range s.actNext {
+		s.actNext[i] = -1
+	}
 	s.have, s.pend, s.ref = make([]uint64, n*s.W), make([]uint64, n*s.W), make([]uint64, n*s.W)
 	s.avail = make([]uint16, s.honest*s.NB)
 	s.nbr = make([]int32, n*D)
@@ -609,6 +614,7 @@ func (s *sim) handle(e event) {
 		s.heal()
 	case evSent:
 		if uint32(e.blk) == s.actVer[a] {
+			s.actNext[a] = -1
 			s.sent(a)
 		}
 	case evDeadline:
@@ -1179,15 +1185,23 @@ func (s *sim) advance(j int32) {
 	s.actAt[j] = s.now
 }
 
-// reschedule queues the end of node j's next transfer to end.
+// reschedule queues the end of node j's next transfer to end, unless an
+// evSent no later is queued already (one that comes early finds nothing
+// through and queues the next): a busy uplink changes at every transfer,
+// and an event queued at each change would fill the queue.
 func (s *sim) reschedule(j int32) {
-	s.actVer[j]++
 	if len(s.act[j]) == 0 {
 		return
 	}
 	least := math.Inf(1)
 	k := s.heads(j, func(i int) { least = min(least, s.act[j][i].left) })
-	s.push(s.now+max(least, 0)*float64(k)/float64(s.up[j]), evSent, j, -1, int32(s.actVer[j]), 0)
+	t := s.now + max(least, 0)*float64(k)/float64(s.up[j])
+	if next := s.actNext[j]; next >= 0 && next <= t {
+		return
+	}
+	s.actVer[j]++
+	s.actNext[j] = t
+	s.push(t, evSent, j, -1, int32(s.actVer[j]), 0)
 }
 
 // sent ends node j's transfers that are through: each block arrives once
