@@ -118,7 +118,7 @@ const (
 	evHeal
 	evUpdate
 	evSent     // a: the uplink whose next transfer ends; blk: its version
-	evDeadline // a: the server, b: the asker, blk: the block
+	evDeadline // a: the server whose earliest asker's deadline passes; blk: its version
 )
 
 type event struct {
@@ -139,6 +139,7 @@ type xfer struct {
 	lr     bool    // asked as a last resort
 	left   float64 // bytes still to send
 	down   float64 // when the asker's downlink has room for it
+	dl     float64 // when the asker gives it up
 }
 
 type queue []event
@@ -218,6 +219,8 @@ type sim struct {
 	actAt           []float64
 	actVer          []uint32
 	actNext         []float64 // when the queued evSent comes, -1 if none
+	dlVer           []uint32  // the same for the earliest deadline's evDeadline
+	dlNext          []float64
 	mark            []uint32
 	stamp           uint32
 	have, pend, ref []uint64 // n*W bitsets: held, in flight, refused by the publisher
@@ -342,9 +345,9 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.up, s.down, s.lat = make([]float32, n), make([]float32, n), make([]float32, n)
 	s.downFree = make([]float64, n)
 	s.act, s.actAt, s.actVer, s.mark = make([][]xfer, n), make([]float64, n), make([]uint32, n), make([]uint32, n)
-	s.actNext = make([]float64, n)
+	s.actNext, s.dlNext, s.dlVer = make([]float64, n), make([]float64, n), make([]uint32, n)
 	for i := range s.actNext {
-		s.actNext[i] = -1
+		s.actNext[i], s.dlNext[i] = -1, -1
 	}
 	s.have, s.pend, s.ref = make([]uint64, n*s.W), make([]uint64, n*s.W), make([]uint64, n*s.W)
 	s.avail = make([]uint16, s.honest*s.NB)
@@ -618,7 +621,10 @@ func (s *sim) handle(e event) {
 			s.sent(a)
 		}
 	case evDeadline:
-		s.deadline(a, e.b, e.blk)
+		if uint32(e.blk) == s.dlVer[a] {
+			s.dlNext[a] = -1
+			s.deadlines(a)
+		}
 	case evUpdate:
 		s.updated = true
 		for b := s.nb; b < s.NB; b++ {
@@ -1146,11 +1152,24 @@ func (s *sim) serve(e event) {
 		s.sentTo[b] = append(s.sentTo[b], r) // recorded when offered, as p2p's rootState.offer
 	}
 	s.advance(j)
-	s.act[j] = append(s.act[j], xfer{r: r, blk: e.blk, er: s.epoch[r], lr: e.flag != 0, left: size, down: ds + dd})
-	s.reschedule(j)
 	// The asker gives the request up limit after it sent it (p2p's
 	// fetch.get: below MinRate).
-	s.push(s.now-back/2+limit, evDeadline, j, r, e.blk, 0)
+	s.act[j] = append(s.act[j], xfer{r: r, blk: e.blk, er: s.epoch[r], lr: e.flag != 0, left: size, down: ds + dd,
+		dl: s.now - back/2 + limit})
+	s.reschedule(j)
+}
+
+// deadlines gives up, for their askers, node j's transfers whose
+// deadline passed.
+func (s *sim) deadlines(j int32) {
+	for {
+		i := slices.IndexFunc(s.act[j], func(x xfer) bool { return x.dl <= s.now && x.er == s.epoch[x.r] })
+		if i < 0 {
+			break
+		}
+		s.deadline(j, s.act[j][i].r, s.act[j][i].blk)
+	}
+	s.reschedule(j)
 }
 
 // heads calls f, when set, with the index of each asker's first
@@ -1193,6 +1212,7 @@ func (s *sim) reschedule(j int32) {
 	if len(s.act[j]) == 0 {
 		return
 	}
+	s.rescheduleDeadline(j)
 	least := math.Inf(1)
 	k := s.heads(j, func(i int) { least = min(least, s.act[j][i].left) })
 	t := s.now + max(least, 0)*float64(k)/float64(s.up[j])
@@ -1202,6 +1222,26 @@ func (s *sim) reschedule(j int32) {
 	s.actVer[j]++
 	s.actNext[j] = t
 	s.push(t, evSent, j, -1, int32(s.actVer[j]), 0)
+}
+
+// rescheduleDeadline queues the earliest deadline of node j's askers
+// (one event a node, not one a request), unless one no later is queued.
+func (s *sim) rescheduleDeadline(j int32) {
+	dl := math.Inf(1)
+	for _, x := range s.act[j] {
+		if x.er == s.epoch[x.r] {
+			dl = min(dl, x.dl)
+		}
+	}
+	if math.IsInf(dl, 1) {
+		return
+	}
+	if next := s.dlNext[j]; next >= 0 && next <= dl {
+		return
+	}
+	s.dlVer[j]++
+	s.dlNext[j] = dl
+	s.push(max(dl, s.now), evDeadline, j, -1, int32(s.dlVer[j]), 0)
 }
 
 // sent ends node j's transfers that are through: each block arrives once
