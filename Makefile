@@ -27,6 +27,7 @@ suite: build lint images
 	@test -f .cache/test.env || { echo "no .cache/test.env: run make test-env (as root) first"; exit 1; }
 	. ./.cache/test.env && $(GO) test -race -count=1 -timeout 40m ./...
 	. ./.cache/test.env && $(GO) test -count=1 -run 'Flood' ./p2p/... ./relay/...
+	$(GO) test -count=1 -timeout 20m ./sim/calibrate/
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) fuzz
 

@@ -2,11 +2,12 @@
 // swarm as real archy nodes (node.New, the same code an operator runs) in
 // one process, over go-libp2p's mocknet with each link's latency and
 // bandwidth drawn from the scenario, one real Nostr relay served over
-// websockets on 127.0.0.1, and the orchestrator's in-memory twin in place
-// of Podman. The publisher (node 0) publishes a signed release through its
-// own API and announces it on the relay; each crowd node discovers it
-// there and installs it through its API, so the real fetch, verification,
-// super-seeding, strikes and bans run.
+// websockets on 127.0.0.1 (each node reaches it through a link delaying
+// every byte by its latency plus the relay's), and the orchestrator's
+// in-memory twin in place of Podman. The publisher (node 0) publishes a
+// signed release through its own API and announces it on the relay; each
+// crowd node discovers it there and installs it through its API, so the
+// real fetch, verification, super-seeding, strikes and bans run.
 //
 // What is approximated: a node's uplink is its piece exchange's upload
 // cap (p2p.Config.UploadRate, exact for piece bytes); mocknet limits
@@ -69,6 +70,7 @@ import (
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/ociimage"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/orchestrator"
 	"github.com/archy-node/archy/orchestrator/memruntime"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
@@ -134,9 +136,12 @@ type member struct {
 	fetch   bool          // a crowd node
 	delay   time.Duration // from discovery to asking for the install
 	found   time.Duration // discovery time, -1 until then
+	foundAt atomic.Int64  // when it was seen to hold the release (Unix ns), 0 until then
 	done    time.Duration // completion time, -1 until then
+	fetched time.Duration // when its install's fetch stage ended, -1 until then
 	updDone time.Duration // the update's, from its announcement
 	failed  string        // the last install error
+	relay   string        // the relay's URL through its link to the relay
 	running chan error
 }
 
@@ -167,7 +172,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	// The swarm: honest nodes (0 the publisher), then malicious peers.
 	var ms []*member
 	for i := range sc.Nodes {
-		m := &member{idx: i, found: -1, done: -1, updDone: -1}
+		m := &member{idx: i, found: -1, done: -1, fetched: -1, updDone: -1}
 		m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 		m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 		if i == 0 && sc.Links.PublisherUplink > 0 {
@@ -181,13 +186,16 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	}
 	for _, mal := range sc.Malicious {
 		for range mal.MaliciousCount(sc.Nodes) {
-			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, updDone: -1}
+			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, fetched: -1, updDone: -1}
 			m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 			m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
 			ms = append(ms, m)
 		}
 	}
 
+	// The relay is a node of the network too: its latency is drawn as
+	// a node's, and each node reaches it through a link of both ends'.
+	relayLat := time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
 	far := farSides(ms, sc.Partitions, rng)
 	churns := churnPlan(ms, sc.Churn, sc.Horizon.D(), rng)
 	img, err := buildImage(dir, "1", sc, rng, nil, 0)
@@ -200,6 +208,14 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		return nil, err
 	}
 	defer stopRelay()
+	for _, m := range ms {
+		l, err := newRelayLink(strings.TrimPrefix(relayURL, "ws://"), m.lat+relayLat)
+		if err != nil {
+			return nil, fmt.Errorf("emulate: node %d's link to the relay: %w", m.idx, err)
+		}
+		defer l.Close()
+		m.relay = l.URL()
+	}
 
 	mn := mocknet.New()
 	defer mn.Close()
@@ -227,7 +243,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			DataDir:         filepath.Join(dir, strconv.Itoa(m.idx)),
 			APIListen:       "127.0.0.1:0",
 			NoEmbeddedRelay: true,
-			Relays:          []string{relayURL},
+			Relays:          []string{m.relay},
 			NoPeering:       true,
 			ShutdownTimeout: 10 * time.Second,
 			Podman:          node.PodmanConfig{Runtime: m.rt},
@@ -301,8 +317,13 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 	}
-	t0 := time.Now()
-	if err := announce(ctx, relayURL, rel); err != nil {
+	// Discoveries are watched from before the announcement leaves.
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); watchDiscovery(wctx, ms, rel.v.CID) }()
+	defer func() { stopWatch(); <-watched }()
+	t0, err := announce(ctx, ms[0].relay, rel)
+	if err != nil {
 		return nil, err
 	}
 	horizon := sc.Horizon.D()
@@ -325,7 +346,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		case <-pctx.Done():
 			return
 		}
-		if err := announce(pctx, relayURL, rel.next); err != nil {
+		if _, err := announce(pctx, ms[0].relay, rel.next); err != nil {
 			log.Warn("announce the update", "err", err)
 		}
 	}()
@@ -378,6 +399,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			log.Warn("node did not complete", "node", m.idx, "err", m.failed)
 		}
 		res.Completion = append(res.Completion, m.done)
+		res.Fetched = append(res.Fetched, m.fetched)
 		if img2 != nil {
 			res.UpdateCompletion = append(res.UpdateCompletion, m.updDone)
 		}
@@ -892,34 +914,60 @@ func postBlob(ctx context.Context, cl *http.Client, n *node.Node, path string) (
 }
 
 // announce publishes the release's events on the relay under a Nostr key
-// bound to the publisher's DID.
-func announce(ctx context.Context, relayURL string, rel *release) error {
+// bound to the publisher's DID, and returns when they were sent: the
+// publisher's connection to the relay is up before (a node keeps its
+// own), so discovery is timed from the events leaving the publisher.
+func announce(ctx context.Context, relayURL string, rel *release) (time.Time, error) {
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)
 	bind, err := discovery.Binding(rel.key, pk)
 	if err != nil {
-		return fmt.Errorf("emulate: bind the announcing key: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: bind the announcing key: %w", err)
 	}
 	evs, err := (&discovery.Announcement{Manifest: rel.v, Envelope: rel.env, Binding: bind, CreatedAt: time.Now()}).Events(sk)
 	if err != nil {
-		return fmt.Errorf("emulate: announcement: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: announcement: %w", err)
 	}
 	// A relay busy serving hundreds of subscribers on a starved CPU may
 	// take long to answer: wait, and try again.
+	var sent time.Time
 	for try := 1; ; try++ {
-		_, err = discovery.Publish(ctx, []string{relayURL}, 30*time.Second, evs...)
+		sent, err = publishOnce(ctx, relayURL, evs)
 		if err == nil || try == 3 || ctx.Err() != nil {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("emulate: announce on the relay: %w", err)
+		return time.Time{}, fmt.Errorf("emulate: announce on the relay: %w", err)
 	}
-	return nil
+	return sent, nil
 }
 
-// pollEvery is how often the emulator looks at the nodes' progress.
-const pollEvery = 20 * time.Millisecond
+// publishOnce connects to the relay, sends evs at once and waits for
+// the relay to accept each; it returns when they were sent.
+func publishOnce(ctx context.Context, relayURL string, evs []nostr.Event) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := discovery.Dial(ctx, relayURL, 30*time.Second)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer c.Close()
+	sent := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ev := range evs {
+		g.Go(func() error { return c.Publish(gctx, ev) })
+	}
+	return sent, g.Wait()
+}
+
+// pollEvery is how often the emulator looks at the nodes' progress;
+// discoverEvery how often, while some crowd node has not discovered the
+// release, it looks at their discoveries (their times are the figure).
+const (
+	pollEvery     = 20 * time.Millisecond
+	discoverEvery = time.Millisecond
+)
 
 // retryAfter is how long a node's owner waits to ask again for an
 // install that failed (no peer reachable in a partition, say), until the
@@ -952,28 +1000,26 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 			if !m.fetch || m.found >= 0 {
 				continue
 			}
-			for _, r := range m.n.Discovered().List() {
-				if r.CID.Equals(want) {
-					m.found = time.Since(t0)
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						select {
-						case <-time.After(m.delay):
-						case <-ctx.Done():
+			if at := m.foundAt.Load(); at != 0 {
+				foundAt := time.Unix(0, at)
+				m.found = foundAt.Sub(t0)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					select {
+					case <-time.After(time.Until(foundAt.Add(m.delay))):
+					case <-ctx.Done():
+					}
+					m.done, m.fetched, m.failed = install(ctx, cl, m, want.String(), t0)
+					if next := rel.next; next != nil && m.done >= 0 {
+						if waitFor(ctx, m, next.v.CID) {
+							m.updDone, _, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
 						}
-						m.done, m.failed = install(ctx, cl, m, want.String(), t0)
-						if next := rel.next; next != nil && m.done >= 0 {
-							if waitFor(ctx, m, next.v.CID) {
-								m.updDone, m.failed = install(ctx, cl, m, next.v.CID.String(), t0.Add(rel.nextAt))
-							}
-						}
-						mu.Lock()
-						left--
-						mu.Unlock()
-					}()
-					break
-				}
+					}
+					mu.Lock()
+					left--
+					mu.Unlock()
+				}()
 			}
 		}
 		mu.Lock()
@@ -998,6 +1044,37 @@ func crowd(ctx context.Context, cl *http.Client, ms []*member, rel *release, t0 
 	}
 }
 
+// watchDiscovery records in each crowd node's foundAt when it was first
+// seen to hold release c, looking every discoverEvery, until every one
+// does or ctx ends.
+func watchDiscovery(ctx context.Context, ms []*member, c cid.Cid) {
+	tick := time.NewTicker(discoverEvery)
+	defer tick.Stop()
+	for {
+		left := false
+		for _, m := range ms {
+			if !m.fetch || m.foundAt.Load() != 0 {
+				continue
+			}
+			left = true
+			for _, r := range m.n.Discovered().List() {
+				if r.CID.Equals(c) {
+					m.foundAt.Store(time.Now().UnixNano())
+					break
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // waitFor waits until m discovered release c.
 func waitFor(ctx context.Context, m *member, c cid.Cid) bool {
 	for {
@@ -1016,25 +1093,24 @@ func waitFor(ctx context.Context, m *member, c cid.Cid) bool {
 
 // install asks m's API for release c, as its owner would, follows the
 // operation, and asks again after a failure until ctx ends. It returns
-// when the install ended after t0 (-1 if it never did) and the last
-// error.
-func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) (time.Duration, string) {
+// when the install ended after t0 (-1 if it never did), when its fetch
+// stage ended (-1 if unknown) and the last error.
+func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.Time) (done, fetched time.Duration, failed string) {
 	body, _ := json.Marshal(node.InstallRequest{CID: c})
-	failed := ""
 	for {
-		d, err := installOnce(ctx, cl, m, body, t0)
+		d, f, err := installOnce(ctx, cl, m, body, t0)
 		if err == nil {
-			return d, ""
+			return d, f, ""
 		}
 		failed = err.Error()
 		// A try whose answer was lost may have installed it all the same.
 		if installed(ctx, cl, m, c) {
-			return time.Since(t0), ""
+			return time.Since(t0), -1, ""
 		}
 		select {
 		case <-time.After(retryAfter):
 		case <-ctx.Done():
-			return -1, failed
+			return -1, -1, failed
 		}
 	}
 }
@@ -1060,20 +1136,20 @@ func installed(ctx context.Context, cl *http.Client, m *member, c string) bool {
 // installOnce asks for the install and follows the operation to its
 // end. A request that fails (a kept-alive connection the API closed
 // meanwhile) fails the try, and the install is asked for again.
-func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t0 time.Time) (time.Duration, error) {
+func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t0 time.Time) (ended, fetched time.Duration, err error) {
 	b, err := call(ctx, cl, m.n, http.MethodPost, "/api/v1/apps", bytes.NewReader(body))
 	if err != nil {
-		return -1, err
+		return -1, -1, err
 	}
 	var op node.Operation
 	if err := json.Unmarshal(b, &op); err != nil || op.URL == "" {
-		return -1, fmt.Errorf("install answer %q: %v", b, err)
+		return -1, -1, fmt.Errorf("install answer %q: %v", b, err)
 	}
 	for op.State == node.OpRunning || op.State == "" {
 		select {
 		case <-time.After(pollEvery):
 		case <-ctx.Done():
-			return -1, ctx.Err()
+			return -1, -1, ctx.Err()
 		}
 		b, err := call(ctx, cl, m.n, http.MethodGet, op.URL, nil)
 		if err != nil {
@@ -1081,16 +1157,39 @@ func installOnce(ctx context.Context, cl *http.Client, m *member, body []byte, t
 			continue
 		}
 		if err := json.Unmarshal(b, &op); err != nil {
-			return -1, fmt.Errorf("operation %s: %w", op.URL, err)
+			return -1, -1, fmt.Errorf("operation %s: %w", op.URL, err)
 		}
 	}
 	if op.State == node.OpSucceeded {
-		return op.Ended.Sub(t0), nil
+		return op.Ended.Sub(t0), fetchEnded(ctx, cl, m, op, t0), nil
 	}
 	if op.Last != nil {
-		return -1, errors.New(op.Last.Error)
+		return -1, -1, errors.New(op.Last.Error)
 	}
-	return -1, fmt.Errorf("operation %s: %s", op.URL, op.State)
+	return -1, -1, fmt.Errorf("operation %s: %s", op.URL, op.State)
+}
+
+// fetchEnded reads an ended operation's events and returns when its
+// first stage past the fetch began (the image held and verified), after
+// t0; -1 if the events do not say. The model's completion is this
+// moment: it has no runtime to load and start the app.
+func fetchEnded(ctx context.Context, cl *http.Client, m *member, op node.Operation, t0 time.Time) time.Duration {
+	b, err := call(ctx, cl, m.n, http.MethodGet, op.Events, nil)
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: ")
+		if !ok {
+			continue
+		}
+		var ev node.OpEvent
+		if json.Unmarshal([]byte(data), &ev) != nil || ev.Stage == "" || ev.Stage == string(orchestrator.StageFetch) {
+			continue
+		}
+		return ev.Time.Sub(t0)
+	}
+	return -1
 }
 
 // call makes one API request with the node's token and returns the body

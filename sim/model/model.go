@@ -19,6 +19,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ const (
 	peerWindow      = 4 << 20  // p2p/exchange/fetch.go: bytes in flight to one peer
 	fetchWindow     = 16 << 20 // p2p/exchange/fetch.go: to all peers of one fetch
 	seedWindow      = 1 << 20  // p2p/exchange/fetch.go: to a complete peer, when others exist
+	batchBytes      = 1 << 20  // p2p/exchange/fetch.go: bytes asked in one GET, a peer's least window
 	lastResortAfter = 2.0      // p2p/exchange/fetch.go, seconds
 	slowGrace       = 2.0      // p2p/exchange/fetch.go, seconds
 	reviveAfter     = 5.0      // p2p/exchange/fetch.go, seconds
@@ -115,6 +117,8 @@ const (
 	evPartition
 	evHeal
 	evUpdate
+	evSent     // a: the uplink whose next transfer ends; blk: its version
+	evDeadline // a: the server whose earliest asker's deadline passes; blk: its version
 )
 
 type event struct {
@@ -126,6 +130,16 @@ type event struct {
 	blk  int32
 	ea   uint32 // epochs of a and b when scheduled
 	eb   uint32
+}
+
+// xfer is a block being sent on an uplink.
+type xfer struct {
+	r, blk int32
+	er     uint32  // the asker's epoch
+	lr     bool    // asked as a last resort
+	left   float64 // bytes still to send
+	down   float64 // when the asker's downlink has room for it
+	dl     float64 // when the asker gives it up
 }
 
 type queue []event
@@ -193,15 +207,29 @@ type sim struct {
 	updMask    []uint64 // blocks of the updated image
 	updated    bool     // the update has been announced
 
-	up, down, lat    []float32
-	upFree, downFree []float64
-	have, pend, ref  []uint64 // n*W bitsets: held, in flight, refused by the publisher
-	avail            []uint16 // honest*NB: neighbours holding each block
-	nbr              []int32  // n*MaxDegree
-	deg              []uint8
-	slotIn           []uint8  // requests in flight per neighbour slot
-	slotDead         []uint32 // ms until which the slot's peer is left alone
-	strikes          []uint8
+	up, down, lat []float32
+	downFree      []float64
+	// Each uplink is shared fairly by the askers it serves (p2p serves
+	// every GET stream at once through one upload cap, a stream's pieces
+	// one after the other; an asker's blocks here are its stream): act[j]
+	// are node j's transfers in the order asked, advanced to actAt[j];
+	// actVer[j] tells a stale evSent. mark and stamp find each asker's
+	// first transfer.
+	act             [][]xfer
+	actAt           []float64
+	actVer          []uint32
+	actNext         []float64 // when the queued evSent comes, -1 if none
+	dlVer           []uint32  // the same for the earliest deadline's evDeadline
+	dlNext          []float64
+	mark            []uint32
+	stamp           uint32
+	have, pend, ref []uint64 // n*W bitsets: held, in flight, refused by the publisher
+	avail           []uint16 // honest*NB: neighbours holding each block
+	nbr             []int32  // n*MaxDegree
+	deg             []uint8
+	slotIn          []uint8  // requests in flight per neighbour slot
+	slotDead        []uint32 // ms until which the slot's peer is left alone
+	strikes         []uint8
 	// A slot's delivery record, for its adaptive window (p2p's
 	// fetchPeer.window): bytes got, seconds busy, busy since (-1 idle).
 	slotGot, slotBusy, slotSince []float32
@@ -227,6 +255,7 @@ type sim struct {
 	refused   map[string]int64
 	events    int64
 	peerWin   int
+	batchWin  int // one batch, in blocks
 	fetchWin  int
 	seedWin   int
 	releaseAt float64
@@ -305,6 +334,7 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.peerWin = max(1, int(peerWindow/rel.BlockBytes))
 	s.fetchWin = max(1, int(fetchWindow/rel.BlockBytes))
 	s.seedWin = max(1, int(seedWindow/rel.BlockBytes))
+	s.batchWin = max(1, int(batchBytes/rel.BlockBytes))
 	s.releaseAt = rel.At.D().Seconds()
 	s.horizon = sc.Horizon.D().Seconds()
 	if sc.Update != nil {
@@ -313,7 +343,12 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 
 	n, D := s.n, MaxDegree
 	s.up, s.down, s.lat = make([]float32, n), make([]float32, n), make([]float32, n)
-	s.upFree, s.downFree = make([]float64, n), make([]float64, n)
+	s.downFree = make([]float64, n)
+	s.act, s.actAt, s.actVer, s.mark = make([][]xfer, n), make([]float64, n), make([]uint32, n), make([]uint32, n)
+	s.actNext, s.dlNext, s.dlVer = make([]float64, n), make([]float64, n), make([]uint32, n)
+	for i := range s.actNext {
+		s.actNext[i], s.dlNext[i] = -1, -1
+	}
 	s.have, s.pend, s.ref = make([]uint64, n*s.W), make([]uint64, n*s.W), make([]uint64, n*s.W)
 	s.avail = make([]uint16, s.honest*s.NB)
 	s.nbr = make([]int32, n*D)
@@ -519,6 +554,11 @@ func (s *sim) handle(e event) {
 		s.push(s.now+rediscoverEvery, evRediscover, a, -1, 0, 0)
 	case evRequest:
 		if stale {
+			// The peer left (and perhaps came back) since it was asked:
+			// the asker's stream breaks.
+			if e.eb == s.epoch[e.b] {
+				s.push(s.now+float64(s.lat[a]+s.lat[e.b]), evFail, e.b, a, e.blk, 0)
+			}
 			return
 		}
 		s.serve(e)
@@ -575,6 +615,16 @@ func (s *sim) handle(e event) {
 		s.partition(s.sc.Partitions[e.blk].Fraction)
 	case evHeal:
 		s.heal()
+	case evSent:
+		if uint32(e.blk) == s.actVer[a] {
+			s.actNext[a] = -1
+			s.sent(a)
+		}
+	case evDeadline:
+		if uint32(e.blk) == s.dlVer[a] {
+			s.dlNext[a] = -1
+			s.deadlines(a)
+		}
 	case evUpdate:
 		s.updated = true
 		for b := s.nb; b < s.NB; b++ {
@@ -886,11 +936,14 @@ func (s *sim) fill(a int32) {
 				break
 			}
 			clearBit(cs, b)
-			// A holder with room: honest non-seeds first, then seeds.
+			// A holder with room: a complete peer (a seed) only when no
+			// live partial peer holds the piece (p2p's fetch.batch:
+			// peers feed each other first).
+			partial := s.partialHolder(a, b, nowMS)
 			bestK, bestIn, lr := -1, 1<<30, uint8(0)
 			for _, k := range eligible[:ne] {
 				p := s.nbr[base+k]
-				if !hasBit(s.claims(p), b) {
+				if !hasBit(s.claims(p), b) || partial && s.complete(p) {
 					continue
 				}
 				in := int(s.slotIn[base+k])
@@ -944,6 +997,24 @@ func (s *sim) fill(a int32) {
 	}
 }
 
+// complete reports whether peer p holds (or claims) the whole file.
+func (s *sim) complete(p int32) bool {
+	return p == 0 || s.kind[p] != kHonest || s.flags[p]&fDone != 0
+}
+
+// partialHolder reports whether a neighbour of a that is not complete,
+// not given up on and reachable holds block b (p2p's fetch.partial).
+func (s *sim) partialHolder(a int32, b int, nowMS uint32) bool {
+	base := int(a) * MaxDegree
+	for k := 0; k < int(s.deg[a]); k++ {
+		p := s.nbr[base+k]
+		if !s.complete(p) && s.slotDead[base+k] <= nowMS && s.reachable(a, p) && hasBit(s.bits(s.have, int(p)), b) {
+			return true
+		}
+	}
+	return false
+}
+
 // liveHolder reports whether a neighbour of a other than the origin, not
 // given up on, holds block b.
 func (s *sim) liveHolder(a int32, b int, nowMS uint32) bool {
@@ -975,10 +1046,21 @@ func (s *sim) hintsAlive(a int32, b int, nowMS uint32) bool {
 func (s *sim) rarest(a int32, cs []uint64) int {
 	base := int(a) * s.NB
 	best, bestN := -1, math.MaxInt
+	// From a random bit, wrapping round: a random word alone leaves every
+	// node of a small file (one word) taking the lowest block first, all
+	// asking the same peers for the same blocks (p2p's order is a random
+	// permutation per fetch).
 	start := s.rng.IntN(s.W * 64)
-	for i := 0; i < s.W; i++ {
-		w := (start/64 + i) % s.W
+	sw, sb := start/64, uint(start%64)
+	for i := 0; i <= s.W; i++ {
+		w := (sw + i) % s.W
 		word := cs[w]
+		switch i {
+		case 0:
+			word &= ^uint64(0) << sb
+		case s.W:
+			word &= 1<<sb - 1
+		}
 		for word != 0 {
 			j := bits.TrailingZeros64(word)
 			word &= word - 1
@@ -1016,10 +1098,10 @@ func (s *sim) window(i int) int {
 		busy += float32(s.now) - s.slotSince[i]
 	}
 	if s.slotGot[i] == 0 || busy <= 0 {
-		return 1
+		return s.batchWin
 	}
 	rate := float64(s.slotGot[i]/busy) / float64(s.blockBytes)
-	return int(min(max(rate, 1), float64(s.peerWin)))
+	return int(min(max(rate, float64(s.batchWin)), float64(s.peerWin)))
 }
 
 // serve is the request of block e.blk by e.b arriving at e.a.
@@ -1060,34 +1142,166 @@ func (s *sim) serve(e event) {
 			return
 		}
 	}
-	start := max(s.now, s.upFree[j])
-	dur := size / float64(s.up[j])
-	if start+dur-s.now > limit {
-		// It would arrive below MinRate: the asker abandons it.
-		s.refused[report.RefusedSlowAbort]++
-		s.push(s.now+limit, evFail, r, j, e.blk, 1)
-		return
-	}
-	s.upFree[j] = start + dur
-	// The downlink is a budget from now (not from start, which at a busy
-	// sender may be far ahead and would hold up faster senders' blocks).
+	// The downlink is a budget from now (not from when the uplink gets
+	// to it, which at a busy sender may be far ahead and would hold up
+	// faster senders' blocks).
 	ds := max(s.now, s.downFree[r])
 	dd := size / float64(s.down[r])
 	s.downFree[r] = ds + dd
-	arr := max(start+dur, ds+dd) + back/2
-	if int(j) < s.honest {
-		s.uploaded[j] += int64(size)
+	if j == 0 && len(s.sentTo[b]) < maxHints {
+		s.sentTo[b] = append(s.sentTo[b], r) // recorded when offered, as p2p's rootState.offer
 	}
-	if j == 0 {
-		if e.flag != 0 {
-			s.res.LastResorts++
+	s.advance(j)
+	// The asker gives the request up limit after it sent it (p2p's
+	// fetch.get: below MinRate).
+	s.act[j] = append(s.act[j], xfer{r: r, blk: e.blk, er: s.epoch[r], lr: e.flag != 0, left: size, down: ds + dd,
+		dl: s.now - back/2 + limit})
+	s.reschedule(j)
+}
+
+// deadlines gives up, for their askers, node j's transfers whose
+// deadline passed.
+func (s *sim) deadlines(j int32) {
+	for {
+		i := slices.IndexFunc(s.act[j], func(x xfer) bool { return x.dl <= s.now && x.er == s.epoch[x.r] })
+		if i < 0 {
+			break
 		}
-		s.res.OriginBytes += int64(size)
-		if len(s.sentTo[b]) < maxHints {
-			s.sentTo[b] = append(s.sentTo[b], r)
+		s.deadline(j, s.act[j][i].r, s.act[j][i].blk)
+	}
+	s.reschedule(j)
+}
+
+// heads calls f, when set, with the index of each asker's first
+// transfer at node j (the one being sent) and returns how many askers
+// there are.
+func (s *sim) heads(j int32, f func(i int)) int {
+	s.stamp++
+	if s.stamp == 0 { // wrapped: old marks could match
+		clear(s.mark)
+		s.stamp = 1
+	}
+	k := 0
+	for i, x := range s.act[j] {
+		if s.mark[x.r] != s.stamp {
+			s.mark[x.r] = s.stamp
+			k++
+			if f != nil {
+				f(i)
+			}
 		}
 	}
-	s.push(arr, evArrive, r, j, e.blk, 0)
+	return k
+}
+
+// advance counts what node j's uplink sent since actAt[j], shared
+// equally by its askers.
+func (s *sim) advance(j int32) {
+	if len(s.act[j]) > 0 {
+		per := (s.now - s.actAt[j]) * float64(s.up[j]) / float64(s.heads(j, nil))
+		s.heads(j, func(i int) { s.act[j][i].left -= per })
+	}
+	s.actAt[j] = s.now
+}
+
+// reschedule queues the end of node j's next transfer to end, unless an
+// evSent no later is queued already (one that comes early finds nothing
+// through and queues the next): a busy uplink changes at every transfer,
+// and an event queued at each change would fill the queue.
+func (s *sim) reschedule(j int32) {
+	if len(s.act[j]) == 0 {
+		return
+	}
+	s.rescheduleDeadline(j)
+	least := math.Inf(1)
+	k := s.heads(j, func(i int) { least = min(least, s.act[j][i].left) })
+	t := s.now + max(least, 0)*float64(k)/float64(s.up[j])
+	if next := s.actNext[j]; next >= 0 && next <= t {
+		return
+	}
+	s.actVer[j]++
+	s.actNext[j] = t
+	s.push(t, evSent, j, -1, int32(s.actVer[j]), 0)
+}
+
+// rescheduleDeadline queues the earliest deadline of node j's askers
+// (one event a node, not one a request), unless one no later is queued.
+func (s *sim) rescheduleDeadline(j int32) {
+	dl := math.Inf(1)
+	for _, x := range s.act[j] {
+		if x.er == s.epoch[x.r] {
+			dl = min(dl, x.dl)
+		}
+	}
+	if math.IsInf(dl, 1) {
+		return
+	}
+	if next := s.dlNext[j]; next >= 0 && next <= dl {
+		return
+	}
+	s.dlVer[j]++
+	s.dlNext[j] = dl
+	s.push(max(dl, s.now), evDeadline, j, -1, int32(s.dlVer[j]), 0)
+}
+
+// sent ends node j's transfers that are through: each block arrives once
+// the asker's downlink took it, a one-way latency later.
+func (s *sim) sent(j int32) {
+	s.advance(j)
+	keep := s.act[j][:0]
+	for _, x := range s.act[j] {
+		if x.left > 0.5 { // bytes: what float rounding leaves is sent
+			keep = append(keep, x)
+			continue
+		}
+		size := s.blockSize(int(x.blk))
+		if int(j) < s.honest {
+			s.uploaded[j] += int64(size)
+		}
+		if j == 0 {
+			if x.lr {
+				s.res.LastResorts++
+			}
+			s.res.OriginBytes += int64(size)
+		}
+		if x.er == s.epoch[x.r] {
+			s.push(max(s.now, x.down)+float64(s.lat[j]+s.lat[x.r])/2, evArrive, x.r, j, x.blk, 0)
+		}
+	}
+	clear(s.act[j][len(keep):])
+	s.act[j] = keep
+	s.reschedule(j)
+}
+
+// deadline is asker r giving up block blk at server j: if it is still
+// being sent, the asker abandons the peer as too slow, with every other
+// request to it (p2p drops the peer: its other streams end too), and the
+// server stops sending them (their streams are reset).
+func (s *sim) deadline(j, r, blk int32) {
+	i := slices.IndexFunc(s.act[j], func(x xfer) bool { return x.r == r && x.blk == blk && x.er == s.epoch[r] })
+	if i < 0 {
+		return // sent, or the asker left
+	}
+	s.advance(j)
+	s.refused[report.RefusedSlowAbort]++
+	s.push(s.now, evFail, r, j, blk, 1)
+	keep := s.act[j][:0]
+	for _, x := range s.act[j] {
+		if x.r != r || x.er != s.epoch[r] {
+			keep = append(keep, x)
+			continue
+		}
+		if x.blk != blk {
+			s.push(s.now, evFail, r, j, x.blk, 0)
+		}
+		if j == 0 {
+			// Not delivered: the asker is no longer named for it.
+			s.sentTo[x.blk] = slices.DeleteFunc(s.sentTo[x.blk], func(q int32) bool { return q == r })
+		}
+	}
+	clear(s.act[j][len(keep):])
+	s.act[j] = keep
+	s.reschedule(j)
 }
 
 func (s *sim) arrive(e event) {
@@ -1174,6 +1388,14 @@ func (s *sim) leave(a int32) {
 		s.disconnect(a, s.nbr[int(a)*MaxDegree])
 	}
 	s.flags[a] &^= fOnline | fStalled
+	// What it was sending ends: its askers' streams break.
+	for _, x := range s.act[a] {
+		if x.er == s.epoch[x.r] {
+			s.push(s.now, evFail, x.r, a, x.blk, 0)
+		}
+	}
+	s.act[a] = s.act[a][:0]
+	s.reschedule(a)
 	s.epoch[a]++
 	s.inflight[a] = 0
 	clear(s.bits(s.pend, int(a)))
@@ -1250,6 +1472,7 @@ func (s *sim) finish() {
 	r := s.res
 	for _, f := range s.fetchers {
 		r.Completion = append(r.Completion, secs(s.completion[f]))
+		r.Fetched = append(r.Fetched, secs(s.completion[f]))
 		r.Discovery = append(r.Discovery, secs(s.discovered[f]-float32(s.releaseAt)))
 		if s.updMask != nil {
 			r.UpdateCompletion = append(r.UpdateCompletion, secs(s.updCompletion[f]))

@@ -38,7 +38,7 @@ func TestFlashCrowdSmoke(t *testing.T) {
 func TestPolicyMatchesP2P(t *testing.T) {
 	for file, want := range map[string][]string{
 		"../../p2p/exchange/fetch.go": {
-			`peerWindow\s+= 4 << 20`, `fetchWindow\s+= 16 << 20`, `seedWindow\s+= 1 << 20`,
+			`peerWindow\s+= 4 << 20`, `fetchWindow\s+= 16 << 20`, `seedWindow\s+= 1 << 20`, `batchBytes\s+= 1 << 20`,
 			`lastResortAfter = 2 \* time.Second`, `slowGrace\s+= 2 \* time.Second`,
 			`const reviveAfter = 5 \* time.Second`, `const rediscoverEvery = 30 \* time.Second`,
 			`5\*lastResortAfter`,
@@ -83,6 +83,7 @@ func TestDeterministic(t *testing.T) {
 func TestSuperSeedingSavesTheOrigin(t *testing.T) {
 	sc := load(t, "flash-crowd")
 	sc.Nodes = 32
+	var with float64
 	for _, off := range []bool{false, true} {
 		s, err := newSim(sc, 1)
 		if err != nil {
@@ -97,11 +98,17 @@ func TestSuperSeedingSavesTheOrigin(t *testing.T) {
 		if f.Completed != 1 {
 			t.Errorf("super-seeding off=%v: %.2f completed", off, f.Completed)
 		}
-		if off && f.OriginCopies < 3 {
-			t.Errorf("without super-seeding the origin sent only %.2f copies", f.OriginCopies)
+		// Without it the origin is still asked last, only for pieces no
+		// partial peer holds (p2p's fetch.batch), but serves each ask.
+		if off && f.OriginCopies < 2*with {
+			t.Errorf("without super-seeding the origin sent only %.2f copies, with it %.2f", f.OriginCopies, with)
 		}
-		if !off && f.OriginCopies > 1.5 {
-			t.Errorf("with super-seeding the origin sent %.2f copies", f.OriginCopies)
+		if !off {
+			with = f.OriginCopies
+			if with > 1.5 {
+				t.Errorf("with super-seeding the origin sent %.2f copies", f.OriginCopies)
+			}
 		}
+		t.Logf("super-seeding off=%v: origin %.2f copies", off, f.OriginCopies)
 	}
 }

@@ -31,6 +31,12 @@ type Result struct {
 	// being announced to the node holding the whole image; -1 if it never
 	// did before the horizon.
 	Completion []time.Duration `json:"completion_ns"`
+	// Fetched is, per fetching honest node in Completion's order, the
+	// time from the announcement to the node holding the whole image,
+	// verified; -1 if never. In the model it is Completion; in the
+	// emulation the install's fetch stage ending, before the runtime
+	// loads, creates and starts the app (which the model leaves out).
+	Fetched []time.Duration `json:"fetched_ns,omitempty"`
 	// LowerBound is the shortest completion the uplinks allow for the last
 	// node (the bandwidth bound of the whole swarm), when the mode knows
 	// it.

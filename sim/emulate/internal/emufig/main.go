@@ -6,6 +6,10 @@
 // peak resident memory of that size's runs over its nodes) and `figure
 // sim-emulation-max-nodes-wall-s S` (the slowest of those runs), and a
 // table of each run with the spread of its size's figures across seeds.
+// Then it calibrates the model against the emulation (sim/calibrate) and
+// prints `figure sim-calibration-error-pct E`: the largest relative error,
+// in percent, of a compared headline figure of the model over the
+// calibration's sizes, with the table.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/archy-node/archy/sim/calibrate"
 	"github.com/archy-node/archy/sim/emulate"
 	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
@@ -38,6 +43,8 @@ func main() {
 	latMax := flag.Duration("latency", 40*time.Millisecond, "the largest one-way latency of a node (uniform from 1/8 of it)")
 	heap := flag.String("memprofile", "", "write a heap profile, taken when the last size's swarm is up, to this file")
 	degree := flag.Int("degree", emulate.Degree, "earlier nodes each node dials when it joins")
+	calSizes := flag.String("calibrate-sizes", "16,32,64", "the calibration's swarm sizes (\"\" to skip it)")
+	calSeeds := flag.Int("calibrate-seeds", 2, "the calibration's emulation seeds per size")
 	flag.Parse()
 	if os.Getenv("ARCHY_EMU_SIZES") != "" {
 		*sizes = os.Getenv("ARCHY_EMU_SIZES")
@@ -91,6 +98,42 @@ func main() {
 	fmt.Printf("figure sim-emulation-max-nodes %d\n", maxN)
 	fmt.Printf("figure sim-emulation-mib-per-node %.1f\n", perNode)
 	fmt.Printf("figure sim-emulation-max-nodes-wall-s %.0f\n", wall)
+	if *calSizes != "" {
+		calibration(*calSizes, *calSeeds, log)
+	}
+}
+
+// calibration runs sim/calibrate's flash crowd at sizes and prints the
+// model's worst relative error and the table.
+func calibration(sizes string, seeds int, log *slog.Logger) {
+	cfg := calibrate.Config{Scenario: calibrate.FlashCrowd(16, 4),
+		Emulate: func(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Result, error) {
+			debug.FreeOSMemory()
+			return emulate.RunWith(ctx, sc, seed, emulate.Options{Log: log})
+		},
+		Progress: func(mode string, n int, seed uint64, r *report.Result) {
+			if mode == report.Emulation {
+				fmt.Printf("calibration: emulation %d nodes seed %d: wall %.1fs\n", n, seed, r.WallTime.Seconds())
+			}
+		}}
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fail("calibrate-sizes %q: %v", s, err)
+		}
+		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	for s := range uint64(seeds) {
+		cfg.Seeds = append(cfg.Seeds, s+1)
+	}
+	tab, err := calibrate.Run(context.Background(), cfg)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Print(tab.Markdown())
+	w := tab.Worst()
+	fmt.Printf("calibration: worst %s at %d nodes: model %.3g, emulation %.3g\n", w.Figure, w.Nodes, w.Model, w.Emulation)
+	fmt.Printf("figure sim-calibration-error-pct %.1f\n", 100*math.Abs(w.Error))
 }
 
 // profileTo returns a hook writing a heap profile to path ("" for none).

@@ -1,0 +1,253 @@
+// Package calibrate holds the simulator's model to the emulation: it runs
+// one scenario in both modes at a few swarm sizes and reports, per size
+// and headline figure, the model's value, the emulation's (the mean over
+// its seeds, with their spread) and the model's relative error.
+//
+// Each compared figure has one definition in both modes. Completion is
+// compared as Result.Fetched (the node holding the whole image,
+// verified): the model has no runtime, so the install's later stages on
+// the emulation's twin runtime (load, create, start, health) are left
+// out of it and reported beside as the emulation's install tail.
+package calibrate
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/archy-node/archy/sim/emulate"
+	"github.com/archy-node/archy/sim/model"
+	"github.com/archy-node/archy/sim/report"
+	"github.com/archy-node/archy/sim/scenario"
+)
+
+// Tolerance is the largest relative error of a compared figure the
+// calibration accepts (issue 14: ±20 %).
+const Tolerance = 0.20
+
+// RunFunc runs one scenario at one seed (both modes have this shape).
+type RunFunc func(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Result, error)
+
+// Figure is one headline figure as both modes measure it.
+type Figure struct {
+	Name string
+	// Compared says the two modes define it alike; when false, Why says
+	// what differs and the figure is reported, not held to Tolerance.
+	Compared bool
+	Why      string
+	// Gap, when set, says why the model is known to miss this figure by
+	// more than Tolerance: it is compared and reported, not held to it.
+	Gap string
+	Get func(*report.Result) float64
+}
+
+// Figures are the calibration's headline figures.
+var Figures = []Figure{
+	{Name: "completion-p50-s", Compared: true, Get: func(r *report.Result) float64 { return fetchedQ(r, 0.5) }, Gap: completionGap},
+	{Name: "completion-p90-s", Compared: true, Get: func(r *report.Result) float64 { return fetchedQ(r, 0.9) }, Gap: completionGap},
+	{Name: "completion-max-s", Compared: true, Get: func(r *report.Result) float64 { return fetchedQ(r, 1) }, Gap: completionGap},
+	{Name: "origin-copies", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().OriginCopies },
+		Gap: "copies beyond the first are last resorts after askers give up congested peers, a threshold effect " +
+			"(the emulation's runs give 1.0-1.8 copies at 16 nodes, 3.9-7.7 at 32, 2.3-11 at 64); the model sends too many " +
+			"at 16 and 32 nodes (3.1, 7.8)"},
+	{Name: "bytes-per-node-mib", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().BytesPerNode / (1 << 20) }},
+	{Name: "discovery-p50-s", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().DiscoveryP50 },
+		Gap: "the emulation's nodes verify the announcement one after the other on the machine's 2 cores " +
+			"(and its relay fans it out on them), so its discovery grows with the swarm (27, 125, 340 ms at 16, 32, 64 nodes); " +
+			"a real node verifies on its own CPU, which the model takes as its 2 ms of processing (p2p/discovery's discoverbench)"},
+	{Name: "install-tail-p50-s", Why: "the emulation's install after the fetch (load, create, start on the twin runtime); the model has no runtime",
+		Get: installTail},
+}
+
+// completionGap is why completion is not held to Tolerance.
+const completionGap = "both modes stall on the last pieces, held by congested slow peers, until askers' 18 s deadlines " +
+	"and last resorts free them, so completion moves in steps of those rounds, and the emulation's runs of one seed " +
+	"differ by up to 30 %; the model is within 4 % at 16 nodes, 12-17 % under at 32 and 43 % under at 64, " +
+	"where the emulation abandons about four times as many requests (see sim/emulate/BENCHMARKS.md)"
+
+// fetchedQ is quantile q of the fetching nodes' Fetched times, seconds.
+func fetchedQ(r *report.Result, q float64) float64 {
+	var v []float64
+	for _, d := range r.Fetched {
+		if d >= 0 {
+			v = append(v, d.Seconds())
+		}
+	}
+	slices.Sort(v)
+	return report.Quantile(v, q)
+}
+
+// installTail is the median of Completion − Fetched over the nodes that
+// have both.
+func installTail(r *report.Result) float64 {
+	var v []float64
+	for i, d := range r.Fetched {
+		if i < len(r.Completion) && d >= 0 && r.Completion[i] >= 0 {
+			v = append(v, (r.Completion[i] - d).Seconds())
+		}
+	}
+	slices.Sort(v)
+	return report.Quantile(v, 0.5)
+}
+
+// Config is one calibration.
+type Config struct {
+	// Scenario is run at each of Sizes (its Nodes replaced).
+	Scenario *scenario.Scenario
+	Sizes    []int
+	// Seeds are the emulation's runs at each size.
+	Seeds []uint64
+	// ModelSeeds are the model's (default 1 to 16: it is cheap, and its
+	// mean over many seeds is its expectation).
+	ModelSeeds []uint64
+	// Emulate runs the emulation (default emulate.Run).
+	Emulate RunFunc
+	// Progress, when set, is told of each run as it ends.
+	Progress func(mode string, nodes int, seed uint64, r *report.Result)
+}
+
+// Cell is one figure at one size.
+type Cell struct {
+	Nodes    int     `json:"nodes"`
+	Figure   string  `json:"figure"`
+	Compared bool    `json:"compared"`
+	Gap      bool    `json:"gap,omitempty"` // a known gap: not held to Tolerance
+	Model    float64 `json:"model"`
+	// Emulation is the mean over the emulation's seeds; Spread half its
+	// range across them, relative to the mean.
+	Emulation float64 `json:"emulation"`
+	Spread    float64 `json:"spread"`
+	// Error is (Model − Emulation) / Emulation.
+	Error float64 `json:"error"`
+}
+
+// Table is a calibration's outcome.
+type Table struct {
+	Scenario string          `json:"scenario"`
+	Seeds    []uint64        `json:"seeds"`
+	Cells    []Cell          `json:"cells"`
+	Wall     []time.Duration `json:"emulation_wall_ns"` // per size, the emulation's runs together
+}
+
+// Run calibrates: the emulation at each size and seed, the model at each
+// size and model seed.
+func Run(ctx context.Context, cfg Config) (*Table, error) {
+	if cfg.Emulate == nil {
+		cfg.Emulate = emulate.Run
+	}
+	if len(cfg.ModelSeeds) == 0 {
+		for s := range uint64(16) {
+			cfg.ModelSeeds = append(cfg.ModelSeeds, s+1)
+		}
+	}
+	if len(cfg.Sizes) == 0 || len(cfg.Seeds) == 0 {
+		return nil, fmt.Errorf("calibrate %s: no sizes or no seeds", cfg.Scenario.Name)
+	}
+	t := &Table{Scenario: cfg.Scenario.Name, Seeds: cfg.Seeds}
+	for _, n := range cfg.Sizes {
+		sc := *cfg.Scenario
+		sc.Nodes = n
+		if err := sc.Validate(); err != nil {
+			return nil, fmt.Errorf("calibrate %s at %d nodes: %w", sc.Name, n, err)
+		}
+		var mod, emu []*report.Result
+		for _, seed := range cfg.ModelSeeds {
+			r, err := model.Run(ctx, &sc, seed)
+			if err != nil {
+				return nil, fmt.Errorf("calibrate %s at %d nodes: model seed %d: %w", sc.Name, n, seed, err)
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(report.Model, n, seed, r)
+			}
+			mod = append(mod, r)
+		}
+		start := time.Now()
+		for _, seed := range cfg.Seeds {
+			r, err := cfg.Emulate(ctx, &sc, seed)
+			if err != nil {
+				return nil, fmt.Errorf("calibrate %s at %d nodes: emulation seed %d: %w", sc.Name, n, seed, err)
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(report.Emulation, n, seed, r)
+			}
+			emu = append(emu, r)
+		}
+		t.Wall = append(t.Wall, time.Since(start))
+		for _, f := range Figures {
+			m, _ := meanSpread(mod, f.Get)
+			e, sp := meanSpread(emu, f.Get)
+			c := Cell{Nodes: n, Figure: f.Name, Compared: f.Compared, Gap: f.Gap != "", Model: m, Emulation: e, Spread: sp, Error: (m - e) / e}
+			if !f.Compared {
+				c.Model, c.Error = math.NaN(), math.NaN()
+			}
+			t.Cells = append(t.Cells, c)
+		}
+	}
+	return t, nil
+}
+
+func meanSpread(rs []*report.Result, get func(*report.Result) float64) (mean, spread float64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range rs {
+		v := get(r)
+		mean += v
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	mean /= float64(len(rs))
+	return mean, (hi - lo) / 2 / mean
+}
+
+// Worst is the compared cell with the largest relative error.
+func (t *Table) Worst() Cell {
+	var w Cell
+	for _, c := range t.Cells {
+		if c.Compared && !(math.Abs(c.Error) <= math.Abs(w.Error)) {
+			w = c
+		}
+	}
+	return w
+}
+
+// Markdown is the table, one row per size and figure.
+func (t *Table) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| nodes | figure | model | emulation (±spread over %d seeds) | error |\n|---|---|---:|---:|---:|\n", len(t.Seeds))
+	for _, c := range t.Cells {
+		model, errs := fmt.Sprintf("%.3g", c.Model), fmt.Sprintf("%+.0f %%", 100*c.Error)
+		if !c.Compared {
+			model, errs = "–", "not compared"
+		} else if c.Gap {
+			errs += " (known gap)"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %.3g (±%.0f %%) | %s |\n", c.Nodes, c.Figure, model, c.Emulation, 100*c.Spread, errs)
+	}
+	return b.String()
+}
+
+// FlashCrowd is the calibration's scenario at n nodes: every node but
+// the publisher fetches a mib MiB image (2 layers) within 2 s of
+// discovering it. Its links keep each stream under mocknet's cap (one
+// 64 KiB write per link latency: 8 MiB/s at the largest link latency of
+// 8 ms, over the largest uplink) and its bandwidths low enough that the
+// emulation's CPU, not the links, is rarely what limits a transfer.
+// block_bytes is the node's average chunk (p2p/dag.AvgChunk).
+func FlashCrowd(n, mib int) *scenario.Scenario {
+	sc := &scenario.Scenario{
+		Name:  "calibration-flash-crowd",
+		Nodes: n,
+		Links: scenario.Links{
+			Latency:         scenario.Dist{Kind: "uniform", Min: 0.001, Max: 0.004},
+			Uplink:          scenario.Dist{Kind: "choice", Values: []float64{512 << 10, 1 << 20}},
+			Downlink:        scenario.Dist{Kind: "const", Value: 32 << 20},
+			PublisherUplink: 2 << 20,
+		},
+		Release: scenario.Release{App: "hello", ImageBytes: int64(mib) << 20, Layers: 2, BlockBytes: 256 << 10},
+		Crowd:   scenario.Crowd{Fraction: 1, Window: scenario.Duration(2 * time.Second)},
+		Horizon: scenario.Duration(5 * time.Minute),
+	}
+	sc.SetDefaults()
+	return sc
+}
