@@ -2,13 +2,9 @@ package orchestrator_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -301,33 +297,13 @@ func TestContainerHardened(t *testing.T) {
 	}
 }
 
-// podmanInspect asks Podman itself (GET /containers/{name}/json on the
-// socket, not through the runtime under test) what it applied.
+// podmanInspect is what Podman itself says it applied (not the runtime
+// under test): the fields these tests read.
 func podmanInspect(t *testing.T, name string) (d struct {
 	EffectiveCaps, BoundingCaps []string
 	HostConfig                  *struct{ SecurityOpt []string }
 }) {
 	t.Helper()
-	u, err := url.Parse(podmantest.Socket(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
-		},
-	}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://d/v4.0.0/libpod/containers/" + url.PathEscape(name) + "/json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("podman inspect %s: %s", name, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		t.Fatalf("podman inspect %s: %v", name, err)
-	}
+	podmantest.Inspect(t, podmantest.Socket(t), name, &d)
 	return d
 }

@@ -7,9 +7,13 @@ package podmantest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -258,5 +263,33 @@ func LoadEnvFile(file string) {
 		if k, v, ok := strings.Cut(kv, "="); ok && os.Getenv(k) == "" {
 			os.Setenv(k, strings.Trim(v, `"'`))
 		}
+	}
+}
+
+// Inspect asks Podman itself (GET /containers/{name}/json on socket, not
+// through the runtime a test checks) what it applied to a container, and
+// decodes the answer into v.
+func Inspect(t testing.TB, socket, name string, v any) {
+	t.Helper()
+	u, err := url.Parse(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://d/v4.0.0/libpod/containers/" + url.PathEscape(name) + "/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("podman inspect %s: %s", name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("podman inspect %s: %v", name, err)
 	}
 }

@@ -2,12 +2,8 @@ package podman_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -19,32 +15,12 @@ import (
 	"github.com/archy-node/archy/orchestrator/runtimetest"
 )
 
-// rawInspect asks Podman (GET /containers/{name}/json on the socket, not
-// through the runtime under test) what it applied, as a JSON tree.
+// rawInspect is what Podman itself says it applied (not the runtime
+// under test), as a JSON tree.
 func rawInspect(t *testing.T, socket, name string) map[string]any {
 	t.Helper()
-	u, err := url.Parse(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
-		},
-	}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://d/v4.0.0/libpod/containers/" + url.PathEscape(name) + "/json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("inspect %s: %s", name, resp.Status)
-	}
 	var d map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		t.Fatal(err)
-	}
+	podmantest.Inspect(t, socket, name, &d)
 	return d
 }
 
