@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 		}
 	}()
 	n.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	if n.token, err = loadOrCreateToken(filepath.Join(cfg.DataDir, "api.token")); err != nil {
+	if n.token, err = loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile)); err != nil {
 		return nil, err
 	}
 
@@ -250,6 +250,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	return n, nil
 }
 
+// Files a node writes in its data folder for its clients.
+const (
+	// AddrFile holds the API's URL (http://127.0.0.1:7780), written once
+	// Run starts.
+	AddrFile = "api.addr"
+	// TokenFile holds the token changes need (mode 0600).
+	TokenFile = "api.token"
+)
+
 // Run serves until ctx ends, then stops every part within ShutdownTimeout.
 func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
@@ -261,7 +270,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	defer n.Close()
 
-	if err := atomicWriteAddr(filepath.Join(n.cfg.DataDir, "api.addr"), n.APIURL()); err != nil {
+	if err := atomicWriteAddr(filepath.Join(n.cfg.DataDir, AddrFile), n.APIURL()); err != nil {
 		return err
 	}
 	n.log.Info("node running", "peer", n.p2p.ID(), "api", n.APIURL(), "relays", n.relayURLs, "data", n.cfg.DataDir)

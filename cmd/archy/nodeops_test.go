@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/ociimage"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/node/nodetest"
 	"github.com/archy-node/archy/orchestrator/memruntime"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/registry"
@@ -26,34 +26,10 @@ import (
 func twinNode(t *testing.T, rt *memruntime.Runtime, timeout time.Duration) string {
 	t.Helper()
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, node.Config{DataDir: dir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+	nodetest.Run(t, node.Config{DataDir: dir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
 		Podman: node.PodmanConfig{Runtime: rt}, API: node.APIConfig{RequestTimeout: timeout},
-		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("node did not stop")
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "api.addr")); err == nil {
-			return dir
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node wrote no api.addr in 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		P2P: p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	return dir
 }
 
 // twinAppDir writes and signs an app folder whose image archive the twin

@@ -26,12 +26,11 @@ import (
 	"github.com/archy-node/archy/p2p/discovery"
 )
 
-// Files a node writes in its data folder for its clients.
+// Files a node writes in its data folder for its clients (the node
+// names them).
 const (
-	// AddrFile holds the API's URL (http://127.0.0.1:7780).
-	AddrFile = "api.addr"
-	// TokenFile holds the token changes need (mode 0600).
-	TokenFile = "api.token"
+	AddrFile  = node.AddrFile
+	TokenFile = node.TokenFile
 )
 
 // Limits of what the client reads and how long it waits.

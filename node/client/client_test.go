@@ -20,6 +20,7 @@ import (
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/node"
 	"github.com/archy-node/archy/node/client"
+	"github.com/archy-node/archy/node/nodetest"
 	"github.com/archy-node/archy/orchestrator/memruntime"
 	"github.com/archy-node/archy/p2p"
 )
@@ -36,32 +37,10 @@ func TestMain(m *testing.M) {
 func startNode(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, node.Config{DataDir: dir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+	nodetest.Run(t, node.Config{DataDir: dir, APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
 		Podman: node.PodmanConfig{Runtime: memruntime.New(memruntime.Config{})},
-		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("node did not stop")
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, client.AddrFile)); err == nil {
-			return dir
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the node wrote no api.addr in 30 s")
-		}
-	}
+		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
+	return dir
 }
 
 // The client against a running node: reads, a file handed over, fetched

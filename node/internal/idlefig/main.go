@@ -365,8 +365,8 @@ type client struct{ url, token string }
 func connect(data string, exited <-chan error) (*client, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		addr, err1 := os.ReadFile(filepath.Join(data, "api.addr"))
-		token, err2 := os.ReadFile(filepath.Join(data, "api.token"))
+		addr, err1 := os.ReadFile(filepath.Join(data, node.AddrFile))
+		token, err2 := os.ReadFile(filepath.Join(data, node.TokenFile))
 		if err1 == nil && err2 == nil && len(bytes.TrimSpace(addr)) > 0 {
 			return &client{url: strings.TrimSpace(string(addr)), token: strings.TrimSpace(string(token))}, nil
 		}
