@@ -115,11 +115,9 @@ type Options struct {
 	OnSwarmUp func()
 }
 
-// Stats are the honest nodes' defence counters, summed.
+// Stats are what a run did that the Result has no field for (the
+// defence counters are in Result.Refused and Result.Banned).
 type Stats struct {
-	BadBlocks   int64 // blocks dropped because their bytes did not match their CID
-	PeersBanned int64 // peers banned for sending them
-	PeersSlow   int64 // peers abandoned for sending too slowly
 	// Churned counts the churn events played (nodes leaving or coming back).
 	Churned int64
 }
@@ -370,12 +368,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			return nil, err
 		}
 		up := met["archy_p2p_block_bytes_sent_total"]
-		if st := opt.Stats; st != nil {
-			st.BadBlocks += met["archy_p2p_bad_blocks_total"]
-			st.PeersBanned += met["archy_p2p_peers_banned_total"]
-			st.PeersSlow += met["archy_p2p_peers_abandoned_total"]
-		}
-		// The same counters, under the reasons the model reports them by.
+		// The defence counters, under the reasons the model reports them by.
 		for reason, name := range map[string]string{
 			report.RefusedCorrupt:   "archy_p2p_bad_blocks_total",
 			report.RefusedSlowAbort: "archy_p2p_peers_abandoned_total",

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
 )
 
@@ -54,13 +55,12 @@ func TestFlashCrowdWithBadPeers(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	var st Stats
-	res, err := RunWith(t.Context(), sc, 1, Options{Log: log, Stats: &st})
+	res, err := RunWith(t.Context(), sc, 1, Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := res.Figures()
-	t.Logf("wall %s, peak %d MiB, figures %+v, %+v", res.WallTime.Round(time.Millisecond), res.PeakBytes>>20, f, st)
+	t.Logf("wall %s, peak %d MiB, figures %+v, refused %v, banned %d", res.WallTime.Round(time.Millisecond), res.PeakBytes>>20, f, res.Refused, res.Banned)
 	if len(res.Completion) != 15 || len(res.Discovery) != 15 || len(res.Uploaded) != 16 {
 		t.Fatalf("%d completions, %d discoveries, %d uploads: want 15, 15, 16", len(res.Completion), len(res.Discovery), len(res.Uploaded))
 	}
@@ -77,8 +77,8 @@ func TestFlashCrowdWithBadPeers(t *testing.T) {
 	}
 	// The attacks happened: honest nodes got wrong pieces and dropped
 	// them, and gave up on the trickling peer.
-	if st.BadBlocks == 0 || st.PeersSlow == 0 {
-		t.Errorf("defence counters %+v: want bad blocks dropped and slow peers abandoned", st)
+	if res.Refused[report.RefusedCorrupt] == 0 || res.Refused[report.RefusedSlowAbort] == 0 {
+		t.Errorf("refusals %v: want bad blocks dropped and slow peers abandoned", res.Refused)
 	}
 	if f.OriginCopies < 0.9 || f.OriginCopies > 4 {
 		t.Errorf("origin uploaded %.2f copies: want between 0.9 and 4 for 15 fetchers", f.OriginCopies)
@@ -205,8 +205,7 @@ horizon: 3m
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st Stats
-	res, err := RunWith(t.Context(), sc, 7, Options{Stats: &st})
+	res, err := RunWith(t.Context(), sc, 7, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
