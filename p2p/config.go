@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/archy-node/archy/p2p/exchange"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -44,6 +45,12 @@ type Config struct {
 	// UploadRate caps the bytes per second the piece exchange sends, over
 	// all peers (a token bucket). Default: no cap.
 	UploadRate int64
+	// UploadSlots is how many askers the piece exchange sends pieces to
+	// at once; others are answered busy and ask another holder, or this
+	// node again about a second later. Default: exchange.Slots (from
+	// UploadRate and MinRate: each asker gets at least 4·MinRate; 8 when
+	// uploads are not capped).
+	UploadSlots int
 	// NoSuperSeed turns super-seeding off. By default a node, for files it
 	// holds whole, sends each piece once and then points askers at the
 	// connected peers it sent it to, unless they ask as a last resort: a
@@ -159,6 +166,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPeerBytes == 0 {
 		c.MaxPeerBytes = DefaultMaxPeerBytes
 	}
+	if c.UploadSlots == 0 {
+		c.UploadSlots = exchange.Slots(c.UploadRate, c.MinRate)
+	}
 	if c.MaxProvidersPerPeer == 0 {
 		c.MaxProvidersPerPeer = DefaultProvidersPerPeer
 	}
@@ -186,8 +196,8 @@ func (c *Config) Validate() error {
 	if c.MaxProvidersPerPeer < 0 || c.MaxProviderRecords < 0 {
 		return fmt.Errorf("%w: MaxProvidersPerPeer and MaxProviderRecords must be positive", ErrConfig)
 	}
-	if c.MinRate < 0 || c.MaxPeerBytes < 0 || c.UploadRate < 0 || c.MaxStrikes < 0 {
-		return fmt.Errorf("%w: MinRate, MaxPeerBytes, UploadRate and MaxStrikes must be positive", ErrConfig)
+	if c.MinRate < 0 || c.MaxPeerBytes < 0 || c.UploadRate < 0 || c.UploadSlots < 0 || c.MaxStrikes < 0 {
+		return fmt.Errorf("%w: MinRate, MaxPeerBytes, UploadRate, UploadSlots and MaxStrikes must be positive", ErrConfig)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ type metrics struct {
 	badBlocks   prometheus.Counter
 	peersBanned prometheus.Counter
 	peersSlow   prometheus.Counter
+	piecesBusy  prometheus.Counter
+	refusals    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +28,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		badBlocks:   c("bad_blocks_total", "Blocks dropped because their bytes did not match their CID."),
 		peersBanned: c("peers_banned_total", "Peers disconnected for sending bad blocks."),
 		peersSlow:   c("peers_abandoned_total", "Peers abandoned for sending too slowly."),
+		piecesBusy:  c("pieces_busy_total", "Pieces asked for while every upload slot was taken (answered busy)."),
+		refusals:    c("super_seed_refusals_total", "Pieces refused by super-seeding (askers pointed at peers that have them)."),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.blocksIn, m.bytesIn, m.bytesOut, m.badBlocks, m.peersBanned, m.peersSlow} {
+		for _, col := range []prometheus.Collector{m.blocksIn, m.bytesIn, m.bytesOut, m.badBlocks, m.peersBanned, m.peersSlow, m.piecesBusy, m.refusals} {
 			_ = reg.Register(col)
 		}
 	}
@@ -37,5 +41,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // exchange returns the counters the piece exchange adds to.
 func (m *metrics) exchange() exchange.Metrics {
-	return exchange.Metrics{BlocksIn: m.blocksIn, BytesIn: m.bytesIn, BytesOut: m.bytesOut, BadBlocks: m.badBlocks, PeersSlow: m.peersSlow}
+	return exchange.Metrics{BlocksIn: m.blocksIn, BytesIn: m.bytesIn, BytesOut: m.bytesOut, BadBlocks: m.badBlocks, PeersSlow: m.peersSlow,
+		Busy: m.piecesBusy, Refusals: m.refusals}
 }

@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
 	n.ex = exchange.New(life, h, store, swarm{n}, exchange.Config{
 		DialTimeout: cfg.DialTimeout, RequestTimeout: cfg.RequestTimeout,
 		MinRate: cfg.MinRate, MaxPeerBytes: cfg.MaxPeerBytes, UploadRate: cfg.UploadRate,
-		NoSuperSeed: cfg.NoSuperSeed, MaxStrikes: cfg.MaxStrikes,
+		UploadSlots: cfg.UploadSlots, NoSuperSeed: cfg.NoSuperSeed, MaxStrikes: cfg.MaxStrikes,
 	}, n.met.exchange(), logger)
 	misbehave(n, cfg.Misbehave)
 	if n.names, err = openNameBook(filepath.Join(cfg.DataDir, "names")); err != nil {

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
+	"github.com/archy-node/archy/p2p/exchange"
 	cid "github.com/ipfs/go-cid"
 	"go.uber.org/goleak"
 )
@@ -376,5 +378,65 @@ func TestFlashCrowdOriginSendsAboutOneCopy(t *testing.T) {
 	t.Logf("origin sent %.2f copies to %d nodes", copies, crowd)
 	if copies > 1.3 {
 		t.Fatalf("origin sent %.2f copies of the file to %d nodes, want at most 1.3", copies, crowd)
+	}
+}
+
+// A crowd on a seed with a thin uplink: with every asker served at once,
+// each would get a twelfth of 512 KiB/s, under MinRate, and all would
+// give the seed up together at their deadline (and fall back on it as a
+// last resort). Upload slots serve two at a time at 256 KiB/s each and
+// answer the rest busy, so they fetch from each other and nobody is
+// abandoned.
+func TestCrowdedThinSeedIsNotAbandoned(t *testing.T) {
+	const size, crowd, rate = 4 << 20, 12, 512 << 10
+	slots := 0 // the default
+	if os.Getenv("ARCHY_TEST_SLOTS") != "" {
+		slots, _ = strconv.Atoi(os.Getenv("ARCHY_TEST_SLOTS")) // to see the test fail without slots
+	}
+	origin := newNode(t, func(c *Config) { c.UploadRate, c.UploadSlots = rate, slots })
+	_, data := randomFile(t, size)
+	root, err := origin.Add(t.Context(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*Node, crowd)
+	for i := range nodes {
+		nodes[i] = newNode(t, func(c *Config) { c.UploadRate, c.UploadSlots = rate, slots })
+		connect(t, nodes[i], origin)
+	}
+	for i := range nodes {
+		for j := range i {
+			connect(t, nodes[i], nodes[j])
+		}
+	}
+	errs := make(chan error, crowd)
+	outs := make([]string, crowd)
+	for i, n := range nodes {
+		outs[i] = filepath.Join(t.TempDir(), "out.bin")
+		go func() { errs <- n.GetFile(t.Context(), root, outs[i]) }()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var abandoned, busy int64
+	for i, n := range nodes {
+		checkFile(t, outs[i], data)
+		abandoned += n.ex.Stats().Abandoned
+		busy += n.ex.Stats().Busy
+	}
+	st := origin.ex.Stats()
+	copies := float64(st.Sent) / size
+	t.Logf("origin: %.2f copies, %d pieces answered busy, %d last resorts; the crowd: %d busy answers, %d peers abandoned",
+		copies, st.Busy, st.LastResorts, busy, abandoned)
+	if abandoned > 0 {
+		t.Errorf("the crowd abandoned %d peers as too slow, want none", abandoned)
+	}
+	if st.Busy == 0 {
+		t.Errorf("the origin answered no piece busy with %d askers and %d slots", crowd, exchange.Slots(rate, DefaultMinRate))
+	}
+	if copies > 1.3 {
+		t.Errorf("origin sent %.2f copies, want at most 1.3", copies)
 	}
 }

@@ -60,6 +60,12 @@ type Exchange struct {
 	abandoned atomic.Int64 // peers given up on for slowness
 	refusals  atomic.Int64 // pieces refused by super-seeding
 	resorts   atomic.Int64 // pieces served as a last resort
+	busied    atomic.Int64 // pieces answered busy: no upload slot free
+
+	// serving counts, per asker, the GET streams being sent pieces: at
+	// most cfg.UploadSlots askers at once (see admit).
+	slotMu  sync.Mutex
+	serving map[peer.ID]int
 
 	bufs bufPool // piece buffers of GETs being served or asked
 }
@@ -90,8 +96,22 @@ type Config struct {
 	MinRate        int64
 	MaxPeerBytes   int64
 	UploadRate     int64
+	UploadSlots    int
 	NoSuperSeed    bool
 	MaxStrikes     int
+}
+
+// Slots is how many askers a node sends pieces to at once, by default:
+// enough that each gets at least four times minRate of an upload cap
+// (uploadRate), so a batch arrives well inside the asker's deadline
+// instead of every asker of a crowded peer slowing down together and
+// giving it up together; 2 to 16 of them, and 8 when uploads are not
+// capped (the node cannot know its uplink).
+func Slots(uploadRate, minRate int64) int {
+	if uploadRate <= 0 || minRate <= 0 {
+		return 8
+	}
+	return int(min(max(uploadRate/(4*minRate), 2), 16))
 }
 
 // Metrics are the node's counters the exchange adds to; nil ones are
@@ -102,10 +122,12 @@ type Metrics struct {
 	BytesOut  prometheus.Counter // block bytes sent
 	BadBlocks prometheus.Counter // blocks that did not match their CID
 	PeersSlow prometheus.Counter // peers abandoned for slowness
+	Busy      prometheus.Counter // pieces answered busy
+	Refusals  prometheus.Counter // pieces refused by super-seeding
 }
 
 func (m *Metrics) fill() {
-	for _, c := range []*prometheus.Counter{&m.BlocksIn, &m.BytesIn, &m.BytesOut, &m.BadBlocks, &m.PeersSlow} {
+	for _, c := range []*prometheus.Counter{&m.BlocksIn, &m.BytesIn, &m.BytesOut, &m.BadBlocks, &m.PeersSlow, &m.Busy, &m.Refusals} {
 		if *c == nil {
 			*c = prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"})
 		}
@@ -120,6 +142,7 @@ type Stats struct {
 	Abandoned   int64 // peers given up on for slowness
 	Refusals    int64 // pieces refused by super-seeding
 	LastResorts int64 // pieces served as a last resort
+	Busy        int64 // pieces answered busy: no upload slot was free
 }
 
 // New starts an exchange on h, serving from and fetching into store, and
@@ -136,6 +159,10 @@ func New(base context.Context, h host.Host, store *blockstore.Store, sw Swarm, c
 		rootsCh: make(chan struct{}),
 		strikes: map[peer.ID]int{},
 		good:    map[peer.ID]int64{},
+		serving: map[peer.ID]int{},
+	}
+	if e.cfg.UploadSlots <= 0 {
+		e.cfg.UploadSlots = Slots(cfg.UploadRate, cfg.MinRate)
 	}
 	e.life, e.cancel = context.WithCancel(base)
 	if cfg.UploadRate > 0 {
@@ -156,6 +183,7 @@ func (e *Exchange) Stats() Stats {
 	return Stats{
 		Received: e.received.Load(), RecvBytes: e.recvBytes.Load(), Sent: e.sent.Load(),
 		Abandoned: e.abandoned.Load(), Refusals: e.refusals.Load(), LastResorts: e.resorts.Load(),
+		Busy: e.busied.Load(),
 	}
 }
 
@@ -513,6 +541,14 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 		}
 	}
 	rs := e.state(e.life, root)
+	// An asker already being sent pieces keeps its slot for its other
+	// streams; a new one waits for a free slot (asking again, or asking
+	// another holder) rather than share the uplink so thinly that every
+	// asker's deadline passes at once.
+	admitted := e.admit(p)
+	if admitted {
+		defer e.unadmit(p)
+	}
 	var buf, chunk *[]byte
 	// Pieces recorded as sent to p: if the request fails, p is taken off
 	// their lists, so askers are not pointed at a peer that never got them.
@@ -534,7 +570,7 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 			continue
 		}
 		lastResort := flags&flagLastResort != 0
-		held, hints, rec := rs.offer(p, int(i), !e.cfg.NoSuperSeed, lastResort, e.connected)
+		held, hints, rec := rs.offer(p, int(i), !e.cfg.NoSuperSeed, lastResort, admitted, e.connected)
 		if rec {
 			recorded = append(recorded, i)
 		}
@@ -545,9 +581,16 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 			_ = w.WriteByte(statusDontHave)
 			continue
 		}
+		if !admitted && len(hints) == 0 {
+			e.busied.Add(1)
+			e.met.Busy.Inc()
+			_ = w.WriteByte(statusBusy)
+			continue
+		}
 		if len(hints) > 0 {
 			// Super-seeding: this piece is already out there; ask them.
 			e.refusals.Add(1)
+			e.met.Refusals.Inc()
 			_ = w.WriteByte(statusRefused)
 			wire.WriteUvarint(w, uint64(len(hints)))
 			for _, q := range hints {
@@ -596,9 +639,11 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 // step, so concurrent askers of the same piece are pointed at the first
 // instead of all being served. With superSeed, a piece of a file held
 // whole that was sent to other peers still connected is refused with
-// their names (hints), unless p asks as a last resort. recorded says p
-// was added to the piece's list (it is capped at maxHints).
-func (rs *rootState) offer(p peer.ID, i int, superSeed, lastResort bool, connected func(peer.ID) bool) (held bool, hints []peer.ID, recorded bool) {
+// their names (hints), unless p asks as a last resort. Without send (p
+// has no upload slot) nothing is recorded: p gets hints or nothing.
+// recorded says p was added to the piece's list (it is capped at
+// maxHints).
+func (rs *rootState) offer(p peer.ID, i int, superSeed, lastResort, send bool, connected func(peer.ID) bool) (held bool, hints []peer.ID, recorded bool) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	held = rs.held[i]
@@ -609,7 +654,7 @@ func (rs *rootState) offer(p peer.ID, i int, superSeed, lastResort bool, connect
 			}
 		}
 	}
-	if held && len(hints) == 0 {
+	if held && len(hints) == 0 && send {
 		rs.sent[i]++
 		if len(rs.sentTo[i]) < maxHints {
 			rs.sentTo[i] = append(rs.sentTo[i], p)
@@ -617,6 +662,26 @@ func (rs *rootState) offer(p peer.ID, i int, superSeed, lastResort bool, connect
 		}
 	}
 	return held, hints, recorded
+}
+
+// admit takes an upload slot for p's GET stream, or shares the one p
+// holds; false when every slot is another asker's.
+func (e *Exchange) admit(p peer.ID) bool {
+	e.slotMu.Lock()
+	defer e.slotMu.Unlock()
+	if e.serving[p] == 0 && len(e.serving) >= e.cfg.UploadSlots {
+		return false
+	}
+	e.serving[p]++
+	return true
+}
+
+func (e *Exchange) unadmit(p peer.ID) {
+	e.slotMu.Lock()
+	defer e.slotMu.Unlock()
+	if e.serving[p]--; e.serving[p] <= 0 {
+		delete(e.serving, p)
+	}
 }
 
 // connected reports whether p is connected now.

@@ -30,6 +30,7 @@ const (
 	seedWindow      = 1 << 20  // to a complete peer, when others exist
 	batchBytes      = 1 << 20  // bytes asked in one GET
 	lastResortAfter = 2 * time.Second
+	busyBackoff     = time.Second     // a busy peer is asked again after about this (±50 %)
 	slowGrace       = 2 * time.Second // latency allowance before MinRate applies
 )
 
@@ -72,6 +73,12 @@ type fetchPeer struct {
 	gone     bool      // its watch ended before it was complete
 	since    time.Time // when it went dead or gone
 	refused  map[int]time.Time
+	// Busy: every upload slot of the peer was taken. It is left alone
+	// until waitUntil; busyFrom is when its answers turned busy (zero
+	// once it delivers), so a peer busy for longer than the request
+	// timeout no longer keeps the fetch from failing.
+	waitUntil time.Time
+	busyFrom  time.Time
 
 	// Its delivery rate: bytes delivered over the time it had requests
 	// in flight.
@@ -315,8 +322,9 @@ func (f *fetch) fetchLeaves(ctx context.Context, leaves []dag.Link, pack *blocks
 		f.schedule()
 		select {
 		case ev := <-f.events:
-			f.apply(ev, time.Now())
-			if ev.kind == evDone {
+			now := time.Now()
+			f.apply(ev, now)
+			if ev.kind == evDone || f.waiting(ev, now) {
 				stall.Reset(e.cfg.RequestTimeout)
 			}
 		case <-tick.C:
@@ -517,6 +525,7 @@ func (f *fetch) apply(ev fetchEvent, now time.Time) {
 		for _, i := range ev.idxs {
 			f.inflight[i] = ""
 		}
+		fp.busyFrom = time.Time{}
 		fp.got += f.size(ev.idxs)
 		fp.charge(-f.size(ev.idxs), now)
 		f.bytes -= f.size(ev.idxs)
@@ -527,6 +536,14 @@ func (f *fetch) apply(ev fetchEvent, now time.Time) {
 		fp.charge(-f.size(ev.idxs), now)
 		f.bytes -= f.size(ev.idxs)
 		switch ev.status {
+		case statusBusy:
+			// Not a failure: the pieces go to other holders, or to this
+			// peer again once a slot may have freed.
+			if fp.busyFrom.IsZero() {
+				fp.busyFrom = now
+			}
+			wait := time.Duration(float64(busyBackoff) * (0.5 + f.rng.Float64()))
+			fp.waitUntil = now.Add(wait)
 		case statusDontHave:
 			for _, i := range ev.idxs {
 				f.unhave(fp, i)
@@ -554,6 +571,15 @@ func (f *fetch) apply(ev fetchEvent, now time.Time) {
 			f.dropHas(fp)
 		}
 	}
+}
+
+// waiting reports whether ev is a busy answer from a peer that has not
+// been busy for longer than the request timeout: a live swarm whose
+// slots are taken, which the fetch waits for rather than fail as stalled.
+func (f *fetch) waiting(ev fetchEvent, now time.Time) bool {
+	fp := f.peers[ev.p]
+	return ev.kind == evFailed && ev.status == statusBusy && fp != nil && !fp.dead &&
+		now.Sub(fp.busyFrom) < f.e.cfg.RequestTimeout
 }
 
 func (f *fetch) unhave(fp *fetchPeer, i int) {
@@ -617,7 +643,7 @@ func (f *fetch) plan(now time.Time) []request {
 	slices.SortStableFunc(want, func(a, b int) int { return f.holders[a] - f.holders[b] })
 	ps := make([]*fetchPeer, 0, len(f.peers))
 	for _, fp := range f.peers {
-		if !fp.dead {
+		if !fp.dead && !now.Before(fp.waitUntil) {
 			ps = append(ps, fp)
 		}
 	}
@@ -835,8 +861,8 @@ func (f *fetch) get(ctx context.Context, p peer.ID, idxs []int, lastResort bool)
 			}
 			fail([]int{i}, statusRefused, hints, nil)
 			continue
-		case statusDontHave:
-			fail([]int{i}, statusDontHave, nil, nil)
+		case statusDontHave, statusBusy:
+			fail([]int{i}, int(st), nil, nil)
 			continue
 		default:
 			fail(idxs[k:], -1, nil, fmt.Errorf("%w: status %d", wire.ErrProtocol, st))

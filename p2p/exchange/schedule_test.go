@@ -262,41 +262,41 @@ func TestOfferSuperSeeds(t *testing.T) {
 		return rs
 	}
 	rs := whole()
-	if held, hints, rec := rs.offer("a", 0, true, false, isConn); !held || hints != nil || !rec {
+	if held, hints, rec := rs.offer("a", 0, true, false, true, isConn); !held || hints != nil || !rec {
 		t.Fatalf("first asker: held %v hints %v recorded %v, want served and recorded", held, hints, rec)
 	}
-	if _, hints, rec := rs.offer("b", 0, true, false, isConn); !slices.Equal(hints, []peer.ID{"a"}) || rec {
+	if _, hints, rec := rs.offer("b", 0, true, false, true, isConn); !slices.Equal(hints, []peer.ID{"a"}) || rec {
 		t.Fatalf("second asker: hints %v recorded %v, want pointed at a", hints, rec)
 	}
-	if _, hints, rec := rs.offer("b", 0, true, true, isConn); hints != nil || !rec {
+	if _, hints, rec := rs.offer("b", 0, true, true, true, isConn); hints != nil || !rec {
 		t.Fatalf("last resort: hints %v recorded %v, want served", hints, rec)
 	}
-	if _, hints, _ := rs.offer("c", 0, true, false, isConn); !slices.Equal(hints, []peer.ID{"a", "b"}) {
+	if _, hints, _ := rs.offer("c", 0, true, false, true, isConn); !slices.Equal(hints, []peer.ID{"a", "b"}) {
 		t.Fatalf("third asker: hints %v, want a and b", hints)
 	}
 	connected["a"], connected["b"] = false, false
-	if _, hints, _ := rs.offer("c", 0, true, false, isConn); hints != nil {
+	if _, hints, _ := rs.offer("c", 0, true, false, true, isConn); hints != nil {
 		t.Fatalf("hints %v naming disconnected peers, want served", hints)
 	}
-	if _, hints, _ := whole().offer("b", 1, false, false, isConn); hints != nil {
+	if _, hints, _ := whole().offer("b", 1, false, false, true, isConn); hints != nil {
 		t.Fatal("refused with super-seeding off")
 	}
 	rs = whole()
-	rs.offer("a", 0, true, false, isConn)
+	rs.offer("a", 0, true, false, true, isConn)
 	connected["a"] = true
 	partial := newRootState(rs.root, rs.leaves)
 	partial.markHeld(rs.leaves[0].Cid)
-	partial.offer("a", 0, true, false, isConn)
-	if held, hints, _ := partial.offer("b", 0, true, false, isConn); !held || hints != nil {
+	partial.offer("a", 0, true, false, true, isConn)
+	if held, hints, _ := partial.offer("b", 0, true, false, true, isConn); !held || hints != nil {
 		t.Fatalf("a file held in part: held %v hints %v, want served", held, hints)
 	}
-	if held, _, _ := partial.offer("b", 1, true, false, isConn); held {
+	if held, _, _ := partial.offer("b", 1, true, false, true, isConn); held {
 		t.Fatal("a piece not held was offered")
 	}
 	// The list of peers a piece went to is capped.
 	rs = whole()
 	for i := range maxHints + 2 {
-		rs.offer(peer.ID(fmt.Sprint("q", i)), 1, true, true, isConn)
+		rs.offer(peer.ID(fmt.Sprint("q", i)), 1, true, true, true, isConn)
 	}
 	if n := len(rs.sentTo[1]); n != maxHints {
 		t.Fatalf("%d peers recorded for a piece, want at most %d", n, maxHints)

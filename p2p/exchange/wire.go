@@ -10,11 +10,11 @@ import "github.com/libp2p/go-libp2p/core/protocol"
 // Every message is a request on a fresh stream:
 //
 //	WATCH  op=1 cid            → frames: 'H' n idx…  (pieces held, as they arrive) | 'C' (has all) | 'N' (not held, stream ends)
-//	GET    op=2 cid flags n idx… → per idx: status [len data | n peerID…]
+//	GET    op=2 cid flags n idx… → per idx: status [len data | n peerID…]   (BUSY: no slot free, ask again later)
 //	BLOCK  op=3 cid            → status [len data]
 //
 // Integers are uvarints; a CID or peer ID is a uvarint length and bytes.
-const Protocol protocol.ID = "/archy/piece/1.0.0"
+const Protocol protocol.ID = "/archy/piece/1.1.0"
 
 const (
 	opWatch = 1
@@ -26,6 +26,7 @@ const (
 	statusOK       = 0
 	statusDontHave = 1
 	statusRefused  = 2
+	statusBusy     = 3
 
 	frameHave     = 'H'
 	frameComplete = 'C'

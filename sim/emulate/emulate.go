@@ -372,6 +372,8 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 		for reason, name := range map[string]string{
 			report.RefusedCorrupt:   "archy_p2p_bad_blocks_total",
 			report.RefusedSlowAbort: "archy_p2p_peers_abandoned_total",
+			report.RefusedBusy:      "archy_p2p_pieces_busy_total",
+			report.RefusedSuperSeed: "archy_p2p_super_seed_refusals_total",
 		} {
 			if v := met[name]; v > 0 {
 				if res.Refused == nil {

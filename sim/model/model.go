@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/archy-node/archy/p2p"
+	"github.com/archy-node/archy/p2p/exchange"
 	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
 )
@@ -41,6 +42,7 @@ const (
 	reviveAfter     = 5.0      // p2p/exchange/fetch.go, seconds
 	rediscoverEvery = 30.0     // p2p/exchange/fetch.go, seconds
 	maxHints        = 4        // p2p/exchange/wire.go: peers named in one refusal
+	busyBackoff     = 1.0      // p2p/exchange/fetch.go, seconds: a busy peer is asked again after this ±50 %
 )
 
 var (
@@ -119,6 +121,7 @@ const (
 	evUpdate
 	evSent     // a: the uplink whose next transfer ends; blk: its version
 	evDeadline // a: the server whose earliest asker's deadline passes; blk: its version
+	evBusy     // a: the asker; b: the server, every upload slot taken
 )
 
 type event struct {
@@ -229,6 +232,8 @@ type sim struct {
 	deg             []uint8
 	slotIn          []uint8  // requests in flight per neighbour slot
 	slotDead        []uint32 // ms until which the slot's peer is left alone
+	slotWait        []uint32 // ms until which the slot's peer, busy, is not asked
+	uploadSlots     []uint8  // askers a node serves at once (p2p's exchange.Slots)
 	strikes         []uint8
 	// A slot's delivery record, for its adaptive window (p2p's
 	// fetchPeer.window): bytes got, seconds busy, busy since (-1 idle).
@@ -355,6 +360,8 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.deg = make([]uint8, n)
 	s.slotIn = make([]uint8, n*D)
 	s.slotDead = make([]uint32, n*D)
+	s.slotWait = make([]uint32, n*D)
+	s.uploadSlots = make([]uint8, n)
 	s.strikes = make([]uint8, n*D)
 	s.slotGot, s.slotBusy, s.slotSince = make([]float32, n*D), make([]float32, n*D), make([]float32, n*D)
 	s.inflight = make([]uint8, n)
@@ -383,6 +390,11 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	}
 	if sc.Links.PublisherUplink > 0 {
 		s.up[0] = float32(sc.Links.PublisherUplink)
+	}
+	for i := range s.uploadSlots {
+		// The emulation caps a node's uploads at its uplink (p2p's
+		// UploadRate), from which p2p derives its slots.
+		s.uploadSlots[i] = uint8(exchange.Slots(int64(s.up[i]), int64(minRate)))
 	}
 	for i := range s.completion {
 		s.completion[i], s.updCompletion[i] = -1, -1
@@ -584,6 +596,17 @@ func (s *sim) handle(e event) {
 			}
 		}
 		s.fill(a)
+	case evBusy:
+		if stale {
+			return
+		}
+		s.release(a, e.b, int(e.blk))
+		if k := s.slot(a, e.b); k >= 0 {
+			t := s.now + busyBackoff*(0.5+s.rng.Float64())
+			s.slotWait[int(a)*MaxDegree+k] = uint32(t * 1000)
+			s.scheduleWake(a, t+0.001)
+		}
+		s.fill(a)
 	case evFail:
 		if stale {
 			return
@@ -771,7 +794,7 @@ func (s *sim) connectUpTo(a, b int32, limit uint8) bool {
 func (s *sim) addHalf(a, b int32) {
 	k := int(a)*MaxDegree + int(s.deg[a])
 	s.nbr[k] = b
-	s.slotIn[k], s.slotDead[k], s.strikes[k] = 0, 0, 0
+	s.slotIn[k], s.slotDead[k], s.slotWait[k], s.strikes[k] = 0, 0, 0, 0
 	s.slotGot[k], s.slotBusy[k], s.slotSince[k] = 0, 0, -1
 	s.deg[a]++
 	if int(a) < s.honest {
@@ -793,8 +816,8 @@ func (s *sim) removeHalf(a int32, k int) {
 	base := int(a) * MaxDegree
 	b := s.nbr[base+k]
 	last := int(s.deg[a]) - 1
-	s.nbr[base+k], s.slotIn[base+k], s.slotDead[base+k], s.strikes[base+k] =
-		s.nbr[base+last], s.slotIn[base+last], s.slotDead[base+last], s.strikes[base+last]
+	s.nbr[base+k], s.slotIn[base+k], s.slotDead[base+k], s.slotWait[base+k], s.strikes[base+k] =
+		s.nbr[base+last], s.slotIn[base+last], s.slotDead[base+last], s.slotWait[base+last], s.strikes[base+last]
 	s.slotGot[base+k], s.slotBusy[base+k], s.slotSince[base+k] = s.slotGot[base+last], s.slotBusy[base+last], s.slotSince[base+last]
 	s.deg[a]--
 	if int(a) < s.honest {
@@ -895,7 +918,7 @@ func (s *sim) fill(a int32) {
 		others := int(s.deg[a]) > 1
 		for k := 0; k < int(s.deg[a]); k++ {
 			p := s.nbr[base+k]
-			if d := s.slotDead[base+k]; d > nowMS {
+			if d := max(s.slotDead[base+k], s.slotWait[base+k]); d > nowMS {
 				nextWake = min(nextWake, float64(d)/1000+0.001)
 				continue
 			}
@@ -1142,6 +1165,14 @@ func (s *sim) serve(e event) {
 			return
 		}
 	}
+	// Upload slots: an honest node sends to at most uploadSlots askers
+	// at once (one already served shares its slot); the others are told
+	// busy and ask another holder, or again after busyBackoff.
+	if s.kind[j] == kHonest && !s.admitted(j, r) {
+		s.refused[report.RefusedBusy]++
+		s.push(s.now+back, evBusy, r, j, e.blk, 0)
+		return
+	}
 	// The downlink is a budget from now (not from when the uplink gets
 	// to it, which at a busy sender may be far ahead and would hold up
 	// faster senders' blocks).
@@ -1157,6 +1188,17 @@ func (s *sim) serve(e event) {
 	s.act[j] = append(s.act[j], xfer{r: r, blk: e.blk, er: s.epoch[r], lr: e.flag != 0, left: size, down: ds + dd,
 		dl: s.now - back/2 + limit})
 	s.reschedule(j)
+}
+
+// admitted reports whether node j sends to r now: r is among its askers
+// already, or fewer than its upload slots are taken.
+func (s *sim) admitted(j, r int32) bool {
+	for _, x := range s.act[j] {
+		if x.r == r && x.er == s.epoch[r] {
+			return true
+		}
+	}
+	return s.heads(j, nil) < int(s.uploadSlots[j])
 }
 
 // deadlines gives up, for their askers, node j's transfers whose

@@ -41,7 +41,7 @@ func TestPolicyMatchesP2P(t *testing.T) {
 			`peerWindow\s+= 4 << 20`, `fetchWindow\s+= 16 << 20`, `seedWindow\s+= 1 << 20`, `batchBytes\s+= 1 << 20`,
 			`lastResortAfter = 2 \* time.Second`, `slowGrace\s+= 2 \* time.Second`,
 			`const reviveAfter = 5 \* time.Second`, `const rediscoverEvery = 30 \* time.Second`,
-			`5\*lastResortAfter`,
+			`5\*lastResortAfter`, `busyBackoff\s+= time.Second`, `0.5 \+ f.rng.Float64\(\)`,
 		},
 		"../../p2p/exchange/wire.go": {`maxHints\s+= 4 `},
 	} {

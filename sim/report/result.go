@@ -158,4 +158,5 @@ const (
 	RefusedJunk      = "junk-event"        // relay refused an invalid event
 	RefusedSlowAbort = "slow-request"      // request abandoned below MinRate
 	RefusedSuperSeed = "super-seed-refuse" // a seed named peers instead of serving
+	RefusedBusy      = "busy"              // every upload slot of the asked peer was taken
 )
