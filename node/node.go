@@ -57,6 +57,10 @@ type Config struct {
 	// and dialling the peers it reads there (p2p/peering). By default nodes
 	// that read a common relay find each other with no bootstrap list.
 	NoPeering bool
+	// OnDiscovered, if set, is called as each release read on a relay is
+	// verified and stored (the simulator times discovery with it). It runs
+	// on the discovery loop: it must return at once.
+	OnDiscovered func(*discovery.Release)
 	// P2P configures the swarm; its DataDir defaults to DataDir/p2p.
 	P2P p2p.Config
 	// Podman is where the node runs apps.
@@ -241,7 +245,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Node, err error)
 	if err := n.startTrust(); err != nil {
 		return nil, err
 	}
-	n.disc, err = discovery.New(discovery.Config{Relays: n.relayURLs, CursorPath: filepath.Join(ddir, "cursors.json")},
+	n.disc, err = discovery.New(discovery.Config{Relays: n.relayURLs, CursorPath: filepath.Join(ddir, "cursors.json"), OnRelease: cfg.OnDiscovered},
 		n.store, log.With("part", "discovery"))
 	if err != nil {
 		return nil, err

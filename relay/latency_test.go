@@ -83,3 +83,50 @@ func figure(b *testing.B, name string, v float64) {
 	fmt.Printf("figure %s %.3f\n", name, v)
 	b.ReportMetric(v, name)
 }
+
+// BenchmarkFanout is a relay's cost per subscriber of one live event: it
+// publishes events to subs live subscriptions, each on its own connection
+// (plain readers, no verification), and prints the time from publish to
+// the last subscriber's copy, over subs. The simulator's model charges
+// this per delivery when its nodes share cores with the relay, as the
+// emulation's do (sim/model: fanoutCPU).
+//
+//	go test -run '^$' -bench Fanout -benchtime 20x ./relay/
+func BenchmarkFanout(b *testing.B) {
+	const subs = 64
+	s := start(b, Config{DataDir: b.TempDir(), EventRate: 1e6, EventBurst: 1e6, MaxConnectionsPerIP: 1000})
+	pub := connectWire(b, s)
+	k := newKey(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var chans []<-chan *nostr.Event
+	for range subs {
+		sub, err := connectWire(b, s).Subscribe(ctx, nostr.Filters{{Kinds: []int{1}, Authors: []string{k.pk}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-sub.EOSE
+		chans = append(chans, sub.Events)
+	}
+	var total time.Duration
+	i := 0
+	for b.Loop() {
+		ev := k.sign(b, 1, time.Now().Unix(), nostr.Tags{{"t", "archy-app"}}, fmt.Sprint("event ", i))
+		i++
+		t0 := time.Now()
+		if err := pub.Publish(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		for _, ch := range chans {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				b.Fatal("event not delivered")
+			}
+		}
+		total += time.Since(t0)
+	}
+	per := total / time.Duration(i) / subs
+	fmt.Printf("figure relay-fanout-us-per-sub %.1f\n", float64(per.Nanoseconds())/1000)
+	b.ReportMetric(float64(per.Nanoseconds())/1000, "us/sub")
+}

@@ -37,7 +37,7 @@ func testManifest(publisher, version string) *registry.Manifest {
 	}
 }
 
-func newFixture(t *testing.T, version string) *fixture {
+func newFixture(t testing.TB, version string) *fixture {
 	t.Helper()
 	k, err := did.Generate()
 	if err != nil {
@@ -46,7 +46,7 @@ func newFixture(t *testing.T, version string) *fixture {
 	return newFixtureWithKey(t, k, nostr.GeneratePrivateKey(), version)
 }
 
-func newFixtureWithKey(t *testing.T, k *did.Key, sk, version string) *fixture {
+func newFixtureWithKey(t testing.TB, k *did.Key, sk, version string) *fixture {
 	t.Helper()
 	pk, _ := nostr.GetPublicKey(sk)
 	env, _, err := registry.Sign(testManifest(k.DID(), version), k)
@@ -68,7 +68,7 @@ func newFixtureWithKey(t *testing.T, k *did.Key, sk, version string) *fixture {
 	return &fixture{key: k, sk: sk, pk: pk, verified: v, envJSON: envJSON, binding: b}
 }
 
-func (f *fixture) events(t *testing.T, at time.Time) []nostr.Event {
+func (f *fixture) events(t testing.TB, at time.Time) []nostr.Event {
 	t.Helper()
 	a := &Announcement{Manifest: f.verified, Envelope: f.envJSON, Binding: f.binding, CreatedAt: at}
 	evs, err := a.Events(f.sk)
@@ -337,5 +337,23 @@ func TestStoreReplacementAndDeletion(t *testing.T) {
 	}
 	if len(s2.List()) != len(s.List()) || s2.List()[0].Manifest == nil {
 		t.Fatalf("reopened store has %d releases, want %d", len(s2.List()), len(s.List()))
+	}
+}
+
+// BenchmarkVerifyAnnouncement is a node's CPU for one announcement: each
+// of its events' ID, Nostr signature, key binding and signed manifest
+// checked (Verify). The simulator's model charges a node this much CPU
+// per announcement when its nodes share cores (sim/model: announceCPU).
+func BenchmarkVerifyAnnouncement(b *testing.B) {
+	f := newFixture(b, "1.0.0")
+	now := time.Now()
+	evs := f.events(b, now)
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range evs {
+			if _, err := Verify(&evs[i], now); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

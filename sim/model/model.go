@@ -13,6 +13,7 @@
 package model
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -65,8 +66,19 @@ const (
 	// kadBits is Kademlia's effective bits resolved per hop (k=20, α=3
 	// buckets): hops ≈ log2(N)/kadBits.
 	kadBits = 4
-	// relayProc is a relay's time to verify, store and fan out an event.
-	relayProc = 0.002
+	// relayProc is a relay's time to verify, store and fan out an
+	// announcement, and announceCPU a node's CPU to verify it
+	// (p2p/discovery's BenchmarkVerifyAnnouncement: 1.1 ms here); together
+	// they are discoverbench's 2.7 ms from publish to discovered on
+	// loopback.
+	relayProc   = 0.0016
+	announceCPU = 0.0011
+	// fanoutCPU is the core time one subscriber's copy of an event takes
+	// (the relay's write, the node's read): relay's BenchmarkFanout, 160
+	// µs of wall a subscriber on 2 busy cores. Charged only when the nodes
+	// and the relay share cores (Scenario.SharedCores); a real relay's
+	// fan-out on its own cores is not queued (README).
+	fanoutCPU = 0.00032
 	// slowRate is a slow malicious peer's trickle, bytes/s.
 	slowRate = 8 << 10
 	// junkRate is a junk-events peer's events per second at each relay.
@@ -255,6 +267,7 @@ type sim struct {
 	sentTo                       [][]int32 // the publisher's super-seeding record, per block
 	banned                       map[int32][]uint64
 	relayLat                     []float64
+	coreFree                     []float64 // with shared cores: when each is next free
 
 	res       *report.Result
 	refused   map[string]int64
@@ -378,6 +391,7 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.uploaded = make([]int64, s.honest)
 	s.sentTo = make([][]int32, s.NB)
 	s.churners = make([]bool, n)
+	s.coreFree = make([]float64, sc.SharedCores)
 
 	for i := 0; i < n; i++ {
 		s.lat[i] = float32(sc.Links.Latency.Sample(s.rng))
@@ -468,9 +482,11 @@ func (s *sim) want(i int) []uint64 {
 func (s *sim) run(ctx context.Context) error {
 	sc := s.sc
 	// The release is announced on every relay; the publisher provides it.
+	all := make([]int32, 0, s.n-1)
 	for i := 1; i < s.n; i++ {
-		s.push(s.releaseAt+s.discoverDelay(i), evDiscover, int32(i), -1, 0, 0)
+		all = append(all, int32(i))
 	}
+	s.discoverAfter(s.releaseAt, all)
 	s.providers = append(s.providers, 0)
 	for i := s.honest; i < s.n; i++ {
 		switch s.kind[i] {
@@ -511,7 +527,41 @@ func (s *sim) run(ctx context.Context) error {
 	return nil
 }
 
-// discoverDelay is the time from an announcement to node i holding it:
+// discoverAfter queues each node's discovery of an announcement that left
+// the publisher at t0 (or that it reads from the relay at t0): the
+// network and the relay (discoverDelay), then the node's CPU to verify it
+// (announceCPU), on its own core or, when the scenario's nodes share
+// cores, on the first one free, in the order the announcement reaches
+// them.
+func (s *sim) discoverAfter(t0 float64, nodes []int32) {
+	type arrival struct {
+		t float64
+		i int32
+	}
+	as := make([]arrival, len(nodes))
+	for k, i := range nodes {
+		as[k] = arrival{t0 + s.discoverDelay(int(i)), i}
+	}
+	if len(s.coreFree) > 0 {
+		slices.SortStableFunc(as, func(a, b arrival) int { return cmp.Compare(a.t, b.t) })
+	}
+	for _, a := range as {
+		t := a.t
+		if len(s.coreFree) > 0 {
+			k := 0
+			for c := range s.coreFree {
+				if s.coreFree[c] < s.coreFree[k] {
+					k = c
+				}
+			}
+			t = max(t, s.coreFree[k]) + fanoutCPU
+			s.coreFree[k] = t + announceCPU
+		}
+		s.push(t+announceCPU, evDiscover, a.i, -1, 0, 0)
+	}
+}
+
+// discoverDelay is the time from an announcement to node i receiving it:
 // publisher → relay → subscriber over the fastest relay.
 func (s *sim) discoverDelay(i int) float64 {
 	best := math.Inf(1)
@@ -653,12 +703,14 @@ func (s *sim) handle(e event) {
 		for b := s.nb; b < s.NB; b++ {
 			setBit(s.bits(s.have, 0), b)
 		}
+		var wants []int32
 		for i := 1; i < s.honest; i++ {
 			s.flags[i] &^= fDiscovered
 			if s.flags[i]&fWants != 0 {
-				s.push(s.now+s.discoverDelay(i), evDiscover, int32(i), -1, 0, 0)
+				wants = append(wants, int32(i))
 			}
 		}
+		s.discoverAfter(s.now, wants)
 		// Neighbours learn the publisher's new blocks.
 		for k := 0; k < int(s.deg[0]); k++ {
 			if q := s.nbr[k]; int(q) < s.honest {
@@ -1451,7 +1503,7 @@ func (s *sim) join(a int32) {
 	if s.flags[a]&fDiscovered == 0 {
 		// It subscribes again and reads the stored announcement.
 		if s.now >= s.releaseAt {
-			s.push(s.now+s.discoverDelay(int(a)), evDiscover, a, -1, 0, 0)
+			s.discoverAfter(s.now, []int32{a})
 		}
 		return
 	}
@@ -1487,13 +1539,15 @@ func (s *sim) partition(frac float64) {
 
 func (s *sim) heal() {
 	s.parted = false
+	var waited []int32
 	for i := 1; i < s.n; i++ {
 		s.side[i] = 0
 		if s.flags[i]&fWaitHeal != 0 {
 			s.flags[i] &^= fWaitHeal
-			s.push(s.now+s.discoverDelay(i), evDiscover, int32(i), -1, 0, 0)
+			waited = append(waited, int32(i))
 		}
 	}
+	s.discoverAfter(s.now, waited)
 }
 
 // sybils runs the trust harness for the scenario's sybil attack: the same

@@ -54,6 +54,12 @@ type Scenario struct {
 	// Horizon ends the run; nodes not done by then count as incomplete.
 	// Default 1h.
 	Horizon Duration `yaml:"horizon"`
+	// SharedCores, when > 0, has the model's nodes share that many
+	// processor cores for their CPU work (verifying an announcement), as
+	// the emulation's nodes share the machine's; 0 (the default, a real
+	// network) gives each node its own. The emulation shares the
+	// machine's cores whatever this says; the calibration sets it to them.
+	SharedCores int `yaml:"shared_cores"`
 }
 
 // Links draws each node's network.
@@ -231,6 +237,8 @@ func (s *Scenario) Validate() error {
 		return bad("crowd.window", "negative")
 	case s.Horizon <= 0:
 		return bad("horizon", "must be positive")
+	case s.SharedCores < 0:
+		return bad("shared_cores", "%d: 0 (a core a node) or more", s.SharedCores)
 	}
 	for name, d := range map[string]Dist{"links.latency": s.Links.Latency, "links.uplink": s.Links.Uplink, "links.downlink": s.Links.Downlink} {
 		if err := d.validate(); err != nil {

@@ -40,6 +40,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		base + "partitions: [{at: 1s, duration: 1m, fraction: 1}]\n":          "partitions[0].fraction",
 		base + "nodse: 4\n":                                                   "nodse",
 		base + "horizon: soon\n":                                              "soon",
+		base + "shared_cores: -1\n":                                           "shared_cores",
 	} {
 		_, err := Parse([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), field) {
