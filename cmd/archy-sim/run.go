@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/archy-node/archy/sim"
+	"github.com/archy-node/archy/sim/calibrate"
 	"github.com/archy-node/archy/sim/report"
 	"github.com/archy-node/archy/sim/scenario"
 	"github.com/archy-node/archy/sim/scenarios"
@@ -17,6 +18,7 @@ import (
 func newSimRunCmd() *cobra.Command {
 	var (
 		out, mode, sizesFlag, seedsFlag string
+		calSizes, calSeeds              string
 		nodes                           int
 	)
 	c := &cobra.Command{
@@ -29,7 +31,11 @@ and SVG, and index.html showing them together.
 
 The "vs N" plots (origin egress, DHT lookup hops) come from extra runs of the
 scenario at --sizes node counts (first seed only), plus the main runs. By
-default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`,
+default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.
+
+--calibrate SIZES also runs the calibration (sim/calibrate: its flash crowd in
+both modes at those node counts, --calibrate-seeds emulation seeds each) and
+puts the model's measured error into report.json and the page.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc, err := loadScenario(args[0])
@@ -48,6 +54,22 @@ default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`
 			if err != nil {
 				return err
 			}
+			var cal calibrate.Config
+			if calSizes != "" {
+				sizes, err := parseUints(calSizes)
+				if err != nil {
+					return fmt.Errorf("flag --calibrate: %w", err)
+				}
+				for _, v := range sizes {
+					if v < 2 {
+						return fmt.Errorf("flag --calibrate: %d: at least 2 nodes", v)
+					}
+					cal.Sizes = append(cal.Sizes, int(v))
+				}
+				if cal.Seeds, err = parseUints(calSeeds); err != nil || len(cal.Seeds) == 0 {
+					return fmt.Errorf("flag --calibrate-seeds: %q: one seed or more, comma-separated", calSeeds)
+				}
+			}
 			runs, err := sim.Run(cmd.Context(), sc, mode, opts)
 			if err != nil {
 				return err
@@ -63,6 +85,15 @@ default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`
 			rep.Sizes = append(rep.Sizes, report.Point(runs[0]))
 			if rep.Mode == report.Model {
 				rep.Notes = append(rep.Notes, "Model mode: a discrete-event model of archy's protocols (sim/model/README.md says what it leaves out); corrupt blocks are refused by construction, so corrupt_accepted is 0 here by the model's design, not by a measurement.")
+			}
+			if len(cal.Sizes) > 0 {
+				cal.Scenario = calibrate.FlashCrowd(cal.Sizes[0], 4)
+				if rep.Calibration, err = calibrate.Run(cmd.Context(), cal); err != nil {
+					return err
+				}
+				w := rep.Calibration.Worst()
+				fmt.Fprintf(cmd.OutOrStdout(), "calibration: worst %s at %d nodes: model %.3g, emulation %.3g, error %+.0f %%\n",
+					w.Figure, w.Nodes, w.Model, w.Emulation, 100*w.Error)
 			}
 			if err := report.Write(out, rep); err != nil {
 				return err
@@ -82,6 +113,8 @@ default --sizes is N/16 and N/4 (those of at least 8 nodes); "none" skips them.`
 	f.IntVar(&nodes, "nodes", 0, "run with this many nodes instead of the scenario's")
 	f.StringVar(&sizesFlag, "sizes", "", `node counts for the "vs N" plots, comma-separated; "none" for none (default N/16, N/4)`)
 	f.StringVar(&seedsFlag, "seeds", "", "seeds to run, comma-separated (default the scenario's)")
+	f.StringVar(&calSizes, "calibrate", "", "also calibrate the model against the emulation at these node counts (e.g. 16,32,64; minutes)")
+	f.StringVar(&calSeeds, "calibrate-seeds", "1,2", "the calibration's emulation seeds at each size")
 	_ = c.MarkFlagRequired("out")
 	return c
 }

@@ -89,3 +89,62 @@ func TestSimRunBadScenario(t *testing.T) {
 	}
 
 }
+
+// --calibrate puts the model's measured error against the emulation into
+// report.json and the page: here at 6 nodes, one emulation seed.
+func TestSimRunCalibrates(t *testing.T) {
+	out := t.TempDir()
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"run", "flash-crowd", "--out", out, "--nodes", "16", "--seeds", "1", "--sizes", "none",
+		"--calibrate", "6", "--calibrate-seeds", "1"}, &stdout, &stdout)
+	if err != nil {
+		t.Fatalf("archy-sim run --calibrate: %v\n%s", err, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "calibration: worst") {
+		t.Errorf("output does not give the calibration's worst error:\n%s", stdout.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Calibration *struct {
+			Cells []struct {
+				Nodes     int      `json:"nodes"`
+				Figure    string   `json:"figure"`
+				Compared  bool     `json:"compared"`
+				Model     *float64 `json:"model"`
+				Emulation *float64 `json:"emulation"`
+				Error     *float64 `json:"error"`
+			} `json:"cells"`
+		} `json:"calibration"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if rep.Calibration == nil || len(rep.Calibration.Cells) == 0 {
+		t.Fatalf("report.json has no calibration:\n%s", b)
+	}
+	compared := 0
+	for _, c := range rep.Calibration.Cells {
+		if c.Nodes != 6 {
+			t.Errorf("cell %s at %d nodes, want 6", c.Figure, c.Nodes)
+		}
+		if c.Compared {
+			compared++
+			if c.Model == nil || c.Emulation == nil || c.Error == nil || *c.Emulation <= 0 {
+				t.Errorf("compared cell %s: model %v emulation %v error %v, want all measured", c.Figure, c.Model, c.Emulation, c.Error)
+			}
+		}
+	}
+	if compared < 6 {
+		t.Errorf("%d compared figures, want completion (3), origin copies, bytes per node, discovery", compared)
+	}
+	page, err := os.ReadFile(filepath.Join(out, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte("Calibration: the model against the emulation")) || !bytes.Contains(page, []byte("bytes-per-node-mib")) {
+		t.Error("index.html does not show the calibration")
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/archy-node/archy/sim/emulate"
@@ -102,32 +101,9 @@ type Config struct {
 	Progress func(mode string, nodes int, seed uint64, r *report.Result)
 }
 
-// Cell is one figure at one size.
-type Cell struct {
-	Nodes    int     `json:"nodes"`
-	Figure   string  `json:"figure"`
-	Compared bool    `json:"compared"`
-	Gap      bool    `json:"gap,omitempty"` // a known gap: not held to Tolerance
-	Model    float64 `json:"model"`
-	// Emulation is the mean over the emulation's seeds; Spread half its
-	// range across them, relative to the mean.
-	Emulation float64 `json:"emulation"`
-	Spread    float64 `json:"spread"`
-	// Error is (Model − Emulation) / Emulation.
-	Error float64 `json:"error"`
-}
-
-// Table is a calibration's outcome.
-type Table struct {
-	Scenario string          `json:"scenario"`
-	Seeds    []uint64        `json:"seeds"`
-	Cells    []Cell          `json:"cells"`
-	Wall     []time.Duration `json:"emulation_wall_ns"` // per size, the emulation's runs together
-}
-
 // Run calibrates: the emulation at each size and seed, the model at each
 // size and model seed.
-func Run(ctx context.Context, cfg Config) (*Table, error) {
+func Run(ctx context.Context, cfg Config) (*report.Calibration, error) {
 	if cfg.Emulate == nil {
 		cfg.Emulate = emulate.Run
 	}
@@ -139,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 	if len(cfg.Sizes) == 0 || len(cfg.Seeds) == 0 {
 		return nil, fmt.Errorf("calibrate %s: no sizes or no seeds", cfg.Scenario.Name)
 	}
-	t := &Table{Scenario: cfg.Scenario.Name, Seeds: cfg.Seeds}
+	t := &report.Calibration{Scenario: cfg.Scenario.Name, Seeds: cfg.Seeds, Tolerance: Tolerance}
 	for _, n := range cfg.Sizes {
 		sc := *cfg.Scenario
 		sc.Nodes = n
@@ -178,14 +154,26 @@ func Run(ctx context.Context, cfg Config) (*Table, error) {
 		for _, f := range Figures {
 			m, _ := meanSpread(mod, f.Get)
 			e, sp := meanSpread(emu, f.Get)
-			c := Cell{Nodes: n, Figure: f.Name, Compared: f.Compared, Gap: f.Gap != "", Model: m, Emulation: e, Spread: sp, Error: (m - e) / e}
+			c := report.CalibrationCell{Nodes: n, Figure: f.Name, Compared: f.Compared, Gap: f.Gap != "", Model: m, Emulation: e, Spread: sp, Error: relErr(m, e)}
 			if !f.Compared {
-				c.Model, c.Error = math.NaN(), math.NaN()
+				c.Model, c.Error = math.NaN(), math.NaN() // the model has no such figure
 			}
 			t.Cells = append(t.Cells, c)
 		}
 	}
 	return t, nil
+}
+
+// relErr is (m − e) / e, kept finite for report.json: when the emulation
+// measured 0, an error of ±100 % (or 0 when the model agrees).
+func relErr(m, e float64) float64 {
+	switch {
+	case e != 0:
+		return (m - e) / e
+	case m == 0:
+		return 0
+	}
+	return math.Copysign(1, m)
 }
 
 func meanSpread(rs []*report.Result, get func(*report.Result) float64) (mean, spread float64) {
@@ -197,33 +185,6 @@ func meanSpread(rs []*report.Result, get func(*report.Result) float64) (mean, sp
 	}
 	mean /= float64(len(rs))
 	return mean, (hi - lo) / 2 / mean
-}
-
-// Worst is the compared cell with the largest relative error.
-func (t *Table) Worst() Cell {
-	var w Cell
-	for _, c := range t.Cells {
-		if c.Compared && !(math.Abs(c.Error) <= math.Abs(w.Error)) {
-			w = c
-		}
-	}
-	return w
-}
-
-// Markdown is the table, one row per size and figure.
-func (t *Table) Markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "| nodes | figure | model | emulation (±spread over %d seeds) | error |\n|---|---|---:|---:|---:|\n", len(t.Seeds))
-	for _, c := range t.Cells {
-		model, errs := fmt.Sprintf("%.3g", c.Model), fmt.Sprintf("%+.0f %%", 100*c.Error)
-		if !c.Compared {
-			model, errs = "–", "not compared"
-		} else if c.Gap {
-			errs += " (known gap)"
-		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %.3g (±%.0f %%) | %s |\n", c.Nodes, c.Figure, model, c.Emulation, 100*c.Spread, errs)
-	}
-	return b.String()
 }
 
 // FlashCrowd is the calibration's scenario at n nodes: every node but

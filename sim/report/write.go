@@ -34,6 +34,9 @@ type Report struct {
 	Sizes []SizePoint `json:"sizes,omitempty"`
 	// Notes say what the mode leaves out, for the page.
 	Notes []string `json:"notes,omitempty"`
+	// Calibration, when run with the report (archy sim run --calibrate),
+	// is the model's measured error against the emulation.
+	Calibration *Calibration `json:"calibration,omitempty"`
 }
 
 // SizePoint is one run at one node count.
@@ -80,6 +83,12 @@ var page = template.Must(template.New("index").Funcs(template.FuncMap{
 			return "–"
 		}
 		return fmt.Sprintf("%.3f", v)
+	},
+	"pct": func(v float64) string {
+		if math.IsNaN(v) {
+			return "–"
+		}
+		return fmt.Sprintf("%+.0f %%", 100*v)
 	},
 }).Parse(indexTmpl))
 
