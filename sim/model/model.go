@@ -954,22 +954,32 @@ func (s *sim) fill(a int32) {
 	want := s.want(int(a))
 	base := int(a) * MaxDegree
 	nowMS := uint32(s.now * 1000)
-	var cand [8]uint64 // up to 512 blocks on the stack; larger images allocate
-	cs := cand[:0]
+	// cs: blocks an eligible peer can be asked for; fromSeed: those only
+	// complete eligible peers hold; partial: blocks a live partial
+	// neighbour holds, busy or not (p2p's fetch.partial), which no
+	// complete peer is asked for. Up to 512 blocks on the stack; larger
+	// images allocate.
+	var cand, seedb, partb [8]uint64
+	cs, fromSeed, partial := cand[:0], seedb[:0], partb[:0]
 	if W > len(cand) {
-		cs = make([]uint64, 0, W)
+		cs, fromSeed, partial = make([]uint64, 0, W), make([]uint64, 0, W), make([]uint64, 0, W)
 	}
-	cs = cs[:W]
+	cs, fromSeed, partial = cs[:W], fromSeed[:W], partial[:W]
 	var eligible [MaxDegree]int
 	nextWake := math.Inf(1)
 	for int(s.inflight[a]) < s.fetchWin {
 		ne := 0
-		for w := range cs {
-			cs[w] = 0
-		}
+		clear(cs)
+		clear(fromSeed)
+		clear(partial)
 		others := int(s.deg[a]) > 1
 		for k := 0; k < int(s.deg[a]); k++ {
 			p := s.nbr[base+k]
+			if !s.complete(p) && s.slotDead[base+k] <= nowMS && s.reachable(a, p) {
+				for w, word := range s.bits(s.have, int(p)) {
+					partial[w] |= word
+				}
+			}
 			if d := max(s.slotDead[base+k], s.slotWait[base+k]); d > nowMS {
 				nextWake = min(nextWake, float64(d)/1000+0.001)
 				continue
@@ -981,22 +991,30 @@ func (s *sim) fill(a int32) {
 			if c == nil {
 				continue
 			}
-			cap := s.window(base + k)
-			if others && (p == 0 || s.kind[p] != kHonest || s.flags[p]&fDone != 0) {
-				cap = s.seedWin
-			}
-			if int(s.slotIn[base+k]) >= cap {
-				continue
+			if in := int(s.slotIn[base+k]); in >= min(s.batchWin, s.seedWin) { // below both, under every window
+				cap := s.seedWin
+				if !others || !s.complete(p) {
+					cap = s.window(base + k)
+				}
+				if in >= cap {
+					continue
+				}
 			}
 			eligible[ne] = k
 			ne++
-			for w := range cs {
-				cs[w] |= c[w]
+			if s.complete(p) {
+				for w := range fromSeed {
+					fromSeed[w] |= c[w]
+				}
+			} else {
+				for w := range cs {
+					cs[w] |= c[w]
+				}
 			}
 		}
 		any := false
 		for w := range cs {
-			cs[w] &= want[w] &^ mine[w] &^ pend[w]
+			cs[w] = (cs[w] | fromSeed[w]&^partial[w]) & want[w] &^ mine[w] &^ pend[w]
 			any = any || cs[w] != 0
 		}
 		if !any {
@@ -1014,11 +1032,11 @@ func (s *sim) fill(a int32) {
 			// A holder with room: a complete peer (a seed) only when no
 			// live partial peer holds the piece (p2p's fetch.batch:
 			// peers feed each other first).
-			partial := s.partialHolder(a, b, nowMS)
+			part := hasBit(partial, b)
 			bestK, bestIn, lr := -1, 1<<30, uint8(0)
 			for _, k := range eligible[:ne] {
 				p := s.nbr[base+k]
-				if !hasBit(s.claims(p), b) || partial && s.complete(p) {
+				if !hasBit(s.claims(p), b) || part && s.complete(p) {
 					continue
 				}
 				in := int(s.slotIn[base+k])
@@ -1075,19 +1093,6 @@ func (s *sim) fill(a int32) {
 // complete reports whether peer p holds (or claims) the whole file.
 func (s *sim) complete(p int32) bool {
 	return p == 0 || s.kind[p] != kHonest || s.flags[p]&fDone != 0
-}
-
-// partialHolder reports whether a neighbour of a that is not complete,
-// not given up on and reachable holds block b (p2p's fetch.partial).
-func (s *sim) partialHolder(a int32, b int, nowMS uint32) bool {
-	base := int(a) * MaxDegree
-	for k := 0; k < int(s.deg[a]); k++ {
-		p := s.nbr[base+k]
-		if !s.complete(p) && s.slotDead[base+k] <= nowMS && s.reachable(a, p) && hasBit(s.bits(s.have, int(p)), b) {
-			return true
-		}
-	}
-	return false
 }
 
 // liveHolder reports whether a neighbour of a other than the origin, not
