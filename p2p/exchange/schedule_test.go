@@ -326,3 +326,86 @@ func TestStrikesBan(t *testing.T) {
 		t.Fatalf("bans %v, strikes a=%d b=%d; want a banned once, its count reset, b at 1", sw.bans, e.Strikes("a"), e.Strikes("b"))
 	}
 }
+
+// A peer whose upload slots are all taken answers busy: its pieces go to
+// the other holder at once, it is left alone for busyBackoff ±50 % and
+// asked again after; its busy answers keep the fetch from failing as
+// stalled only while it has been busy for less than the request timeout.
+func TestPlanAfterBusy(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	f := newPlanFetch(1, mib(2)...)
+	f.e = &Exchange{cfg: Config{RequestTimeout: 10 * time.Second}}
+	f.join(t0, "a", false, 0, 1)
+	f.join(t0, "b", false, 1)
+	got := asked(f.plan(t0))
+	if !slices.Equal(got["a"], []int{0}) || !slices.Equal(got["b"], []int{1}) {
+		t.Fatalf("asked %v, want a:[0] b:[1]", got)
+	}
+	busy := fetchEvent{kind: evFailed, p: "a", idxs: []int{0}, status: statusBusy}
+	f.apply(busy, t0)
+	if !f.waiting(busy, t0) {
+		t.Error("a first busy answer does not count as a live swarm")
+	}
+	if got := asked(f.plan(t0)); len(got) != 0 {
+		t.Fatalf("asked %v right after a's busy answer, want nothing (b is full, a waits)", got)
+	}
+	if fp := f.peers["a"]; fp.dead || !fp.has[0] {
+		t.Fatal("a busy peer was given up on or forgot what it holds")
+	}
+	t1 := t0.Add(busyBackoff * 3 / 2)
+	if got := asked(f.plan(t1)); !slices.Equal(got["a"], []int{0}) {
+		t.Fatalf("asked %v after the backoff, want a:[0] again", got)
+	}
+	f.apply(fetchEvent{kind: evFailed, p: "a", idxs: []int{0}, status: statusBusy}, t0.Add(11*time.Second))
+	if f.waiting(busy, t0.Add(11*time.Second)) {
+		t.Error("a peer busy for longer than the request timeout still keeps the fetch alive")
+	}
+	f.apply(fetchEvent{kind: evDone, p: "a", idxs: []int{}}, t0.Add(12*time.Second))
+	f.apply(busy, t0.Add(13*time.Second))
+	if !f.waiting(busy, t0.Add(13*time.Second)) {
+		t.Error("a peer that delivered since is still counted busy since its first busy answer")
+	}
+}
+
+// Upload slots go to askers, not streams: an asker holding one opens
+// more streams on it; a new asker gets one only while fewer than
+// UploadSlots askers hold them. Without a slot, offer records nothing:
+// the piece is not counted as sent to the asker, so nobody is pointed at
+// it.
+func TestAdmitSlots(t *testing.T) {
+	e := &Exchange{cfg: Config{UploadSlots: 2}, serving: map[peer.ID]int{}}
+	if !e.admit("a") || !e.admit("a") || !e.admit("b") {
+		t.Fatal("two askers refused with two slots")
+	}
+	if e.admit("c") {
+		t.Fatal("a third asker admitted with two slots taken")
+	}
+	e.unadmit("a")
+	if e.admit("c") {
+		t.Fatal("a third asker admitted while a still has a stream")
+	}
+	e.unadmit("a")
+	if !e.admit("c") {
+		t.Fatal("a slot freed by a's last stream was not given to c")
+	}
+	leaves := []dag.Link{{Cid: cas.Sum([]byte("x")), Size: 1}}
+	rs := newRootState(cas.Sum([]byte("r")), leaves)
+	rs.markHeld(leaves[0].Cid)
+	isConn := func(peer.ID) bool { return true }
+	if held, hints, rec := rs.offer("d", 0, true, false, false, isConn); !held || hints != nil || rec || len(rs.sentTo[0]) != 0 {
+		t.Fatalf("offer without a slot: held %v hints %v recorded %v sentTo %v; want held, nothing recorded", held, hints, rec, rs.sentTo[0])
+	}
+	rs.offer("a", 0, true, false, true, isConn)
+	if _, hints, _ := rs.offer("d", 0, true, false, false, isConn); !slices.Equal(hints, []peer.ID{"a"}) {
+		t.Fatalf("offer without a slot of a piece sent to a: hints %v, want a (hints before busy)", hints)
+	}
+	if n := Slots(512<<10, 64<<10); n != 2 {
+		t.Errorf("Slots(512 KiB/s) = %d, want 2", n)
+	}
+	if n := Slots(0, 64<<10); n != 8 {
+		t.Errorf("Slots(uncapped) = %d, want 8", n)
+	}
+	if n := Slots(1<<30, 64<<10); n != 16 {
+		t.Errorf("Slots(1 GiB/s) = %d, want 16", n)
+	}
+}
