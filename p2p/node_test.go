@@ -338,21 +338,20 @@ func TestPeerJoinsRunningFetch(t *testing.T) {
 	}
 }
 
-// A flash crowd over real TCP hosts: eight nodes fetch a file at once from
-// an origin with a thin uplink (4 MiB/s) on the default configuration,
-// which super-seeds; every node ends with the whole verified file, and the
-// origin sends about one copy (the swarm feeds itself). Byte counts, so it holds on a loaded machine too.
-func TestFlashCrowdOriginSendsAboutOneCopy(t *testing.T) {
-	const size, crowd = 8 << 20, 8
-	origin := newNode(t, func(c *Config) { c.UploadRate = 4 << 20 })
+// flashCrowd has crowd nodes (configured by nodeCfg), connected to each
+// other and to an origin (originCfg) that added a random file of size
+// bytes, fetch it at once; each must end with the whole file.
+func flashCrowd(t *testing.T, size, crowd int, originCfg, nodeCfg func(*Config)) (origin *Node, nodes []*Node) {
+	t.Helper()
+	origin = newNode(t, originCfg)
 	_, data := randomFile(t, size)
 	root, err := origin.Add(t.Context(), bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes := make([]*Node, crowd)
+	nodes = make([]*Node, crowd)
 	for i := range nodes {
-		nodes[i] = newNode(t, nil)
+		nodes[i] = newNode(t, nodeCfg)
 		connect(t, nodes[i], origin)
 	}
 	for i := range nodes {
@@ -374,6 +373,16 @@ func TestFlashCrowdOriginSendsAboutOneCopy(t *testing.T) {
 	for _, o := range outs {
 		checkFile(t, o, data)
 	}
+	return origin, nodes
+}
+
+// A flash crowd over real TCP hosts: eight nodes fetch a file at once from
+// an origin with a thin uplink (4 MiB/s) on the default configuration,
+// which super-seeds; every node ends with the whole verified file, and the
+// origin sends about one copy (the swarm feeds itself). Byte counts, so it holds on a loaded machine too.
+func TestFlashCrowdOriginSendsAboutOneCopy(t *testing.T) {
+	const size, crowd = 8 << 20, 8
+	origin, _ := flashCrowd(t, size, crowd, func(c *Config) { c.UploadRate = 4 << 20 }, nil)
 	copies := float64(origin.ex.Stats().Sent) / size
 	t.Logf("origin sent %.2f copies to %d nodes", copies, crowd)
 	if copies > 1.3 {
@@ -393,36 +402,10 @@ func TestCrowdedThinSeedIsNotAbandoned(t *testing.T) {
 	if os.Getenv("ARCHY_TEST_SLOTS") != "" {
 		slots, _ = strconv.Atoi(os.Getenv("ARCHY_TEST_SLOTS")) // to see the test fail without slots
 	}
-	origin := newNode(t, func(c *Config) { c.UploadRate, c.UploadSlots = rate, slots })
-	_, data := randomFile(t, size)
-	root, err := origin.Add(t.Context(), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := make([]*Node, crowd)
-	for i := range nodes {
-		nodes[i] = newNode(t, func(c *Config) { c.UploadRate, c.UploadSlots = rate, slots })
-		connect(t, nodes[i], origin)
-	}
-	for i := range nodes {
-		for j := range i {
-			connect(t, nodes[i], nodes[j])
-		}
-	}
-	errs := make(chan error, crowd)
-	outs := make([]string, crowd)
-	for i, n := range nodes {
-		outs[i] = filepath.Join(t.TempDir(), "out.bin")
-		go func() { errs <- n.GetFile(t.Context(), root, outs[i]) }()
-	}
-	for range nodes {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	capped := func(c *Config) { c.UploadRate, c.UploadSlots = rate, slots }
+	origin, nodes := flashCrowd(t, size, crowd, capped, capped)
 	var abandoned, busy int64
-	for i, n := range nodes {
-		checkFile(t, outs[i], data)
+	for _, n := range nodes {
 		abandoned += n.ex.Stats().Abandoned
 		busy += n.ex.Stats().Busy
 	}

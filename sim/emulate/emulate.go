@@ -80,8 +80,9 @@ import (
 	"github.com/archy-node/archy/sim/scenario"
 )
 
-// Degree is how many earlier nodes each node dials when it joins.
-const Degree = 6
+// Degree is how many earlier nodes each node dials when it joins (the
+// scenario's network draws which, for both modes).
+const Degree = scenario.JoinDegree
 
 // Trickle is a slow peer's pause before every 16 KiB it sends: 16 KiB/s,
 // under the exchange's default minimum rate, so honest fetchers abandon it.
@@ -169,33 +170,28 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	defer cl.CloseIdleConnections()
 
-	// The swarm: honest nodes (0 the publisher), then malicious peers.
+	// The swarm: honest nodes (0 the publisher), then malicious peers, on
+	// the network the scenario draws for the seed (the model's for the
+	// same seed).
+	net := sc.Draw(seed)
+	secs := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
 	var ms []*member
 	for i := range sc.Nodes {
-		m := &member{idx: i, found: -1, done: -1, fetched: -1, updDone: -1}
-		m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
-		m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
-		if i == 0 && sc.Links.PublisherUplink > 0 {
-			m.up = sc.Links.PublisherUplink
-		}
-		if i > 0 && rng.Float64() < sc.Crowd.Fraction {
-			m.fetch = true
-			m.delay = time.Duration(rng.Float64() * float64(sc.Crowd.Window))
-		}
+		m := &member{idx: i, found: -1, done: -1, fetched: -1, updDone: -1,
+			lat: secs(net.Latency[i]), up: net.Uplink[i], down: net.Downlink[i], fetch: net.Fetch[i], delay: secs(net.Delay[i])}
 		ms = append(ms, m)
 	}
 	for _, mal := range sc.Malicious {
 		for range mal.MaliciousCount(sc.Nodes) {
-			m := &member{idx: len(ms), bad: mal.Behaviour, found: -1, done: -1, fetched: -1, updDone: -1}
-			m.lat = time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
-			m.up, m.down = sc.Links.Uplink.Sample(rng), sc.Links.Downlink.Sample(rng)
-			ms = append(ms, m)
+			i := len(ms)
+			ms = append(ms, &member{idx: i, bad: mal.Behaviour, found: -1, done: -1, fetched: -1, updDone: -1,
+				lat: secs(net.Latency[i]), up: net.Uplink[i], down: net.Downlink[i]})
 		}
 	}
 
 	// The relay is a node of the network too: its latency is drawn as
 	// a node's, and each node reaches it through a link of both ends'.
-	relayLat := time.Duration(sc.Links.Latency.Sample(rng) * float64(time.Second))
+	relayLat := secs(net.RelayLatency[0])
 	far := farSides(ms, sc.Partitions, rng)
 	churns := churnPlan(ms, sc.Churn, sc.Horizon.D(), rng)
 	img, err := buildImage(dir, "1", sc, rng, nil, 0)
@@ -288,7 +284,11 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	if opt.Degree <= 0 {
 		opt.Degree = Degree
 	}
-	if err := join(ctx, ms, rng, opt.Degree, log); err != nil {
+	dials := net.Dials
+	if opt.Degree != scenario.JoinDegree {
+		dials = scenario.Dials(rng, len(ms), opt.Degree)
+	}
+	if err := join(ctx, ms, dials, log); err != nil {
 		return nil, err
 	}
 	log.Info("swarm up", "nodes", len(ms), "took", time.Since(start).Round(time.Millisecond))
@@ -812,19 +812,18 @@ func redial(ctx context.Context, wg *sync.WaitGroup, a *member, to []*member) {
 	}
 }
 
-// join dials, for each node, degree random earlier ones, a few dials at
+// join dials, for each node, the earlier ones dials names, a few dials at
 // once (each waits out its link's latency for the handshakes). A dial that
 // fails (a handshake starved of CPU) is tried again, then given up: the
 // DHT makes up for it, so long as every node has one connection.
-func join(ctx context.Context, ms []*member, rng *rand.Rand, degree int, log *slog.Logger) error {
+func join(ctx context.Context, ms []*member, dials [][]int32, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	connected := make([]atomic.Int32, len(ms))
 	connected[0].Store(1)
-	for i, m := range ms[1:] {
-		earlier := ms[:i+1]
-		for _, k := range rng.Perm(len(earlier))[:min(degree, len(earlier))] {
-			o := earlier[k]
+	for _, m := range ms[1:] {
+		for _, k := range dials[m.idx] {
+			o := ms[k]
 			g.Go(func() error {
 				var err error
 				for range 3 {

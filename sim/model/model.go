@@ -245,6 +245,7 @@ type sim struct {
 	slotIn          []uint8  // requests in flight per neighbour slot
 	slotDead        []uint32 // ms until which the slot's peer is left alone
 	slotWait        []uint32 // ms until which the slot's peer, busy, is not asked
+	slotBatch       []uint8  // blocks the slot's current GET may still take
 	uploadSlots     []uint8  // askers a node serves at once (p2p's exchange.Slots)
 	strikes         []uint8
 	// A slot's delivery record, for its adaptive window (p2p's
@@ -268,6 +269,7 @@ type sim struct {
 	banned                       map[int32][]uint64
 	relayLat                     []float64
 	coreFree                     []float64 // with shared cores: when each is next free
+	delay                        []float32 // per fetcher: from discovering the release to asking for it
 
 	res       *report.Result
 	refused   map[string]int64
@@ -286,10 +288,18 @@ type sim struct {
 	liars       int
 }
 
-// Run simulates sc at one seed. It honours ctx between events.
+// Run simulates sc at one seed, on the network sc draws for it (as the
+// emulation of that seed does). It honours ctx between events.
 func Run(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Result, error) {
+	return RunOn(ctx, sc, seed, sc.Draw(seed))
+}
+
+// RunOn simulates sc on net (sc.Draw of some seed) with seed driving
+// everything else: the calibration runs the model many times on the
+// network of each emulated seed.
+func RunOn(ctx context.Context, sc *scenario.Scenario, seed uint64, net *scenario.Network) (*report.Result, error) {
 	start := time.Now()
-	s, err := newSim(sc, seed)
+	s, err := newSim(sc, seed, net)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +315,7 @@ func Run(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Resul
 	return s.res, nil
 }
 
-func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
+func newSim(sc *scenario.Scenario, seed uint64, net *scenario.Network) (*sim, error) {
 	rel := sc.Release
 	s := &sim{sc: sc, rng: rand.New(rand.NewPCG(seed, 0x61726368795f736d)), refused: map[string]int64{}, banned: map[int32][]uint64{}}
 	s.honest = sc.Nodes
@@ -372,6 +382,7 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.nbr = make([]int32, n*D)
 	s.deg = make([]uint8, n)
 	s.slotIn = make([]uint8, n*D)
+	s.slotBatch = make([]uint8, n*D)
 	s.slotDead = make([]uint32, n*D)
 	s.slotWait = make([]uint32, n*D)
 	s.uploadSlots = make([]uint8, n)
@@ -393,17 +404,18 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 	s.churners = make([]bool, n)
 	s.coreFree = make([]float64, sc.SharedCores)
 
+	if len(net.Latency) != n || len(net.Fetch) != s.honest || len(net.RelayLatency) != sc.Relays {
+		return nil, fmt.Errorf("model: a network of %d nodes (%d honest) and %d relays for a scenario of %d (%d) and %d",
+			len(net.Latency), len(net.Fetch), len(net.RelayLatency), n, s.honest, sc.Relays)
+	}
 	for i := 0; i < n; i++ {
-		s.lat[i] = float32(sc.Links.Latency.Sample(s.rng))
-		s.up[i] = float32(max(1, sc.Links.Uplink.Sample(s.rng)))
-		s.down[i] = float32(max(1, sc.Links.Downlink.Sample(s.rng)))
+		s.lat[i] = float32(net.Latency[i])
+		s.up[i] = float32(net.Uplink[i])
+		s.down[i] = float32(net.Downlink[i])
 		s.flags[i] = fOnline
 		s.discovered[i] = -1
 		s.startAt[i] = -1
 		s.wakeAt[i] = -1
-	}
-	if sc.Links.PublisherUplink > 0 {
-		s.up[0] = float32(sc.Links.PublisherUplink)
 	}
 	for i := range s.uploadSlots {
 		// The emulation caps a node's uploads at its uplink (p2p's
@@ -426,24 +438,26 @@ func newSim(sc *scenario.Scenario, seed uint64) (*sim, error) {
 			i++
 		}
 	}
-	s.relayLat = make([]float64, sc.Relays)
-	for r := range s.relayLat {
-		s.relayLat[r] = sc.Links.Latency.Sample(s.rng)
-	}
+	s.relayLat = net.RelayLatency
 	// The publisher holds the release; fetchers are drawn from the rest.
 	copy(s.have[:s.W], s.relMask)
 	s.flags[0] |= fDone | fDiscovered
+	s.delay = make([]float32, s.honest)
 	for i := 1; i < s.honest; i++ {
-		if s.rng.Float64() < sc.Crowd.Fraction || sc.Crowd.Fraction >= 1 {
+		if net.Fetch[i] {
 			s.flags[i] |= fWants
 			s.fetchers = append(s.fetchers, int32(i))
+			s.delay[i] = float32(net.Delay[i])
 		}
 	}
-	if len(s.fetchers) == 0 {
-		s.flags[1] |= fWants
-		s.fetchers = append(s.fetchers, 1)
-	}
 	s.res = &report.Result{Scenario: sc.Name, Mode: report.Model, Seed: seed, Nodes: s.honest, ImageBytes: rel.ImageBytes}
+	// The connections nodes have before the release (their joins, as the
+	// emulation dials them): a fetch watches these from its start.
+	for i, ds := range net.Dials {
+		for _, d := range ds {
+			s.connect(int32(i), d)
+		}
+	}
 	return s, nil
 }
 
@@ -597,6 +611,9 @@ func (s *sim) handle(e event) {
 		s.lookup(a, s.flags[a]&fProvided == 0)
 		s.flags[a] |= fProvided
 		s.push(s.now+rediscoverEvery, evRediscover, a, -1, 0, 0)
+		// The peers it is connected to already are watched from the
+		// start, while the lookup runs (p2p's fetchLeaves).
+		s.fill(a)
 	case evLookup:
 		if stale || !s.online(a) {
 			return
@@ -761,7 +778,7 @@ func (s *sim) discover(a int32) {
 	if s.flags[a]&fWants == 0 || s.flags[a]&(fDone|fFetching) != 0 {
 		return
 	}
-	s.push(s.now+s.rng.Float64()*s.sc.Crowd.Window.D().Seconds(), evStart, a, -1, 0, 0)
+	s.push(s.now+float64(s.delay[a]), evStart, a, -1, 0, 0)
 }
 
 // lookup asks the DHT for providers: ~log2(N)/kadBits hops, each a round
@@ -846,7 +863,7 @@ func (s *sim) connectUpTo(a, b int32, limit uint8) bool {
 func (s *sim) addHalf(a, b int32) {
 	k := int(a)*MaxDegree + int(s.deg[a])
 	s.nbr[k] = b
-	s.slotIn[k], s.slotDead[k], s.slotWait[k], s.strikes[k] = 0, 0, 0, 0
+	s.slotIn[k], s.slotDead[k], s.slotWait[k], s.strikes[k], s.slotBatch[k] = 0, 0, 0, 0, 0
 	s.slotGot[k], s.slotBusy[k], s.slotSince[k] = 0, 0, -1
 	s.deg[a]++
 	if int(a) < s.honest {
@@ -868,8 +885,8 @@ func (s *sim) removeHalf(a int32, k int) {
 	base := int(a) * MaxDegree
 	b := s.nbr[base+k]
 	last := int(s.deg[a]) - 1
-	s.nbr[base+k], s.slotIn[base+k], s.slotDead[base+k], s.slotWait[base+k], s.strikes[base+k] =
-		s.nbr[base+last], s.slotIn[base+last], s.slotDead[base+last], s.slotWait[base+last], s.strikes[base+last]
+	s.nbr[base+k], s.slotIn[base+k], s.slotDead[base+k], s.slotWait[base+k], s.strikes[base+k], s.slotBatch[base+k] =
+		s.nbr[base+last], s.slotIn[base+last], s.slotDead[base+last], s.slotWait[base+last], s.strikes[base+last], s.slotBatch[base+last]
 	s.slotGot[base+k], s.slotBusy[base+k], s.slotSince[base+k] = s.slotGot[base+last], s.slotBusy[base+last], s.slotSince[base+last]
 	s.deg[a]--
 	if int(a) < s.honest {
@@ -991,14 +1008,19 @@ func (s *sim) fill(a int32) {
 			if c == nil {
 				continue
 			}
-			if in := int(s.slotIn[base+k]); in >= min(s.batchWin, s.seedWin) { // below both, under every window
+			if s.slotBatch[base+k] == 0 {
+				// A new GET (a batch) only while the bytes in flight to
+				// the peer are under its window, as p2p's plan; in flight
+				// falls as a GET's pieces are reported, a batch at a time.
+				in := int(s.slotIn[base+k])
 				cap := s.seedWin
 				if !others || !s.complete(p) {
 					cap = s.window(base + k)
 				}
-				if in >= cap {
+				if in > 0 && in+s.batchWin > cap {
 					continue
 				}
+				s.slotBatch[base+k] = uint8(s.batchWin)
 			}
 			eligible[ne] = k
 			ne++
@@ -1073,6 +1095,7 @@ func (s *sim) fill(a int32) {
 				s.slotSince[base+bestK] = float32(s.now)
 			}
 			s.slotIn[base+bestK]++
+			s.slotBatch[base+bestK]--
 			s.inflight[a]++
 			setBit(pend, b)
 			s.push(s.now+float64(s.lat[a]+s.lat[p]), evRequest, p, a, int32(b), lr)
@@ -1515,6 +1538,12 @@ func (s *sim) join(a int32) {
 	if s.flags[a]&fFetching != 0 {
 		s.lookup(a, false)
 		s.push(s.now+rediscoverEvery, evRediscover, a, -1, 0, 0)
+	} else if s.flags[a]&(fWants|fDone) == fWants && int(a) < s.honest {
+		// It left between discovering the release and its owner asking
+		// for it (the start queued then died with the epoch): the owner
+		// asks now, or when the crowd delay ends (the emulation's owner
+		// asks again every 2 s until the node answers).
+		s.push(max(s.now, float64(s.discovered[a])+float64(s.delay[a])), evStart, a, -1, 0, 0)
 	} else if s.flags[a]&fDone != 0 && int(a) < s.honest {
 		// A finished node reconnects to some providers, to seed.
 		s.lookup(a, false)

@@ -85,7 +85,7 @@ func TestSuperSeedingSavesTheOrigin(t *testing.T) {
 	sc.Nodes = 32
 	var with float64
 	for _, off := range []bool{false, true} {
-		s, err := newSim(sc, 1)
+		s, err := newSim(sc, 1, sc.Draw(1))
 		if err != nil {
 			t.Fatal(err)
 		}
