@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,57 @@ func TestDistSample(t *testing.T) {
 		want := map[string]float64{"const": 3, "uniform": 1.5, "normal": 5, "lognormal": 2 * 1.133, "pareto": 2, "choice": 7.5}[d.Kind]
 		if mean < want*0.9 || mean > want*1.1 {
 			t.Errorf("%s: mean %g, want about %g", d.Kind, mean, want)
+		}
+	}
+}
+
+// Draw gives one network a seed, whichever mode asks: the same seed
+// draws the same links, crowd, relay latency and joins; another seed
+// others. Joins name distinct earlier nodes, JoinDegree of them once
+// there are that many; the publisher's uplink is the scenario's; a crowd
+// of a small fraction still has one fetcher.
+func TestDraw(t *testing.T) {
+	s, err := Parse([]byte("name: x\nnodes: 40\nrelease: {image_bytes: 1048576}\ncrowd: {fraction: 0.01, window: 10s}\n" +
+		"links: {publisher_uplink: 12345, latency: {kind: uniform, min: 0.001, max: 0.1}}\nmalicious: [{behaviour: corrupt, count: 2}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := s.Draw(7), s.Draw(7), s.Draw(8)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("seed 7 drew two networks")
+	}
+	if reflect.DeepEqual(a.Latency, c.Latency) || reflect.DeepEqual(a.Dials, c.Dials) {
+		t.Fatal("seeds 7 and 8 drew the same latencies or joins")
+	}
+	if len(a.Latency) != 42 || len(a.Fetch) != 40 || len(a.Dials) != 42 || len(a.RelayLatency) != 1 {
+		t.Fatalf("%d links, %d crowd flags, %d join lists, %d relays; want 42, 40, 42, 1", len(a.Latency), len(a.Fetch), len(a.Dials), len(a.RelayLatency))
+	}
+	if a.Uplink[0] != 12345 {
+		t.Errorf("publisher uplink %g, want 12345", a.Uplink[0])
+	}
+	fetchers := 0
+	for i, f := range a.Fetch {
+		if f {
+			fetchers++
+			if i == 0 || a.Delay[i] < 0 || a.Delay[i] > 10 {
+				t.Errorf("node %d fetches after %g s", i, a.Delay[i])
+			}
+		}
+	}
+	if fetchers == 0 {
+		t.Error("no fetcher")
+	}
+	for i, ds := range a.Dials {
+		if want := min(i, JoinDegree); len(ds) != want {
+			t.Errorf("node %d dials %d nodes, want %d", i, len(ds), want)
+		}
+		seen := map[int32]bool{}
+		for _, d := range ds {
+			if d < 0 || int(d) >= i || seen[d] {
+				t.Errorf("node %d dials %v: not distinct earlier nodes", i, ds)
+				break
+			}
+			seen[d] = true
 		}
 	}
 }
