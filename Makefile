@@ -39,10 +39,10 @@ suite: build lint images
 # /tmp/archy-ports.lock itself). Prints figure publish-to-running-ms and
 # figure e2e-origin-copies. Needs the set-up (make test-env, as root).
 # The simulator's calibration test (sim/calibrate): the model against the
-# emulation at 16, 32 and 48 nodes on the same networks (two seeds), ±20 %
+# emulation at 16, 32 and 48 nodes on the same networks (three seeds), ±20 %
 # asserted on completion (p50, p90, max), origin copies and bytes per
 # node; discovery is logged as a known gap (sim/emulate/BENCHMARKS.md).
-# About 90 s.
+# About two minutes.
 # Built only without -race, which moves the emulation's figures.
 calibrate:
 	$(GO) test -count=1 -v -timeout 20m ./sim/calibrate/

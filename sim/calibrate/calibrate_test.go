@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestModelMatchesEmulation runs the calibration's flash crowd in both
-// modes at 16, 32 and 48 nodes (two emulation seeds, the model 8 times on
-// each seed's network: about 90 s on 2 cores), holds completion (p50,
+// modes at 16, 32 and 48 nodes (three emulation seeds, the model 8 times
+// on each seed's network: about two minutes on 2 cores), holds completion (p50,
 // p90, max), origin copies and bytes per node within Tolerance of the
 // emulation's, and logs the known gap (discovery) with the table. make bench's emufig runs
 // 16, 32 and 64 nodes and reports the worst error over every figure.
@@ -34,7 +34,9 @@ func TestModelMatchesEmulation(t *testing.T) {
 	tab, err := Run(t.Context(), Config{
 		Scenario: FlashCrowd(16, 4),
 		Sizes:    []int{16, 32, 48},
-		Seeds:    []uint64{1, 2},
+		// Three seeds: the emulation's completion at one size moved by up to
+		// 20 % between runs of two seeds (9.9 to 11.9 s at 32 nodes).
+		Seeds: []uint64{1, 2, 3},
 		Progress: func(mode string, n int, seed uint64, r *report.Result) {
 			if mode == report.Emulation {
 				t.Logf("emulation %d nodes seed %d: wall %s, figures %+v", n, seed, r.WallTime.Round(1e6), r.Figures())
