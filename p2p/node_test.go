@@ -1,9 +1,11 @@
 package p2p
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/archy-node/archy/cas"
 	"github.com/archy-node/archy/p2p/dag"
 	"github.com/archy-node/archy/p2p/exchange"
+	"github.com/archy-node/archy/p2p/wire"
 	cid "github.com/ipfs/go-cid"
 	"go.uber.org/goleak"
 )
@@ -421,5 +424,64 @@ func TestCrowdedThinSeedIsNotAbandoned(t *testing.T) {
 	}
 	if copies > 1.3 {
 		t.Errorf("origin sent %.2f copies, want at most 1.3", copies)
+	}
+}
+
+// A peer that holds an upload slot by asking for much more than a batch
+// (the same piece 64 times, 16 MiB) and reading it slowly (256 KiB/s)
+// loses it at the request timeout, so an honest asker waiting on the busy origin is
+// served within seconds, not after the greedy request drains. The
+// request fails, so the greedy peer is not named to others either.
+func TestGreedyPeerLosesItsSlot(t *testing.T) {
+	const size, rate = 1 << 20, 1 << 20
+	origin := newNode(t, func(c *Config) { c.UploadRate, c.UploadSlots, c.RequestTimeout = rate, 1, 2*time.Second })
+	_, data := randomFile(t, size)
+	root, err := origin.Add(t.Context(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greedy := newNode(t, nil)
+	connect(t, greedy, origin)
+	s, err := greedy.Host().NewStream(t.Context(), origin.ID(), exchange.Protocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	w := bufio.NewWriter(s)
+	_ = w.WriteByte(2) // GET
+	wire.WriteBytes(w, root.Bytes())
+	_ = w.WriteByte(0) // flags
+	wire.WriteUvarint(w, 64)
+	for range 64 {
+		wire.WriteUvarint(w, 0)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// It reads 256 KiB/s: enough that no piece's write waits long (a
+	// deadline per piece would never fire), slow enough that the 16 MiB
+	// would hold the slot for a minute.
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			time.Sleep(125 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	honest := newNode(t, nil)
+	connect(t, honest, origin)
+	start := time.Now()
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := honest.GetFile(t.Context(), root, out); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	checkFile(t, out, data)
+	t.Logf("the honest fetch took %s; the origin answered %d pieces busy", took.Round(time.Millisecond), origin.ex.Stats().Busy)
+	if took > 8*time.Second {
+		t.Errorf("the honest fetch took %s behind a greedy request of 16 MiB at 1 MiB/s, want it served once the request timeout (2s) ends the greedy one", took)
 	}
 }

@@ -435,7 +435,7 @@ func (e *Exchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid) erro
 	}
 	_ = w.WriteByte(statusOK)
 	wire.WriteUvarint(w, uint64(len(data)))
-	if err := e.upload(w, data); err != nil {
+	if err := e.upload(e.life, w, data); err != nil {
 		return err
 	}
 	return w.Flush()
@@ -445,8 +445,9 @@ func (e *Exchange) serveBlock(s network.Stream, w *bufio.Writer, c cid.Cid) erro
 // stream at a time; the upload cap's bucket holds as much.
 const sendChunk = 64 << 10
 
-// upload writes data through the upload cap.
-func (e *Exchange) upload(w *bufio.Writer, data []byte) error {
+// upload writes data through the upload cap, waiting for it no later
+// than ctx's deadline.
+func (e *Exchange) upload(ctx context.Context, w *bufio.Writer, data []byte) error {
 	for len(data) > 0 {
 		n := min(len(data), sendChunk)
 		if w.Buffered() > 0 && w.Available() > 0 {
@@ -455,7 +456,7 @@ func (e *Exchange) upload(w *bufio.Writer, data []byte) error {
 			n = min(len(data), w.Available())
 		}
 		if e.limiter != nil {
-			if err := e.limiter.WaitN(e.life, n); err != nil {
+			if err := e.limiter.WaitN(ctx, n); err != nil {
 				return err
 			}
 		}
@@ -549,6 +550,13 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 	if admitted {
 		defer e.unadmit(p)
 	}
+	// The whole GET, not each piece, has the request timeout: an honest
+	// asker gives a batch up sooner (slowGrace plus a batch at MinRate),
+	// and a peer that asks much and reads slowly (or asks the same piece
+	// 64 times) must not hold a slot for long.
+	deadline := time.Now().Add(e.cfg.RequestTimeout)
+	ctx, cancel := context.WithDeadline(e.life, deadline)
+	defer cancel()
 	var buf, chunk *[]byte
 	// Pieces recorded as sent to p: if the request fails, p is taken off
 	// their lists, so askers are not pointed at a peer that never got them.
@@ -564,7 +572,7 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 		rs.mu.Unlock()
 	}()
 	for _, i := range idxs {
-		_ = s.SetWriteDeadline(time.Now().Add(e.cfg.RequestTimeout))
+		_ = s.SetWriteDeadline(deadline)
 		if rs == nil || i >= uint64(len(rs.leaves)) {
 			_ = w.WriteByte(statusDontHave)
 			continue
@@ -603,7 +611,7 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 				chunk = e.bufs.get(sendChunk)
 				defer e.bufs.put(chunk)
 			}
-			sent, err := e.stream(w, sec, *chunk, func() bool { return e.store.Intact(rs.leaves[i].Cid, sec, gen) })
+			sent, err := e.stream(ctx, w, sec, *chunk, func() bool { return e.store.Intact(rs.leaves[i].Cid, sec, gen) })
 			if err != nil {
 				return err
 			}
@@ -622,7 +630,7 @@ func (e *Exchange) serveGet(s network.Stream, r *bufio.Reader, w *bufio.Writer, 
 		}
 		_ = w.WriteByte(statusOK)
 		wire.WriteUvarint(w, uint64(len(data)))
-		if err := e.upload(w, data); err != nil {
+		if err := e.upload(ctx, w, data); err != nil {
 			return err
 		}
 		e.sent.Add(int64(len(data)))
@@ -693,7 +701,7 @@ func (e *Exchange) connected(p peer.ID) bool {
 // node serving many requests at once holds a chunk for each, not a piece.
 // sent is false, and nothing written, when the first chunk cannot be read
 // (the pack went away): the caller falls back to a whole read.
-func (e *Exchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte, intact func() bool) (sent bool, err error) {
+func (e *Exchange) stream(ctx context.Context, w *bufio.Writer, sec *io.SectionReader, chunk []byte, intact func() bool) (sent bool, err error) {
 	size := sec.Size()
 	read := func(off int64) (int, error) {
 		want := int(min(int64(len(chunk)), size-off))
@@ -715,7 +723,7 @@ func (e *Exchange) stream(w *bufio.Writer, sec *io.SectionReader, chunk []byte, 
 			// before the piece is whole, rather than send bad bytes.
 			return false, errPunched
 		}
-		if err := e.upload(w, chunk[:n]); err != nil {
+		if err := e.upload(ctx, w, chunk[:n]); err != nil {
 			return false, err
 		}
 		if off += int64(n); off == size {
