@@ -1,7 +1,8 @@
 // Package calibrate holds the simulator's model to the emulation: it runs
-// one scenario in both modes at a few swarm sizes and reports, per size
-// and headline figure, the model's value, the emulation's (the mean over
-// its seeds, with their spread) and the model's relative error.
+// one scenario in both modes at a few swarm sizes, on the same networks
+// (each emulation seed's, scenario.Draw), and reports, per size and
+// headline figure, the model's value, the emulation's (the mean over its
+// seeds, with their spread) and the model's relative error.
 //
 // Each compared figure has one definition in both modes. Completion is
 // compared as Result.Fetched (the node holding the whole image,
