@@ -132,20 +132,9 @@ func TestNodeRunsAnApp(t *testing.T) {
 	l, envJSON, _, _ := signedApp(t, "nodeapp", "localhost/archy-test/nodeapp:1", "hello from a node", port)
 	archive := l.Archives["web"]
 
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
+	n := startNode(t, node.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", RelayListen: "127.0.0.1:0",
 		Podman: node.PodmanConfig{Socket: sock},
-		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}}, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+		P2P:    p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}})
 
 	if code, out := call(t, n, http.MethodPost, "/api/v1/apps", node.InstallRequest{Envelope: envJSON,
 		Archives: map[string]string{"web": archive}}); code != http.StatusOK {

@@ -18,6 +18,7 @@ import (
 	"github.com/archy-node/archy/did"
 	"github.com/archy-node/archy/internal/podmantest"
 	"github.com/archy-node/archy/node"
+	"github.com/archy-node/archy/node/nodetest"
 	"github.com/archy-node/archy/p2p"
 	"github.com/archy-node/archy/p2p/discovery"
 	"github.com/archy-node/archy/registry"
@@ -30,19 +31,7 @@ const swarmPort = port + 1
 
 func startNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, cfg, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return n
+	return nodetest.Run(t, cfg)
 }
 
 // TestNodeInstallsDiscoveredReleaseFromTheSwarm is the publish → discover
