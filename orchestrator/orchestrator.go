@@ -36,8 +36,10 @@ type Config struct {
 	// ownership changes, fine when every container runs as its root).
 	IDMapper IDMapper
 	// PIDAlive reports whether a process exists on this host (default:
-	// kill(pid, 0)); a container the engine says runs with a dead PID
-	// is recreated.
+	// the Runtime's own PIDAlive when it has one, as the in-memory twin
+	// does, whose PIDs are not this host's; else kill(pid, 0)); a
+	// container the engine says runs with a dead PID is recreated, at
+	// most once every ZombieRetry.
 	PIDAlive func(pid int) bool
 	// Images fetches the archive of an image the engine lacks when the
 	// caller handed none (the node passes its swarm); nil: every image
@@ -88,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PIDAlive == nil {
 		c.PIDAlive = pidAlive
+		if pc, ok := c.Runtime.(PIDChecker); ok {
+			c.PIDAlive = pc.PIDAlive
+		}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -108,6 +113,19 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// PIDChecker is a Runtime whose containers' PIDs are its own to check:
+// the in-memory twin's are counters, not this host's processes, and
+// kill(pid, 0) would call them dead (or alive, by chance).
+type PIDChecker interface {
+	PIDAlive(pid int) bool
+}
+
+// ZombieRetry is the least time between two recreations of one container
+// for a dead PID: an engine that goes on reporting a dead process (or
+// PIDs from another namespace) gets an error on the app, not a recreate
+// on every pass and every event the recreate itself raises.
+const ZombieRetry = time.Minute
 
 func pidAlive(pid int) bool {
 	if pid <= 0 {
@@ -163,8 +181,9 @@ type app struct {
 	health     map[string]*health
 	containers map[string]Container
 	recreated  int
-	restarts   int                 // unhealthy containers restarted
-	backoff    map[string]*backoff // per container: when it may be restarted again
+	restarts   int                  // unhealthy containers restarted
+	backoff    map[string]*backoff  // per container: when it may be restarted again
+	zombieAt   map[string]time.Time // per container: its last recreate for a dead PID
 	retryAt    time.Time
 }
 
@@ -200,7 +219,7 @@ func New(cfg Config) (*Orchestrator, error) {
 }
 
 func (o *Orchestrator) newApp(id string) *app {
-	return &app{id: id, health: map[string]*health{}, containers: map[string]Container{}, backoff: map[string]*backoff{}}
+	return &app{id: id, health: map[string]*health{}, containers: map[string]Container{}, backoff: map[string]*backoff{}, zombieAt: map[string]time.Time{}}
 }
 
 // resolvePending (called by New) settles operations a previous run of the node left

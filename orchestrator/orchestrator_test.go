@@ -349,6 +349,70 @@ func TestAdoptionDriftAndZombie(t *testing.T) {
 	})
 }
 
+// TestDeadPIDRecreatedOncePerRetry: an engine that goes on reporting a
+// container running with a process that is not on this host (PIDs from
+// another namespace, a twin's counters) gets the container recreated
+// once per ZombieRetry and an error on the app, not a recreate on every
+// pass: the simulator's 48 nodes each recreated their container
+// thousands of times a second and spent most of the machine's CPU on it.
+func TestDeadPIDRecreatedOncePerRetry(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	now := time.Now()
+	e.cfg.Now = func() time.Time { return now }
+	e.cfg.PIDAlive = func(int) bool { return false }
+	f := newFixture(t)
+	v, arch := f.app("zomb", "1.0.0", []ctr{{name: "web"}}, nil)
+	ctx := context.Background()
+	o := e.orch()
+	if err := o.Install(ctx, v, arch); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		o.Pass(ctx)
+	}
+	st, err := o.Status("zomb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Recreated != 1 || !strings.Contains(st.Error, "not a process on this host") {
+		t.Fatalf("after 20 passes: recreated %d times, error %q; want once, and an error that names the dead PID", st.Recreated, st.Error)
+	}
+	now = now.Add(orchestrator.ZombieRetry)
+	o.Pass(ctx)
+	if st, _ = o.Status("zomb"); st.Recreated != 2 {
+		t.Fatalf("a retry period later: recreated %d times, want 2", st.Recreated)
+	}
+}
+
+// TestTwinPIDsAreItsOwn: with no PIDAlive given, the orchestrator asks a
+// runtime that knows its PIDs (the in-memory twin): its counters are not
+// processes of this host, and a kill(pid, 0) of them recreated running
+// containers.
+func TestTwinPIDsAreItsOwn(t *testing.T) {
+	e := newEnv(t, memruntime.Config{})
+	e.cfg.PIDAlive = nil
+	f := newFixture(t)
+	v, arch := f.app("twin", "1.0.0", []ctr{{name: "web"}}, nil)
+	ctx := context.Background()
+	o := e.orch()
+	if err := o.Install(ctx, v, arch); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		o.Pass(ctx)
+	}
+	if st, _ := o.Status("twin"); st.Recreated != 0 || st.Error != "" {
+		t.Fatalf("running twin container: recreated %d times, error %q", st.Recreated, st.Error)
+	}
+	if err := e.rt.Stop(ctx, "archy-twin-web", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.rt.Inspect(ctx, "archy-twin-web")
+	if e.rt.PIDAlive(c.PID) {
+		t.Fatalf("stopped container's pid %d alive", c.PID)
+	}
+}
+
 func TestForeignNameNeverTouched(t *testing.T) {
 	for name, labels := range map[string]map[string]string{
 		"no labels": nil,

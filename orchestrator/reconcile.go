@@ -220,6 +220,18 @@ func (o *Orchestrator) reconcileContainer(ctx context.Context, a *app, pc Planne
 		o.log.Warn("reconcile: container runs another image than the pinned one; recreating", "app", a.id, "container", pc.Spec.Name, "image", shortID(c.ImageID))
 		recreate = true
 	case c.Running() && !o.cfg.PIDAlive(c.PID):
+		o.mu.Lock()
+		last := a.zombieAt[pc.Name]
+		now := o.cfg.Now()
+		again := !last.IsZero() && now.Sub(last) < ZombieRetry
+		if !again {
+			a.zombieAt[pc.Name] = now
+		}
+		o.mu.Unlock()
+		if again {
+			return fmt.Errorf("the engine says it runs as pid %d, which is not a process on this host, again %s after it was recreated for that; next recreate in %s",
+				c.PID, now.Sub(last).Round(time.Second), (ZombieRetry - now.Sub(last)).Round(time.Second))
+		}
 		o.log.Warn("reconcile: engine says running but the process is gone; recreating", "app", a.id, "container", pc.Spec.Name, "pid", c.PID)
 		recreate = true
 	case c.Running():

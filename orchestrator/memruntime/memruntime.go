@@ -617,3 +617,16 @@ func (r *Runtime) LoadImageNames(names ...string) {
 		r.images[n] = id
 	}
 }
+
+// PIDAlive reports whether a running container has pid: the twin's PIDs
+// are counters, not this host's processes (orchestrator.PIDChecker).
+func (r *Runtime) PIDAlive(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.containers {
+		if c.c.PID == pid && c.c.State == orchestrator.StateRunning {
+			return true
+		}
+	}
+	return false
+}
