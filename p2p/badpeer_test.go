@@ -86,7 +86,7 @@ func TestTricklingPeerIsAbandoned(t *testing.T) {
 	if _, err := slow.AddFile(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	serveThrough(slow, trickle(100*time.Millisecond))
+	serveThrough(slow, trickle(slow.life, 100*time.Millisecond))
 	connect(t, fetcher, slow)
 	connect(t, fetcher, fast)
 	out := filepath.Join(t.TempDir(), "out.bin")

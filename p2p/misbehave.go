@@ -1,7 +1,9 @@
 package p2p
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"time"
 
@@ -22,7 +24,7 @@ func misbehave(n *Node, cfg Misbehaviour) {
 		wraps = append(wraps, corruptPieces)
 	}
 	if cfg.Trickle > 0 {
-		wraps = append(wraps, trickle(cfg.Trickle))
+		wraps = append(wraps, trickle(n.life, cfg.Trickle))
 	}
 	if len(wraps) == 0 {
 		return
@@ -52,13 +54,16 @@ func corruptPieces(s network.Stream) network.Stream {
 	}}
 }
 
-// trickle writes at most 16 KiB at a time, every d: a slow peer.
-func trickle(d time.Duration) func(network.Stream) network.Stream {
-	return func(s network.Stream) network.Stream { return &trickleStream{Stream: s, every: d} }
+// trickle writes at most 16 KiB at a time, every d: a slow peer. Its
+// pauses end with life (the node's), so a closed node leaves no writer
+// asleep.
+func trickle(life context.Context, d time.Duration) func(network.Stream) network.Stream {
+	return func(s network.Stream) network.Stream { return &trickleStream{Stream: s, life: life, every: d} }
 }
 
 type trickleStream struct {
 	network.Stream
+	life  context.Context
 	every time.Duration
 }
 
@@ -66,7 +71,13 @@ func (t *trickleStream) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		k := min(len(p), 16<<10)
-		time.Sleep(t.every)
+		pause := time.NewTimer(t.every)
+		select {
+		case <-pause.C:
+		case <-t.life.Done():
+			pause.Stop()
+			return n, fmt.Errorf("trickle: %w", t.life.Err())
+		}
 		m, err := t.Stream.Write(p[:k])
 		n += m
 		if err != nil {
