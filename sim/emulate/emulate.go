@@ -121,6 +121,10 @@ type Options struct {
 type Stats struct {
 	// Churned counts the churn events played (nodes leaving or coming back).
 	Churned int64
+	// Recreated counts the containers the honest nodes' reconcilers
+	// recreated (a dead PID, a drifted spec): none in a healthy run, and
+	// a recreate loop would spend the cores the nodes' exchange needs.
+	Recreated int64
 }
 
 // member is one emulated node.
@@ -392,6 +396,15 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 			}
 		}
 		res.Banned += int(met["archy_p2p_peers_banned_total"])
+		if opt.Stats != nil {
+			as, err := apps(ctx, cl, m)
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range as {
+				opt.Stats.Recreated += int64(a.Recreated)
+			}
+		}
 		res.Uploaded = append(res.Uploaded, up)
 		if m.idx == 0 {
 			res.OriginBytes = up
@@ -1159,20 +1172,29 @@ func install(ctx context.Context, cl *http.Client, m *member, c string, t0 time.
 
 // installed reports whether m runs release c (its installed app's CID).
 func installed(ctx context.Context, cl *http.Client, m *member, c string) bool {
-	b, err := call(ctx, cl, m.n, http.MethodGet, "/api/v1/apps", nil)
+	as, err := apps(ctx, cl, m)
 	if err != nil {
 		return false
 	}
-	var apps []node.AppView
-	if json.Unmarshal(b, &apps) != nil {
-		return false
-	}
-	for _, a := range apps {
+	for _, a := range as {
 		if a.CID == c {
 			return true
 		}
 	}
 	return false
+}
+
+// apps is m's installed apps, as its API lists them.
+func apps(ctx context.Context, cl *http.Client, m *member) ([]node.AppView, error) {
+	b, err := call(ctx, cl, m.n, http.MethodGet, "/api/v1/apps", nil)
+	if err != nil {
+		return nil, err
+	}
+	var as []node.AppView
+	if err := json.Unmarshal(b, &as); err != nil {
+		return nil, fmt.Errorf("node %d: read its apps: %w", m.idx, err)
+	}
+	return as, nil
 }
 
 // installOnce asks for the install and follows the operation to its
