@@ -183,6 +183,7 @@ func (n *Node) appsHandlers(mux *http.ServeMux) {
 		// the installed app's (or its kept data's) and a version that does
 		// not go up: 409 with the reason.
 		if _, err := n.orch.Status(v.Manifest.ID); err == nil {
+			trackKind(r.Context(), "update")
 			err := n.orch.Update(r.Context(), v, req.Archives, req.options()...)
 			if err == nil {
 				n.pruneLater()

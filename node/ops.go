@@ -180,6 +180,12 @@ func (t *opTable) setApp(o *op, app string) {
 	o.app = app
 }
 
+func (t *opTable) setKind(o *op, kind string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o.kind = kind
+}
+
 // emit appends ev to o's events (nothing after the end event) and wakes
 // the streams that follow o.
 func (t *opTable) emit(o *op, ev OpEvent) {
@@ -239,15 +245,27 @@ func (t *opTable) status(o *op) Operation {
 type opKey struct{}
 
 // opTrack is how an operation's work names the app it concerns, once it
-// knows it: the orchestrator's progress for that app becomes the
-// operation's progress events.
-type opTrack func(app string)
+// knows it (the orchestrator's progress for that app becomes the
+// operation's progress events), and what the operation turned out to be.
+type opTrack struct {
+	app  func(app string)
+	kind func(kind string)
+}
 
 // trackApp names, inside an operation, the app it concerns; outside one
 // it does nothing.
 func trackApp(ctx context.Context, app string) {
-	if f, ok := ctx.Value(opKey{}).(opTrack); ok {
-		f(app)
+	if t, ok := ctx.Value(opKey{}).(opTrack); ok {
+		t.app(app)
+	}
+}
+
+// trackKind renames, inside an operation, its kind once the work knows
+// it (POST /api/v1/apps is an update when the app is installed); outside
+// one it does nothing.
+func trackKind(ctx context.Context, kind string) {
+	if t, ok := ctx.Value(opKey{}).(opTrack); ok {
+		t.kind(kind)
 	}
 }
 
@@ -329,25 +347,27 @@ func (n *Node) runOp(o *op, fn func(context.Context) error) {
 			}
 		}
 	}()
-	track := opTrack(func(a string) {
+	track := opTrack{app: func(a string) {
 		mu.Lock()
 		app = a
 		mu.Unlock()
 		n.ops.setApp(o, a)
-	})
-	if o.app != "" {
-		track(o.app)
+	}, kind: func(k string) { n.ops.setKind(o, k) }}
+	st := n.ops.status(o)
+	if st.App != "" {
+		track.app(st.App)
 	}
-	n.ops.emit(o, OpEvent{Type: EventProgress, Message: o.kind + " started"})
+	n.ops.emit(o, OpEvent{Type: EventProgress, Message: st.Kind + " started"})
 	err := fn(context.WithValue(n.life, opKey{}, track))
 	close(quit)
 	<-done
 	unsubscribe()
-	end := OpEvent{Type: EventEnd, OK: err == nil, Fraction: 1, Message: o.kind + " done"}
+	st = n.ops.status(o)
+	end := OpEvent{Type: EventEnd, OK: err == nil, Fraction: 1, Message: st.Kind + " done"}
 	if err != nil {
-		end.Fraction, end.Message = 0, o.kind+" failed"
+		end.Fraction, end.Message = 0, st.Kind+" failed"
 		end.Error, end.Code, end.Reason = err.Error(), errorCode(err), reason
-		n.log.Warn("operation failed", "op", o.kind, "id", o.id, "app", o.app, "err", err)
+		n.log.Warn("operation failed", "op", st.Kind, "id", o.id, "app", st.App, "err", err)
 	}
 	n.ops.emit(o, end)
 }

@@ -247,7 +247,7 @@ func TestTrustPicksHonestPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotJSON, _ := rot.Marshal()
-	if end := opEnd(t, a, http.MethodPost, "/api/v1/apps", InstallRequest{Envelope: nextEnv, Rotations: []json.RawMessage{rotJSON}}); !end.OK {
+	if end := opEnd(t, a, http.MethodPost, "/api/v1/apps", InstallRequest{Envelope: nextEnv, Rotations: []json.RawMessage{rotJSON}}); !end.OK || end.Message != "update done" {
 		t.Fatalf("update under a rotation statement: %+v", end)
 	}
 	if s, err := a.orch.Status("notes"); err != nil || s.Publisher != next.DID() || s.Version != "1.1.0" {
