@@ -94,11 +94,13 @@ fuzz-list:
 # BENCH_FIGURE_TESTS are go test benchmarks run once each (-benchtime 1x)
 # whose `figure` lines are printed (the rest of their output only when they
 # fail): ./p2p: ingest, transfer, flash crowd, bad peer, update (p2p/BENCHMARKS.md);
-# ./relay: publish -> live delivery, a valid event during a junk flood.
+# ./relay: publish -> live delivery, a valid event during a junk flood;
+# ./p2p/discovery: a real announcement's delivery to 48 discoverers, wall
+# and CPU per subscriber (what sim/model charges on shared cores).
 # `make bench-go` runs the go test benchmarks of BENCH_PKGS; save two runs
 # and compare them with `make benchstat OLD=a.txt NEW=b.txt`.
 BENCH_FIGURES ?= ./cas/internal/blake3bench ./p2p/discovery/internal/discoverbench ./orchestrator/internal/reconcilefig ./relay/internal/insertbench ./trust/internal/trustbench ./node/internal/idlefig ./sim/internal/simfig ./sim/emulate/internal/emufig
-BENCH_FIGURE_TESTS ?= ./p2p ./relay
+BENCH_FIGURE_TESTS ?= ./p2p ./relay ./p2p/discovery
 # BENCH_FIGURE_TARGETS are make targets whose `figure` lines are printed:
 # e2e (publish-to-running-ms, e2e-origin-copies; e2e/BENCHMARKS.md).
 BENCH_FIGURE_TARGETS ?= e2e
