@@ -113,14 +113,22 @@ func (r *Release) attach(content []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrEnvelope, err)
 	}
-	if _, err := env.Verify(registry.ManifestPayloadType, 1, func(id string) bool { return id == r.Publisher }); err != nil {
-		return fmt.Errorf("%w: %v", ErrEnvelope, err)
+	// The tags' publisher must sign it: checked here by key ID alone, and
+	// cryptographically once, by VerifyParsed (which also wants the
+	// manifest's publisher among the signers; the two are compared below).
+	// Verifying the publisher's signature here as well doubled a node's
+	// ed25519 work for every announcement.
+	if !claimsSigner(env, r.Publisher) {
+		return fmt.Errorf("%w: not signed by %s", ErrEnvelope, r.Publisher)
 	}
 	if err := cas.Verify(r.CID, env.Payload); err != nil {
 		return ErrCID
 	}
 	v, err := registry.VerifyParsed(env)
 	if err != nil {
+		if errors.Is(err, did.ErrThreshold) || errors.Is(err, did.ErrPayloadType) || errors.Is(err, registry.ErrPublisherMismatch) {
+			return fmt.Errorf("%w: %v", ErrEnvelope, err)
+		}
 		return fmt.Errorf("%w: %v", ErrManifest, err)
 	}
 	m := v.Manifest
@@ -135,6 +143,17 @@ func (r *Release) attach(content []byte) error {
 	r.Envelope = content
 	r.Manifest = v
 	return nil
+}
+
+// claimsSigner reports whether env carries a signature under the key of
+// DID id (not whether it verifies).
+func claimsSigner(env *did.Envelope, id string) bool {
+	for _, sg := range env.Signatures {
+		if pub, err := did.Parse(sg.KeyID); err == nil && did.FromPublicKey(pub) == id {
+			return true
+		}
+	}
+	return false
 }
 
 func checkBinding(raw, publisher, nostrPub string) error {
