@@ -54,7 +54,7 @@ var Figures = []Figure{
 	{Name: "bytes-per-node-mib", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().BytesPerNode / (1 << 20) }},
 	{Name: "discovery-p50-s", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().DiscoveryP50 },
 		Gap: "the model is 0-26 % under: its first node and its cost a node agree with the emulation " +
-			"(at 4 nodes within 1-2 ms; BenchmarkDeliverAnnouncement 1.28-1.44 ms of CPU a node against the 1.42 charged), " +
+			"(at 4 nodes within 1-2 ms; BenchmarkDeliverAnnouncement 1.03-1.14 ms of CPU a node against the 1.17 charged), " +
 			"but one seed's emulation comes out at the model's value in some runs and 50 % over it in others " +
 			"(32 nodes, seed 1: 24 ms, then 35-40 ms), the cores taken by something the nodes do beside discovery " +
 			"that the model does not queue (sim/emulate/BENCHMARKS.md)"},
