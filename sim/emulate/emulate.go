@@ -1100,9 +1100,10 @@ func watchDiscovery(ctx context.Context, ms []*member, c cid.Cid) {
 			if !m.fetch || m.foundAt.Load() != 0 {
 				continue
 			}
-			left = true
 			if at := m.seenAt(c); at != 0 {
 				m.foundAt.Store(at)
+			} else {
+				left = true
 			}
 		}
 		if !left {
