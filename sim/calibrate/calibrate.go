@@ -55,9 +55,9 @@ var Figures = []Figure{
 	{Name: "discovery-p50-s", Compared: true, Get: func(r *report.Result) float64 { return r.Figures().DiscoveryP50 },
 		Gap: "the model is 0-26 % under: its first node and its cost a node agree with the emulation " +
 			"(at 4 nodes within 1-2 ms; BenchmarkDeliverAnnouncement 1.03-1.14 ms of CPU a node against the 1.17 charged), " +
-			"but one seed's emulation comes out at the model's value in some runs and 50 % over it in others " +
-			"(32 nodes, seed 1: 24 ms, then 35-40 ms), the cores taken by something the nodes do beside discovery " +
-			"that the model does not queue (sim/emulate/BENCHMARKS.md)"},
+			"but the emulation's figure has two modes 50 % apart: in about half the runs the Go runtime runs the whole " +
+			"discovery burst on one of the process's two cores (/proc/stat: the other idle throughout, no steal), " +
+			"and the model follows the two-core mode (sim/emulate/BENCHMARKS.md)"},
 	{Name: "install-tail-p50-s", Why: "the emulation's install after the fetch (load, create, start on the twin runtime); the model has no runtime",
 		Get: installTail},
 }
