@@ -41,7 +41,8 @@ suite: build lint images
 # The simulator's calibration test (sim/calibrate): the model against the
 # emulation at 16, 32 and 48 nodes on the same networks (three seeds), ±20 %
 # asserted on completion (p50, p90, max), origin copies and bytes per
-# node; discovery is logged as a known gap (sim/emulate/BENCHMARKS.md).
+# node, and discovery p50 (the emulation's averaged over 4 probe
+# announcements and the release's: sim/emulate/BENCHMARKS.md).
 # About two minutes.
 # Built only without -race, which moves the emulation's figures.
 calibrate:

@@ -114,6 +114,13 @@ type Options struct {
 	// OnSwarmUp, when set, is called once every node runs and has joined,
 	// before the release (benchmarks profile there).
 	OnSwarmUp func()
+	// DiscoveryRounds, when above 0, times that many announcements before
+	// the release's, each of a release of a probe app by the same
+	// publisher, into Result.DiscoveryRounds. The nodes' discovery runs
+	// on the machine's shared cores, which the Go runtime uses fully in
+	// some rounds and one of in others: rounds give a run's discovery
+	// figure both (the calibration).
+	DiscoveryRounds int
 }
 
 // Stats are what a run did that the Result has no field for (the
@@ -329,14 +336,16 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	// the process is quiet, so discovery times the network and the relay,
 	// not the set-up's last work.
 	waited := settle(ctx, 0.25, 200*time.Millisecond, 15*time.Second)
-	// The nodes share one heap: a collection of all of it (hundreds of
-	// MiB, a second of a core) falling in the few ms of discovery is an
-	// artefact of the emulation, as each real node collects its own small
-	// heap; what discovery allocates is a sliver of the heap, so its own
-	// share of collection is too. Collect before the announcement.
-	gcStart := time.Now()
-	runtime.GC()
-	log.Info("settled", "waited", waited.Round(time.Millisecond), "gc", time.Since(gcStart).Round(time.Millisecond))
+	log.Info("settled", "waited", waited.Round(time.Millisecond))
+	var rounds [][]time.Duration
+	for k := range opt.DiscoveryRounds {
+		r, err := probeRound(ctx, ms, img, sc.Release.App, k, rel.key)
+		if err != nil {
+			return nil, err
+		}
+		rounds = append(rounds, r)
+	}
+	collect()
 	// Discoveries are watched from before the announcement leaves.
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -380,7 +389,7 @@ func RunWith(ctx context.Context, sc *scenario.Scenario, seed uint64, opt Option
 	if opt.Stats != nil {
 		opt.Stats.Churned = churned.Load()
 	}
-	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size}
+	res = &report.Result{Scenario: sc.Name, Mode: report.Emulation, Seed: seed, Nodes: sc.Nodes, ImageBytes: img.size, DiscoveryRounds: rounds}
 	for _, m := range ms {
 		if m.bad != "" {
 			continue
@@ -899,8 +908,20 @@ func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app,
 			return nil, fmt.Errorf("emulate: publisher key: %w", err)
 		}
 	}
+	rel, err := sign(img, app, version, key)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := call(ctx, cl, pub.n, http.MethodPost, "/api/v1/manifests", bytes.NewReader(rel.env)); err != nil {
+		return nil, fmt.Errorf("emulate: publish the manifest: %w", err)
+	}
+	return rel, nil
+}
+
+// sign makes key's signed release of app at version pinning img.
+func sign(img *image, app, version string, key *did.Key) (*release, error) {
 	m := &registry.Manifest{Schema: registry.Schema, ID: app, Name: app, Version: version, Publisher: key.DID(),
-		Containers: []registry.Container{{Name: "app", Image: registry.Image{Ref: img.ref, CID: sum,
+		Containers: []registry.Container{{Name: "app", Image: registry.Image{Ref: img.ref, CID: img.sum.CID.String(),
 			Digest: img.sum.Digest, Size: img.size}}}}
 	env, _, err := registry.Sign(m, key)
 	if err != nil {
@@ -914,10 +935,68 @@ func publish(ctx context.Context, cl *http.Client, pub *member, img *image, app,
 	if err != nil {
 		return nil, fmt.Errorf("emulate: verify the release: %w", err)
 	}
-	if _, err := call(ctx, cl, pub.n, http.MethodPost, "/api/v1/manifests", bytes.NewReader(envJSON)); err != nil {
-		return nil, fmt.Errorf("emulate: publish the manifest: %w", err)
-	}
 	return &release{v: v, env: envJSON, key: key}, nil
+}
+
+// collect collects the nodes' shared heap before an announcement: one
+// collection of all of it (hundreds of MiB, a second of a core) falling
+// in the few ms of discovery is an artefact of the emulation, as each
+// real node collects its own small heap; what discovery allocates is a
+// sliver of the heap, so its own share of collection is too.
+func collect() { runtime.GC() }
+
+// roundWait bounds one discovery round (a hang guard: a round takes tens
+// of ms); roundGap is the quiet between rounds.
+const (
+	roundWait = 10 * time.Second
+	roundGap  = 200 * time.Millisecond
+)
+
+// probeRound announces release 0.0.k of app's probe (key's, pinning img)
+// and returns each fetching node's discovery time of it, -1 for a node
+// that did not store it within roundWait.
+func probeRound(ctx context.Context, ms []*member, img *image, app string, k int, key *did.Key) ([]time.Duration, error) {
+	rel, err := sign(img, app+"-probe", fmt.Sprintf("0.0.%d", k+1), key)
+	if err != nil {
+		return nil, err
+	}
+	collect()
+	t0, err := announce(ctx, ms[0].relay, rel)
+	if err != nil {
+		return nil, fmt.Errorf("emulate: discovery round %d: %w", k+1, err)
+	}
+	c := rel.v.CID
+	deadline := time.Now().Add(roundWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		left := false
+		for _, m := range ms {
+			if m.fetch && m.seenAt(c) == 0 {
+				left = true
+				break
+			}
+		}
+		if !left {
+			break
+		}
+		select {
+		case <-ms[0].stored:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	var out []time.Duration
+	for _, m := range ms {
+		if !m.fetch {
+			continue
+		}
+		d := time.Duration(-1)
+		if at := m.seenAt(c); at != 0 {
+			d = time.Unix(0, at).Sub(t0)
+		}
+		out = append(out, d)
+	}
+	time.Sleep(roundGap)
+	return out, nil
 }
 
 // postBlob adds the file at path through n's API and returns its sum.

@@ -233,3 +233,48 @@ horizon: 3m
 		t.Fatalf("%d nodes kept corrupt bytes", res.CorruptAccepted)
 	}
 }
+
+// TestDiscoveryRounds: the probe announcements timed before the release
+// reach every fetching node, each round on its own clock, and leave the
+// release's discovery and the crowd as they were.
+func TestDiscoveryRounds(t *testing.T) {
+	sc, err := scenario.Parse([]byte(`
+name: rounds
+nodes: 8
+links:
+  latency: {kind: uniform, min: 0.001, max: 0.004}
+  uplink: {kind: const, value: 8388608}
+  downlink: {kind: const, value: 33554432}
+release: {app: hello, image_bytes: 1048576, layers: 1}
+crowd: {fraction: 1, window: 1s}
+horizon: 2m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunWith(t.Context(), sc, 1, Options{DiscoveryRounds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.DiscoveryRounds) != 3 {
+		t.Fatalf("%d rounds, want 3", len(res.DiscoveryRounds))
+	}
+	for k, round := range res.DiscoveryRounds {
+		if len(round) != 7 {
+			t.Fatalf("round %d: %d nodes, want the 7 fetching ones", k+1, len(round))
+		}
+		for i, d := range round {
+			// Tens of ms here; a second would be a round timed from the
+			// wrong moment.
+			if d <= 0 || d > time.Second {
+				t.Errorf("round %d, node %d: discovered after %s", k+1, i+1, d)
+			}
+		}
+	}
+	for i, c := range res.Completion {
+		if c < 0 || res.Discovery[i] < 0 {
+			t.Errorf("node %d: discovered at %s, completed at %s", i+1, res.Discovery[i], c)
+		}
+	}
+	t.Logf("rounds %v, release %v", res.DiscoveryRounds, res.Discovery)
+}

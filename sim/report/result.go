@@ -44,6 +44,10 @@ type Result struct {
 	// Discovery is, per fetching node, the time from the announcement to
 	// the node knowing the release.
 	Discovery []time.Duration `json:"discovery_ns"`
+	// DiscoveryRounds are, when the emulation timed announcements of a
+	// probe app before the release (emulate.Options.DiscoveryRounds), each
+	// round's discovery times per fetching node (-1 if not in time).
+	DiscoveryRounds [][]time.Duration `json:"discovery_rounds_ns,omitempty"`
 	// LookupHops are the hops of the DHT lookups made (provider lookups).
 	LookupHops []int `json:"lookup_hops,omitempty"`
 	// Uploaded is, per honest node, the bytes it uploaded.

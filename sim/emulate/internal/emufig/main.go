@@ -109,7 +109,7 @@ func calibration(sizes string, seeds int, log *slog.Logger) {
 	cfg := calibrate.Config{Scenario: calibrate.FlashCrowd(16, 4),
 		Emulate: func(ctx context.Context, sc *scenario.Scenario, seed uint64) (*report.Result, error) {
 			debug.FreeOSMemory()
-			return emulate.RunWith(ctx, sc, seed, emulate.Options{Log: log})
+			return emulate.RunWith(ctx, sc, seed, emulate.Options{Log: log, DiscoveryRounds: calibrate.DiscoveryRounds})
 		},
 		Progress: func(mode string, n int, seed uint64, r *report.Result) {
 			if mode == report.Emulation {
